@@ -1,0 +1,43 @@
+# Every target installs what it needs the first time: the .venv and its packages here, the
+# Kafka jars and mongod in ~/.cache/jakpreneur (see deploy/local/launcher.py).
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test up down lint install infra schemas clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --progress-bar on -q --upgrade pip
+	$(PY) -m pip install --progress-bar on -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+infra: $(STAMP)  ## download the Kafka jars and mongod into the cache (once)
+	$(PY) -m deploy.local install
+
+run: infra  ## the main job: the stack, a batch of registrations, a tally; Ctrl-C stops it
+	$(PY) -m deploy.local run
+
+test: infra  ## the whole suite on a real Kafka broker and a real mongod
+	$(PY) -m pytest
+
+up: infra  ## the stack in the background; writes .run/stack.env
+	$(PY) -m deploy.local up
+
+down: $(STAMP)
+	$(PY) -m deploy.local down
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+schemas: $(STAMP)  ## rewrite the contract snapshots after a compatible change
+	$(PY) -m shared.contracts
+
+clean:
+	rm -rf .run .pytest_cache .mypy_cache .ruff_cache

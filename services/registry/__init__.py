@@ -1,0 +1,1 @@
+"""P1 pendaftaran: registration, deduplication by NIK, the participant master data."""

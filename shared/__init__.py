@@ -1,0 +1,1 @@
+"""The small kernel every Jakpreneur service uses. It holds no business rules."""

@@ -1,0 +1,141 @@
+"""CloudEvents 1.0 envelope in Kafka binary mode.
+
+The record value is the JSON ``data``; the attributes travel as ``ce_*`` headers. An event
+caused by another inherits the cause's correlation id (or the cause's id when it had none)
+and names the cause in ``ce_causationid``, so a participant's whole flow can be followed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+SPECVERSION = "1.0"
+CONTENT_TYPE = "application/json"
+_REQUIRED = ("ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time")
+
+
+class EnvelopeError(ValueError):
+    """The record's headers are not a CloudEvents envelope this system can read."""
+
+
+@dataclass(frozen=True)
+class Envelope:
+    id: str
+    source: str
+    type: str
+    time: datetime
+    subject: str | None = None
+    correlation_id: str | None = None
+    causation_id: str | None = None
+
+    def headers(self) -> dict[str, str]:
+        out = {
+            "ce_specversion": SPECVERSION,
+            "ce_id": self.id,
+            "ce_source": self.source,
+            "ce_type": self.type,
+            "ce_time": self.time.isoformat(),
+            "content-type": CONTENT_TYPE,
+        }
+        if self.subject is not None:
+            out["ce_subject"] = self.subject
+        if self.correlation_id is not None:
+            out["ce_correlationid"] = self.correlation_id
+        if self.causation_id is not None:
+            out["ce_causationid"] = self.causation_id
+        return out
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, str | bytes]) -> Envelope:
+        """Read the envelope; raise :class:`EnvelopeError` naming what is missing or wrong."""
+        text = {
+            k: (v.decode("utf-8", "replace") if isinstance(v, bytes) else v)
+            for k, v in headers.items()
+        }
+        missing = [name for name in _REQUIRED if not text.get(name)]
+        if missing:
+            raise EnvelopeError(f"missing envelope headers: {', '.join(missing)}")
+        if text["ce_specversion"] != SPECVERSION:
+            raise EnvelopeError(f"unsupported ce_specversion {text['ce_specversion']!r}")
+        try:
+            time = datetime.fromisoformat(text["ce_time"])
+        except ValueError as exc:
+            raise EnvelopeError(f"ce_time is not an RFC 3339 time: {exc}") from None
+        if time.tzinfo is None:
+            raise EnvelopeError("ce_time has no UTC offset")
+        return cls(
+            id=text["ce_id"],
+            source=text["ce_source"],
+            type=text["ce_type"],
+            time=time,
+            subject=text.get("ce_subject") or None,
+            correlation_id=text.get("ce_correlationid") or None,
+            causation_id=text.get("ce_causationid") or None,
+        )
+
+    def caused(self, *, type: str, source: str, subject: str | None, time: datetime) -> Envelope:
+        """The envelope of an event this one caused."""
+        return Envelope(
+            id=str(uuid.uuid4()),
+            source=source,
+            type=type,
+            time=time,
+            subject=subject,
+            correlation_id=self.correlation_id or self.id,
+            causation_id=self.id,
+        )
+
+
+def new_envelope(*, type: str, source: str, subject: str | None = None) -> Envelope:
+    """The envelope of an event that starts a flow (e.g. a portal submission)."""
+    event_id = str(uuid.uuid4())
+    return Envelope(
+        id=event_id,
+        source=source,
+        type=type,
+        time=datetime.now(UTC),
+        subject=subject,
+        correlation_id=event_id,
+    )
+
+
+@dataclass(frozen=True)
+class OutgoingEvent:
+    """A fully addressed record, ready for the outbox or the broker."""
+
+    topic: str
+    key: str
+    envelope: Envelope
+    value: bytes
+
+    @classmethod
+    def of(cls, data: BaseModel, *, topic: str, key: str, envelope: Envelope) -> OutgoingEvent:
+        return cls(topic=topic, key=key, envelope=envelope, value=data.model_dump_json().encode())
+
+    def to_document(self) -> dict[str, Any]:
+        """How the outbox stores it: ``_id`` is the event id, so a retry cannot duplicate it."""
+        return {
+            "_id": self.envelope.id,
+            "topic": self.topic,
+            "key": self.key,
+            "headers": self.envelope.headers(),
+            "value": self.value,
+        }
+
+    @classmethod
+    def from_document(cls, doc: Mapping[str, Any]) -> OutgoingEvent:
+        return cls(
+            topic=doc["topic"],
+            key=doc["key"],
+            envelope=Envelope.from_headers(doc["headers"]),
+            value=bytes(doc["value"]),
+        )
+
+    def with_topic(self, topic: str) -> OutgoingEvent:
+        return replace(self, topic=topic)

@@ -1,0 +1,161 @@
+"""Broker factory, explicit topic creation, raw records and the dead-letter queue."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from faststream.kafka import KafkaBroker
+from faststream.kafka.message import KafkaMessage
+
+from shared.envelope import OutgoingEvent
+from shared.logging import get_logger
+from shared.settings import ServiceSettings
+
+log = get_logger(__name__)
+
+DLQ_SUFFIX = ".dlq"
+
+
+def make_broker(settings: ServiceSettings) -> KafkaBroker:
+    """acks=all and the idempotent producer: a retried send is never written twice."""
+    return KafkaBroker(
+        settings.kafka_bootstrap_servers,
+        acks="all",
+        enable_idempotence=True,
+        client_id=settings.service_name,
+        logger=get_logger("faststream"),
+    )
+
+
+async def ensure_topics(settings: ServiceSettings, names: Iterable[str]) -> list[str]:
+    """Create each event topic and its ``.dlq`` twin; the broker never auto-creates them."""
+    topics = sorted({t for name in names for t in (settings.topic(name), dlq_topic(settings.topic(name)))})
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(
+                name=topic,
+                num_partitions=settings.topic_partitions,
+                replication_factor=settings.topic_replication_factor,
+                topic_configs={"retention.ms": str(settings.topic_retention_ms)},
+            )
+            for topic in topics
+            if topic not in existing
+        ]
+        if wanted:
+            try:
+                await admin.create_topics(wanted)
+            except TopicAlreadyExistsError:
+                pass  # another instance of the service created them first
+            for _ in range(100):  # metadata of a new topic reaches the broker's cache shortly after
+                if set(topics) <= set(await admin.list_topics()):
+                    break
+                await asyncio.sleep(0.1)
+            log.info("topics created", topics=[t.name for t in wanted])
+    finally:
+        await admin.close()
+    return topics
+
+
+def dlq_topic(topic: str) -> str:
+    return f"{topic}{DLQ_SUFFIX}"
+
+
+async def publish(broker: KafkaBroker, event: OutgoingEvent) -> None:
+    """Send one event and wait for the broker's acknowledgement (acks=all)."""
+    await broker.publish(
+        event.value,
+        topic=event.topic,
+        key=event.key.encode(),
+        headers=event.envelope.headers(),
+        correlation_id=event.envelope.correlation_id or event.envelope.id,
+    )
+
+
+@dataclass(frozen=True)
+class Record:
+    """What a consumer received, as it was on the wire: nothing parsed yet."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: Mapping[str, str]
+
+    @classmethod
+    def of_raw(cls, raw: Any) -> Record:
+        """From an aiokafka ``ConsumerRecord``."""
+        return cls(
+            topic=raw.topic,
+            partition=raw.partition,
+            offset=raw.offset,
+            key=raw.key,
+            value=raw.value or b"",
+            headers={k: (v or b"").decode("utf-8", "replace") for k, v in (raw.headers or ())},
+        )
+
+
+async def raw_body(message: KafkaMessage) -> Any:
+    """Decoder that leaves the body (bytes, or a batch's list of bytes) alone, so that an
+    unreadable record reaches the handler instead of failing inside the framework."""
+    return message.body
+
+
+async def send_to_dlq(
+    broker: KafkaBroker, record: Record, *, error_type: str, error_message: str, service: str
+) -> None:
+    """Republish the record untouched to ``<topic>.dlq``, with why and where it failed."""
+    headers = dict(record.headers)
+    headers.update(
+        {
+            "dlq_error_type": error_type,
+            "dlq_error_message": error_message[:2000],
+            "dlq_original_topic": record.topic,
+            "dlq_original_partition": str(record.partition),
+            "dlq_original_offset": str(record.offset),
+            "dlq_failing_service": service,
+            "dlq_failed_at": datetime.now(UTC).isoformat(),
+        }
+    )
+    await broker.publish(record.value, topic=dlq_topic(record.topic), key=record.key, headers=headers)
+    log.warning(
+        "record sent to dead-letter queue",
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        error_type=error_type,
+    )
+
+
+TRANSIENT_KAFKA_ERRORS: tuple[type[BaseException], ...] = (KafkaError, asyncio.TimeoutError)
+
+
+def _clean_headers(record: Any) -> Any:
+    headers = tuple(
+        (key, (value or b"").decode("utf-8", "replace").encode()) for key, value in record.headers
+    )
+    return dataclasses.replace(record, headers=headers)
+
+
+async def tolerant_parser(message: Any, original: Callable[[Any], Awaitable[Any]]) -> Any:
+    """FastStream's parser, minus its crash on a null or non-UTF-8 header value: such a
+    record must still reach the handler, to be answered or dead-lettered, not lost."""
+    if isinstance(message, tuple):
+        return await original(tuple(_clean_headers(r) for r in message))
+    return await original(_clean_headers(message))
+
+
+def records_of(message: KafkaMessage) -> list[Record]:
+    """The records of a batch message (or of a single one), as they were on the wire."""
+    raw: Any = message.raw_message
+    return [Record.of_raw(r) for r in (raw if isinstance(raw, tuple) else (raw,))]

@@ -1,0 +1,95 @@
+"""structlog set-up: JSON when not on a terminal, and PII masked wherever it appears.
+
+Every log line, ours and the libraries' (FastStream, aiokafka, pymongo go through the same
+formatter), passes :func:`mask_pii`, so a NIK, KK, phone number or e-mail address that slips
+into a message, a bound value or an exception text is replaced before it is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import IO, Any
+
+import structlog
+
+# 16 digits (NIK, KK), Indonesian mobile numbers in any of their spellings, e-mail addresses.
+_PATTERNS = (
+    (re.compile(r"(?<!\d)\d{16}(?!\d)"), "[NIK/KK]"),
+    (re.compile(r"(?<![\w+])(?:\+?62|0)[\s-]?8[\d\s-]{7,16}\d(?!\d)"), "[PHONE]"),
+    (re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"), "[EMAIL]"),
+)
+_PII_KEYS = frozenset({"nik", "kk", "phone", "email", "full_name"})
+
+
+def mask_text(text: str) -> str:
+    for pattern, replacement in _PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _mask(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_text(value)
+    if isinstance(value, dict):
+        return {k: ("[MASKED]" if k in _PII_KEYS else _mask(v)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_mask(v) for v in value]
+    return value
+
+
+def mask_pii(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor; runs last before rendering, so exception texts are masked too."""
+    return {k: ("[MASKED]" if k in _PII_KEYS else _mask(v)) for k, v in event_dict.items()}
+
+
+def configure_logging(
+    service: str, level: str = "INFO", stream: IO[str] | None = None, json: bool | None = None
+) -> None:
+    """Route structlog and the standard library's logging through one masked renderer."""
+    stream = stream or sys.stderr
+    if json is None:
+        json = not stream.isatty()
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if json
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            mask_pii,
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("aiokafka", "pymongo", "kafka"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    structlog.contextvars.bind_contextvars(service=service)
+
+
+def get_logger(name: str) -> structlog.stdlib.BoundLogger:
+    logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(name)
+    return logger

@@ -1,0 +1,149 @@
+"""MongoDB helpers: the client factory, the inbox, the outbox and its relay, and retries.
+
+Inbox and outbox are what make at-least-once delivery produce every effect once: a handler
+claims the message's idempotency key and writes its state change and the events it causes in
+one transaction; a relay publishes what the outbox holds and marks it sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from faststream.kafka import KafkaBroker
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import (
+    AutoReconnect,
+    ConnectionFailure,
+    DuplicateKeyError,
+    NetworkTimeout,
+    NotPrimaryError,
+    ServerSelectionTimeoutError,
+)
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    wait_exponential_jitter,
+)
+
+from shared.envelope import OutgoingEvent
+from shared.kafka import TRANSIENT_KAFKA_ERRORS, publish
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+T = TypeVar("T")
+
+Document = dict[str, Any]
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    AutoReconnect,
+    ConnectionFailure,
+    NetworkTimeout,
+    NotPrimaryError,
+    ServerSelectionTimeoutError,
+    *TRANSIENT_KAFKA_ERRORS,
+)
+
+
+def make_client(uri: str) -> AsyncMongoClient[Document]:
+    return AsyncMongoClient(uri, tz_aware=True, serverSelectionTimeoutMS=5000)
+
+
+def _log_retry(state: RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome else None
+    log.warning(
+        "transient failure, retrying",
+        attempt=state.attempt_number,
+        error_type=type(exc).__name__,
+    )
+
+
+async def retry_transient(operation: Callable[[], Awaitable[T]], max_wait_s: float = 10.0) -> T:
+    """Run ``operation`` until it succeeds; a database or broker outage is waited out,
+    never turned into a lost message. Anything not transient propagates at once."""
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception_type(TRANSIENT_ERRORS),
+        wait=wait_exponential_jitter(initial=0.1, max=max_wait_s),
+        before_sleep=_log_retry,
+        reraise=True,
+    ):
+        with attempt:
+            return await operation()
+    raise AssertionError("unreachable: AsyncRetrying without stop always returns or raises")
+
+
+async def claim(db: AsyncDatabase[Document], session: AsyncClientSession, key: str) -> bool:
+    """Record ``key`` in the inbox inside the caller's transaction; False if already there."""
+    try:
+        await db.inbox.insert_one({"_id": key, "at": datetime.now(UTC)}, session=session)
+    except DuplicateKeyError:
+        return False
+    return True
+
+
+class Outbox:
+    """Events written with the state change that caused them, published afterwards."""
+
+    def __init__(self, db: AsyncDatabase[Document], broker: KafkaBroker) -> None:
+        self.collection = db.outbox
+        self.broker = broker
+
+    async def ensure_indexes(self) -> None:
+        await self.collection.create_index([("sent_at", 1), ("created_at", 1)])
+
+    async def add(self, session: AsyncClientSession, events: Iterable[OutgoingEvent]) -> None:
+        now = datetime.now(UTC)
+        docs = [{**e.to_document(), "created_at": now, "sent_at": None} for e in events]
+        if docs:
+            await self.collection.insert_many(docs, session=session)
+
+    async def publish(self, events: Iterable[OutgoingEvent]) -> None:
+        """Fast path right after the commit; anything it misses the relay sends later."""
+        for event in events:
+            await publish(self.broker, event)
+            await self.collection.update_one(
+                {"_id": event.envelope.id}, {"$set": {"sent_at": datetime.now(UTC)}}
+            )
+
+    async def relay_pending(self, older_than: timedelta = timedelta(0)) -> int:
+        """Publish, oldest first, every event still unsent; returns how many it sent.
+
+        ``older_than`` leaves alone what the fast path is probably sending right now, so the
+        two seldom publish one event twice (a consumer dedups by ``ce_id`` when they do).
+        """
+        cutoff = datetime.now(UTC) - older_than
+        sent = 0
+        cursor = self.collection.find({"sent_at": None, "created_at": {"$lte": cutoff}}).sort(
+            "created_at", 1
+        )
+        async for doc in cursor:
+            await self.publish([OutgoingEvent.from_document(doc)])
+            sent += 1
+        if sent:
+            log.info("outbox relay published pending events", count=sent)
+        return sent
+
+    async def run_relay(self, interval_s: float) -> None:
+        """Background loop; on a crash between commit and publish this is what sends."""
+        while True:
+            try:
+                await self.relay_pending(older_than=timedelta(seconds=interval_s * 5))
+            except TRANSIENT_ERRORS as exc:
+                log.warning("outbox relay waiting for infrastructure", error_type=type(exc).__name__)
+            await asyncio.sleep(interval_s)
+
+
+@contextlib.asynccontextmanager
+async def background(coro: Awaitable[None]) -> Any:
+    task = asyncio.ensure_future(coro)
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -1,0 +1,64 @@
+"""Settings shared by every service.
+
+The infrastructure fields are read without a service prefix (``KAFKA_BOOTSTRAP_SERVERS``,
+``MONGODB_URI``, ``TOPIC_PREFIX``, ...) because every service of one deployment talks to the
+same cluster; each service's own fields carry its prefix (``REGISTRY_...``).
+"""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    """Base class: subclasses set ``env_prefix`` and add their own fields."""
+
+    model_config = SettingsConfigDict(populate_by_name=True, extra="ignore")
+
+    service_name: str = Field(description="Name used as ce_source, consumer group and DLQ header.")
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:9092",
+        validation_alias=AliasChoices("kafka_bootstrap_servers", "KAFKA_BOOTSTRAP_SERVERS"),
+        description="Comma-separated host:port list of the Kafka cluster.",
+    )
+    mongodb_uri: str = Field(
+        default="mongodb://127.0.0.1:27017/?replicaSet=rs0",
+        validation_alias=AliasChoices("mongodb_uri", "MONGODB_URI"),
+        description="MongoDB connection string; a replica set, so transactions work.",
+    )
+    topic_prefix: str = Field(
+        default="",
+        validation_alias=AliasChoices("topic_prefix", "TOPIC_PREFIX"),
+        description="Prepended to every topic name, for shared clusters.",
+    )
+    topic_partitions: int = Field(
+        default=6,
+        ge=1,
+        validation_alias=AliasChoices("topic_partitions", "TOPIC_PARTITIONS"),
+        description="Partitions of the topics a service creates at start-up.",
+    )
+    topic_replication_factor: int = Field(
+        default=1,
+        ge=1,
+        validation_alias=AliasChoices("topic_replication_factor", "TOPIC_REPLICATION_FACTOR"),
+    )
+    topic_retention_ms: int = Field(
+        default=7 * 24 * 3600 * 1000,
+        validation_alias=AliasChoices("topic_retention_ms", "TOPIC_RETENTION_MS"),
+    )
+    mongodb_database: str = Field(default="", description="This service's own database.")
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    log_level: str = "INFO"
+    outbox_relay_interval_s: float = Field(
+        default=1.0, gt=0, description="How often the relay looks for events left unpublished."
+    )
+
+    def topic(self, name: str) -> str:
+        """The physical topic of an event name under this deployment's prefix."""
+        return f"{self.topic_prefix}{name}"
+
+    @property
+    def consumer_group(self) -> str:
+        return f"{self.topic_prefix}{self.service_name}"

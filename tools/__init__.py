@@ -1,0 +1,1 @@
+"""Tools that play the programme's internal systems against a running stack."""
