@@ -20,7 +20,6 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import (
     AutoReconnect,
     ConnectionFailure,
-    DuplicateKeyError,
     NetworkTimeout,
     NotPrimaryError,
     ServerSelectionTimeoutError,
@@ -68,7 +67,7 @@ async def retry_transient(operation: Callable[[], Awaitable[T]], max_wait_s: flo
     never turned into a lost message. Anything not transient propagates at once."""
     async for attempt in AsyncRetrying(
         retry=retry_if_exception_type(TRANSIENT_ERRORS),
-        wait=wait_exponential_jitter(initial=0.1, max=max_wait_s),
+        wait=wait_exponential_jitter(multiplier=0.1, max=max_wait_s),
         before_sleep=_log_retry,
         reraise=True,
     ):
@@ -78,11 +77,15 @@ async def retry_transient(operation: Callable[[], Awaitable[T]], max_wait_s: flo
 
 
 async def claim(db: AsyncDatabase[Document], session: AsyncClientSession, key: str) -> bool:
-    """Record ``key`` in the inbox inside the caller's transaction; False if already there."""
-    try:
-        await db.inbox.insert_one({"_id": key, "at": datetime.now(UTC)}, session=session)
-    except DuplicateKeyError:
+    """Record ``key`` in the inbox inside the caller's transaction; False if already there.
+
+    A write error aborts a MongoDB transaction, so the key is looked up first rather than
+    caught as a duplicate. Two claims racing make one of them raise DuplicateKeyError (or a
+    transient write conflict): the caller runs its transaction again and finds the key.
+    """
+    if await db.inbox.find_one({"_id": key}, {"_id": 1}, session=session) is not None:
         return False
+    await db.inbox.insert_one({"_id": key, "at": datetime.now(UTC)}, session=session)
     return True
 
 

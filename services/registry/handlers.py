@@ -155,16 +155,16 @@ async def _decide(deps: Deps, sub: Submission, session: AsyncClientSession) -> l
 
 
 async def decide(deps: Deps, sub: Submission) -> list[OutgoingEvent]:
-    """Store the outcome, waiting out outages. A participant inserted concurrently with the
-    same NIK makes the insert fail on the unique index; deciding again then finds it and
-    answers ``already-registered``."""
+    """Store the outcome, waiting out outages. A race lost on a unique key (the same
+    submission claimed, or the same NIK registered, by a concurrent handler) aborts the
+    transaction; deciding again then sees the winner's write and answers accordingly."""
     while True:
         try:
             return await retry_transient(
                 lambda: deps.store.in_transaction(lambda session: _decide(deps, sub, session))
             )
         except DuplicateKeyError:
-            log.info("same NIK registered concurrently; deciding again")
+            log.info("lost a race on a unique key; deciding again")
 
 
 async def handle_submission(record: Record, deps: Deps) -> None:

@@ -1,0 +1,128 @@
+"""Test-side Kafka helpers: read what services published, and know what they processed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+
+@dataclass(frozen=True)
+class Seen:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: dict[str, str]
+
+    def json(self) -> Any:
+        return json.loads(self.value)
+
+
+class Collector:
+    """Reads topics from their beginning in the background; tests wait on what arrived."""
+
+    def __init__(self, bootstrap: str, topics: list[str]) -> None:
+        self.bootstrap = bootstrap
+        self.topics = topics
+        self.records: list[Seen] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> Collector:
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        await self.consumer.start()
+        self.partitions: list[TopicPartition] = []
+        for topic in self.topics:
+            for _ in range(100):
+                found = self.consumer.partitions_for_topic(topic)
+                if found:
+                    break
+                await self.consumer._client.force_metadata_update()  # noqa: SLF001
+                await asyncio.sleep(0.1)
+            assert found, f"topic {topic} was never created"
+            self.partitions += [TopicPartition(topic, p) for p in sorted(found)]
+        self.consumer.assign(self.partitions)
+        await self.consumer.seek_to_beginning(*self.partitions)
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def _run(self) -> None:
+        while True:
+            batches = await self.consumer.getmany(timeout_ms=200)
+            for records in batches.values():
+                for r in records:
+                    headers = {k: (v or b"").decode() for k, v in r.headers}
+                    self.records.append(
+                        Seen(r.topic, r.partition, r.offset, r.key, r.value or b"", headers)
+                    )
+
+    def matching(self, predicate: Callable[[Seen], bool]) -> list[Seen]:
+        return [r for r in self.records if predicate(r)]
+
+    async def wait_for(
+        self, predicate: Callable[[Seen], bool], count: int = 1, timeout: float = 60
+    ) -> list[Seen]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.matching(predicate)
+            if len(found) >= count:
+                return found
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"waited {timeout}s for {count} records; saw {len(self.matching(predicate))}")
+
+    async def caught_up(self, timeout: float = 30) -> None:
+        """Wait until everything published so far has been read."""
+        ends = await self.consumer.end_offsets(self.partitions)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            positions = {tp: await self.consumer.position(tp) for tp in ends}
+            if all(positions[tp] >= end for tp, end in ends.items()):
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError("collector did not catch up")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+        await self.consumer.stop()
+
+
+async def wait_committed(
+    bootstrap: str, group: str, topic: str, partition: int, offset: int, timeout: float = 60
+) -> None:
+    """Wait until ``group`` has committed past ``offset``: the service has processed it."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        deadline = time.monotonic() + timeout
+        tp = TopicPartition(topic, partition)
+        while time.monotonic() < deadline:
+            offsets = await admin.list_consumer_group_offsets(group, partitions=[tp])
+            meta = offsets.get(tp)
+            if meta is not None and meta.offset > offset:
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"{group} did not commit past {topic}[{partition}]@{offset}")
+    finally:
+        await admin.close()
+
+
+async def send(
+    producer: AIOKafkaProducer,
+    topic: str,
+    value: bytes,
+    key: bytes | None,
+    headers: dict[str, str] | list[tuple[str, bytes | None]],
+) -> Any:
+    """Produce one record and wait for its metadata (partition, offset)."""
+    header_list = (
+        [(k, v.encode()) for k, v in headers.items()] if isinstance(headers, dict) else headers
+    )
+    return await (await producer.send(topic, value, key=key, headers=header_list))

@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest_asyncio
+import uvicorn
+from aiokafka import AIOKafkaProducer
+from pymongo import AsyncMongoClient
+
+from deploy.local.launcher import free_port
+from services.registry.app import RegistrySettings, create_app
+from shared.contracts import ParticipantRegistered, RegistrationRejected, RegistrationSubmitted
+from shared.kafka import dlq_topic
+from shared.logging import configure_logging
+from tests.conftest import Servers, random_id
+from tests.kafka_helpers import Collector, Seen, send
+from tools.registrations import Generator, headers_for
+
+
+@dataclass
+class Registry:
+    """A registry service running in this process against the real servers."""
+
+    settings: RegistrySettings
+    url: str
+    producer: AIOKafkaProducer
+    outcomes: Collector
+    mongo: AsyncMongoClient[dict[str, Any]]
+    generator: Generator
+    pii_seen: set[str] = field(default_factory=set)
+
+    @property
+    def submit_topic(self) -> str:
+        return self.settings.topic(RegistrationSubmitted.name)
+
+    @property
+    def registered_topic(self) -> str:
+        return self.settings.topic(ParticipantRegistered.name)
+
+    @property
+    def rejected_topic(self) -> str:
+        return self.settings.topic(RegistrationRejected.name)
+
+    @property
+    def dlq(self) -> str:
+        return dlq_topic(self.submit_topic)
+
+    async def submit(self, data: dict[str, Any], headers: dict[str, str] | None = None) -> Any:
+        """Send a submission as the portal would; returns the record's metadata."""
+        for name in ("nik", "kk", "phone", "email"):
+            if isinstance(data.get(name), str):
+                self.pii_seen.add(data[name])
+        return await send(
+            self.producer,
+            self.submit_topic,
+            json.dumps(data).encode(),
+            str(data.get("submission_id", "no-id")).encode(),
+            headers or headers_for(str(data.get("submission_id"))),
+        )
+
+    async def outcomes_for(self, submission_id: str, count: int = 1) -> list[Seen]:
+        return await self.outcomes.wait_for(
+            lambda r: r.topic != self.dlq and r.json().get("submission_id") == submission_id,
+            count,
+        )
+
+    async def participants_with(self, **query: Any) -> list[dict[str, Any]]:
+        db = self.mongo[self.settings.mongodb_database]
+        return await db.participants.find(query).to_list()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def registry(servers: Servers, producer: AIOKafkaProducer, log_file: Path) -> AsyncIterator[Registry]:
+    settings = RegistrySettings(
+        kafka_bootstrap_servers=servers.kafka_bootstrap_servers,
+        mongodb_uri=servers.mongodb_uri,
+        topic_prefix=random_id("test-") + ".",
+        mongodb_database=random_id("registry_"),
+        http_port=free_port(),
+        outbox_relay_interval_s=0.2,
+        log_level="DEBUG",
+    )
+    stream = log_file.open("a")
+    configure_logging("registry", "DEBUG", stream=stream, json=True)
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=settings.http_port,
+                       log_config=None, lifespan="on")  # fmt: skip
+    )
+    serving = asyncio.create_task(server.serve())
+    url = f"http://127.0.0.1:{settings.http_port}"
+    async with httpx.AsyncClient() as http:
+        for _ in range(600):
+            try:
+                if (await http.get(f"{url}/readyz")).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert not serving.done(), "registry stopped during start-up"
+            await asyncio.sleep(0.1)
+    submit_topic = settings.topic(RegistrationSubmitted.name)
+    outcomes = await Collector(
+        servers.kafka_bootstrap_servers,
+        [settings.topic(ParticipantRegistered.name), settings.topic(RegistrationRejected.name),
+         dlq_topic(submit_topic)],
+    ).start()  # fmt: skip
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(servers.mongodb_uri, tz_aware=True)
+    yield Registry(settings, url, producer, outcomes, mongo, Generator(seed=None))
+    await outcomes.stop()
+    await mongo.close()
+    server.should_exit = True
+    await serving
+    stream.close()

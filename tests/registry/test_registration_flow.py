@@ -1,0 +1,285 @@
+"""The registry end to end on the real Kafka broker and the real mongod."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from bson import encode
+
+from services.registry.handlers import Deps, handle_submission
+from shared.contracts import ParticipantRegistered, RegistrationRejected, RegistrationSubmitted
+from shared.envelope import Envelope
+from shared.kafka import Record
+from tests.kafka_helpers import send, wait_committed
+from tests.registry.conftest import Registry
+from tools.registrations import BREAKERS, headers_for
+
+pytestmark = pytest.mark.integration
+
+
+async def test_valid_submission_gives_one_participant_registered_with_envelope(
+    registry: Registry,
+) -> None:
+    data = registry.generator.valid(email="siti.lestari@contoh.id")
+    headers = headers_for(data["submission_id"])
+    await registry.submit(data, headers)
+
+    [outcome] = await registry.outcomes_for(data["submission_id"])
+    assert outcome.topic == registry.registered_topic
+    body = ParticipantRegistered.model_validate_json(outcome.value)
+    h = outcome.headers
+    assert h["ce_specversion"] == "1.0"
+    assert h["ce_type"] == "jakpreneur.participant-registered.v1"
+    assert h["ce_source"] == "registry"
+    assert h["ce_subject"] == body.participant_id
+    assert h["ce_causationid"] == headers["ce_id"]
+    assert h["ce_correlationid"] == headers["ce_correlationid"]
+    assert h["content-type"] == "application/json"
+    uuid.UUID(h["ce_id"])
+    assert abs(datetime.fromisoformat(h["ce_time"]) - datetime.now(UTC)) < timedelta(minutes=1)
+    assert outcome.key == body.participant_id.encode()
+    assert body.contact.phone.startswith("+628")
+    assert body.contact.email == "siti.lestari@contoh.id"
+    assert body.display_name == data["full_name"].split()[0]
+    assert body.birth_year == int(data["birth_date"][:4])
+    assert data["nik"] not in outcome.value.decode() and data["kk"] not in outcome.value.decode()
+    assert body.participant_id not in data["nik"]
+
+    async with httpx.AsyncClient() as http:
+        response = await http.get(f"{registry.url}/participants/{body.participant_id}")
+        missing = await http.get(f"{registry.url}/participants/{uuid.uuid4()}")
+    assert response.status_code == 200
+    assert response.json()["participant_id"] == body.participant_id
+    assert response.json()["city"] == data["city"]
+    assert data["nik"] not in response.text and data["kk"] not in response.text
+    assert missing.status_code == 404
+
+    [stored] = await registry.participants_with(_id=body.participant_id)
+    dump = encode(stored)
+    assert data["nik"].encode() not in dump and data["kk"].encode() not in dump
+
+
+@pytest.mark.parametrize("code", sorted(BREAKERS))
+async def test_each_broken_rule_is_rejected_with_its_code(registry: Registry, code: str) -> None:
+    data = registry.generator.invalid(code)
+    await registry.submit(data)
+
+    [outcome] = await registry.outcomes_for(data["submission_id"])
+    assert outcome.topic == registry.rejected_topic
+    rejected = RegistrationRejected.model_validate_json(outcome.value)
+    assert [r.code for r in rejected.reasons] == [code]
+    assert all(r.message for r in rejected.reasons)
+    assert outcome.headers["ce_type"] == "jakpreneur.registration-rejected.v1"
+    assert outcome.key == data["submission_id"].encode()
+
+
+async def test_a_rejection_names_every_problem(registry: Registry) -> None:
+    data = registry.generator.valid(
+        kk="99", phone="12345", email="x@", city="Bogor", sector="tambang", nib="1",
+        consent=False, has_business="ya", gender="X",
+    )  # fmt: skip
+    await registry.submit(data)
+
+    [outcome] = await registry.outcomes_for(data["submission_id"])
+    reasons = {(r["code"], r["field"]) for r in outcome.json()["reasons"]}
+    assert reasons == {
+        ("invalid-payload", "has_business"),
+        ("invalid-kk", "kk"),
+        ("invalid-payload", "gender"),
+        ("invalid-phone", "phone"),
+        ("invalid-email", "email"),
+        ("unknown-city", "city"),
+        ("unknown-sector", "sector"),
+        ("invalid-nib", "nib"),
+        ("missing-consent", "consent"),
+    }
+
+
+async def test_operator_objects_and_wrong_types_are_invalid_payload_per_field(
+    registry: Registry,
+) -> None:
+    data = registry.generator.valid()
+    data.update(full_name={"$gt": ""}, kecamatan=12, consent="true")
+    del data["kelurahan"]
+    await registry.submit(data)
+
+    [outcome] = await registry.outcomes_for(data["submission_id"])
+    reasons = outcome.json()["reasons"]
+    assert {(r["code"], r["field"]) for r in reasons} == {
+        ("invalid-payload", "full_name"),
+        ("invalid-payload", "kecamatan"),
+        ("invalid-payload", "kelurahan"),
+        ("invalid-payload", "consent"),
+    }
+
+
+async def test_a_redelivered_submission_is_answered_once(registry: Registry) -> None:
+    data = registry.generator.valid()
+    headers = headers_for(data["submission_id"])
+    metas = [await registry.submit(data, headers) for _ in range(3)]
+    metas.append(await registry.submit(data))  # a resend with a new ce_id, same submission
+
+    for meta in metas:
+        await wait_committed(
+            registry.settings.kafka_bootstrap_servers, registry.settings.consumer_group,
+            meta.topic, meta.partition, meta.offset,
+        )  # fmt: skip
+    await registry.outcomes.caught_up()
+    outcomes = await registry.outcomes_for(data["submission_id"])
+    assert len(outcomes) == 1
+    assert len(await registry.participants_with(submission_id=data["submission_id"])) == 1
+
+
+async def test_a_second_submission_with_a_registered_nik_is_already_registered(
+    registry: Registry,
+) -> None:
+    first = registry.generator.valid()
+    await registry.submit(first)
+    [registered] = await registry.outcomes_for(first["submission_id"])
+    pid = registered.json()["participant_id"]
+
+    second = registry.generator.valid(
+        nik=first["nik"], birth_date=first["birth_date"], gender=first["gender"],
+        city=first["city"],
+    )  # fmt: skip
+    await registry.submit(second)
+    [rejected] = await registry.outcomes_for(second["submission_id"])
+    assert rejected.topic == registry.rejected_topic
+    assert rejected.json()["participant_id"] == pid
+    assert [r["code"] for r in rejected.json()["reasons"]] == ["already-registered"]
+
+
+async def test_two_submissions_with_one_nik_at_once_register_one(registry: Registry) -> None:
+    first = registry.generator.valid()
+    twin = registry.generator.valid(
+        nik=first["nik"], birth_date=first["birth_date"], gender=first["gender"],
+        city=first["city"],
+    )  # fmt: skip
+    await asyncio.gather(registry.submit(first), registry.submit(twin))
+
+    outcomes = [
+        (await registry.outcomes_for(sid))[0] for sid in (first["submission_id"], twin["submission_id"])
+    ]
+    topics = sorted(o.topic for o in outcomes)
+    assert topics == sorted([registry.registered_topic, registry.rejected_topic])
+    winner = next(o for o in outcomes if o.topic == registry.registered_topic)
+    loser = next(o for o in outcomes if o.topic == registry.rejected_topic)
+    assert loser.json()["participant_id"] == winner.json()["participant_id"]
+
+
+async def test_concurrent_handlers_race_on_one_nik_and_one_wins(registry: Registry) -> None:
+    """The race itself, not left to the consumer's order: many handlers at once, one NIK,
+    against the real mongod (unique index + transactions) and the real broker."""
+    from services.registry.store import PiiVault, RegistryStore
+    from shared.kafka import make_broker
+    from shared.mongo import Outbox, make_client
+
+    settings = registry.settings
+    broker = make_broker(settings)
+    await broker.start()
+    client = make_client(settings.mongodb_uri)
+    store = RegistryStore(
+        client, settings.mongodb_database,
+        PiiVault(settings.pii_hash_key, settings.pii_encryption_key),
+    )  # fmt: skip
+    deps = Deps(settings=settings, broker=broker, store=store, outbox=Outbox(store.db, broker))
+    first = registry.generator.valid()
+    twins = [first] + [
+        registry.generator.valid(nik=first["nik"], birth_date=first["birth_date"],
+                                 gender=first["gender"], city=first["city"])
+        for _ in range(7)
+    ]  # fmt: skip
+    records = [
+        Record(settings.topic(RegistrationSubmitted.name), 0, i, None, json.dumps(t).encode(),
+               headers_for(t["submission_id"]))
+        for i, t in enumerate(twins)
+    ]  # fmt: skip
+    try:
+        await asyncio.gather(*(handle_submission(r, deps) for r in records))
+    finally:
+        await broker.stop()
+        await client.close()
+
+    outcomes = [(await registry.outcomes_for(t["submission_id"]))[0] for t in twins]
+    registered = [o for o in outcomes if o.topic == registry.registered_topic]
+    assert len(registered) == 1
+    pid = registered[0].json()["participant_id"]
+    assert all(
+        o.json()["participant_id"] == pid and o.json()["reasons"][0]["code"] == "already-registered"
+        for o in outcomes
+        if o is not registered[0]
+    )
+    assert len(await registry.participants_with(_id=pid)) == 1
+
+
+@pytest.mark.parametrize(
+    ("case", "value", "headers", "error_type"),
+    [
+        ("not json", b"\x00not json{", None, "invalid-json"),
+        ("json array", b"[1, 2]", None, "invalid-json"),
+        ("no submission id", b'{"nik": "3171000000000001"}', None, "missing-submission-id"),
+        ("no envelope", b'{"submission_id": "x"}', [("content-type", b"application/json")],
+         "invalid-envelope"),
+        ("unknown type", b'{"submission_id": "x"}', "jakpreneur.registration-submitted.v9",
+         "unknown-event-type"),
+        ("null header", b"{}", [("ce_id", None)], "invalid-envelope"),
+    ],
+)  # fmt: skip
+async def test_an_unreadable_record_lands_in_the_dlq_with_its_headers(
+    registry: Registry, case: str, value: bytes, headers: object, error_type: str
+) -> None:
+    marker = str(uuid.uuid4()).encode()
+    if headers is None:
+        header_list: list[tuple[str, bytes | None]] = [
+            (k, v.encode()) for k, v in headers_for("unreadable").items()
+        ]
+    elif isinstance(headers, str):
+        header_list = [(k, (headers if k == "ce_type" else v).encode())
+                       for k, v in headers_for("unreadable").items()]  # fmt: skip
+    else:
+        header_list = list(headers)  # type: ignore[call-overload]
+    meta = await send(registry.producer, registry.submit_topic, value, marker, header_list)
+
+    [dead] = await registry.outcomes.wait_for(lambda r: r.topic == registry.dlq and r.key == marker)
+    assert dead.value == value
+    assert dead.headers["dlq_error_type"] == error_type
+    assert dead.headers["dlq_error_message"]
+    assert dead.headers["dlq_original_topic"] == registry.submit_topic
+    assert dead.headers["dlq_original_partition"] == str(meta.partition)
+    assert dead.headers["dlq_original_offset"] == str(meta.offset)
+    assert dead.headers["dlq_failing_service"] == "registry"
+
+    # and the service carries on
+    data = registry.generator.valid()
+    await registry.submit(data)
+    assert await registry.outcomes_for(data["submission_id"])
+
+
+async def test_probes_and_asyncapi_docs(registry: Registry) -> None:
+    async with httpx.AsyncClient() as http:
+        health = await http.get(f"{registry.url}/healthz")
+        ready = await http.get(f"{registry.url}/readyz")
+        docs = await http.get(f"{registry.url}/docs/asyncapi")
+        schema = await http.get(f"{registry.url}/docs/asyncapi.json")
+    assert health.status_code == 200
+    assert ready.json() == {"status": "ready", "checks": {"kafka": True, "mongodb": True}}
+    assert docs.status_code == 200 and "html" in docs.headers["content-type"]
+    text = json.dumps(schema.json())
+    for topic in (registry.submit_topic, registry.registered_topic, registry.rejected_topic):
+        assert topic in text
+    assert "16 digits" in text  # the contract's field descriptions reach the docs
+
+
+def test_zz_logs_hold_no_nik_kk_phone_or_email(registry: Registry, log_file: object) -> None:
+    """Runs last in this module: everything submitted above has been logged about by now."""
+    from pathlib import Path
+
+    text = Path(str(log_file)).read_text()
+    assert "submission answered" in text  # the service did log about each submission
+    leaked = sorted(v for v in registry.pii_seen if len(v) >= 6 and v in text)
+    assert leaked == []
