@@ -30,7 +30,7 @@ def make_broker(settings: ServiceSettings) -> KafkaBroker:
         acks="all",
         enable_idempotence=True,
         client_id=settings.service_name,
-        logger=get_logger("faststream"),
+        logger=get_logger("jakpreneur.faststream"),  # through our masked renderer
     )
 
 

@@ -40,6 +40,19 @@ def _mask(value: Any) -> Any:
     return value
 
 
+def _flatten_extra(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """FastStream logs ``extra={...}``: lift it to top-level keys like any bound value."""
+    extra = event_dict.pop("extra", None)
+    if isinstance(extra, dict):
+        for key, value in extra.items():
+            event_dict.setdefault(key, value)
+    if event_dict.get("exc_info") is None:
+        event_dict.pop("exc_info", None)
+    return event_dict
+
+
 def mask_pii(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
@@ -60,6 +73,7 @@ def configure_logging(
         else structlog.dev.ConsoleRenderer(colors=False)
     )
     shared: list[Any] = [
+        _flatten_extra,
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
@@ -87,6 +101,9 @@ def configure_logging(
     root.setLevel(level.upper())
     for noisy in ("aiokafka", "pymongo", "kafka"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    for own_handlers in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(own_handlers).handlers = []
+        logging.getLogger(own_handlers).propagate = True
     structlog.contextvars.bind_contextvars(service=service)
 
 

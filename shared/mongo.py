@@ -22,14 +22,10 @@ from pymongo.errors import (
     ConnectionFailure,
     NetworkTimeout,
     NotPrimaryError,
+    PyMongoError,
     ServerSelectionTimeoutError,
 )
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception_type,
-    wait_exponential_jitter,
-)
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
 
 from shared.envelope import OutgoingEvent
 from shared.kafka import TRANSIENT_KAFKA_ERRORS, publish
@@ -49,6 +45,20 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+def is_transient(exc: BaseException) -> bool:
+    """An outage or a conflict that passes by itself: retry, never dead-letter.
+
+    That includes a transaction that stayed in conflict past ``with_transaction``'s own
+    retries, e.g. with one left open by a killed instance until the server aborts it.
+    """
+    if isinstance(exc, TRANSIENT_ERRORS):
+        return True
+    return isinstance(exc, PyMongoError) and (
+        exc.has_error_label("TransientTransactionError")
+        or exc.has_error_label("UnknownTransactionCommitResult")
+    )
+
+
 def make_client(uri: str) -> AsyncMongoClient[Document]:
     return AsyncMongoClient(uri, tz_aware=True, serverSelectionTimeoutMS=5000)
 
@@ -66,7 +76,7 @@ async def retry_transient(operation: Callable[[], Awaitable[T]], max_wait_s: flo
     """Run ``operation`` until it succeeds; a database or broker outage is waited out,
     never turned into a lost message. Anything not transient propagates at once."""
     async for attempt in AsyncRetrying(
-        retry=retry_if_exception_type(TRANSIENT_ERRORS),
+        retry=retry_if_exception(is_transient),
         wait=wait_exponential_jitter(multiplier=0.1, max=max_wait_s),
         before_sleep=_log_retry,
         reraise=True,

@@ -94,6 +94,12 @@ def free_port() -> int:
         return port
 
 
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
 def _die_with_parent() -> None:
     """Child-side: receive SIGTERM when the parent dies, so nothing is orphaned."""
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -233,7 +239,7 @@ class Kafka(Server):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self._check_alive()
-            if _in_thread(metadata_answers):
+            if _port_open(self.port) and _in_thread(metadata_answers):
                 _say(f"Kafka answers on {self.bootstrap_servers}")
                 return
             time.sleep(0.5)
@@ -259,7 +265,10 @@ class Mongod(Server):
         command = [str(binary), "--bind_ip", "127.0.0.1", "--port", str(self.port),
                    "--dbpath", str(db_path), "--replSet", REPLICA_SET,
                    "--wiredTigerCacheSizeGB", "0.25", "--quiet",
-                   "--setParameter", "diagnosticDataCollectionEnabled=false"]  # fmt: skip
+                   "--setParameter", "diagnosticDataCollectionEnabled=false",
+                   # Our transactions last milliseconds. One left open by a killed client
+                   # holds its locks until this limit (60 s by default) aborts it.
+                   "--setParameter", "transactionLifetimeLimitSeconds=10"]  # fmt: skip
         _say(f"starting mongod {MONGO_VERSION} on 127.0.0.1:{self.port}")
         self._spawn(command, self.data_dir / "mongod.log")
         self._wait_primary(timeout)

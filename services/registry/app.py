@@ -125,5 +125,5 @@ def create_app(settings: RegistrySettings | None = None) -> ServiceApp:
         asgi_routes=probes(ready),
         path_routes=[("/participants/{participant_id}", participant)],
         asyncapi_path=AsyncAPIRoute("/docs/asyncapi", asyncapi_json_path="/docs/asyncapi.json"),
-        logger=get_logger("faststream"),
+        logger=get_logger("jakpreneur.faststream"),
     )
