@@ -146,12 +146,44 @@ def validate_fields(
                 values[name] = info.get_default(call_default_factory=True)
             continue
         # Annotated with the field's metadata, so constraints such as min_length still apply.
-        adapter: TypeAdapter[Any] = TypeAdapter(Annotated[info.annotation, info])
+        adapter: TypeAdapter[Any] = TypeAdapter(Annotated[info.annotation, info])  # type: ignore[arg-type]
         try:
             values[name] = adapter.validate_json(json.dumps(raw[name]), strict=True)
         except ValidationError as exc:
             errors[name] = "; ".join(err["msg"] for err in exc.errors())
     return values, errors
+
+
+_DOC_KEYS = frozenset({"description", "title", "examples"})
+
+
+def _shape(schema: Any) -> Any:
+    """A schema without its prose, for comparing what a field accepts."""
+    if isinstance(schema, dict):
+        return {k: _shape(v) for k, v in schema.items() if k not in _DOC_KEYS}
+    if isinstance(schema, list):
+        return [_shape(v) for v in schema]
+    return schema
+
+
+def incompatibilities(old: dict[str, Any], new: dict[str, Any], where: str = "") -> list[str]:
+    """What in ``new`` breaks a consumer or producer written against ``old``: a removed or
+    retyped field, or a new required field (also inside nested models' ``$defs``)."""
+    problems = []
+    old_props, new_props = old.get("properties", {}), new.get("properties", {})
+    for name, old_field in old_props.items():
+        if name not in new_props:
+            problems.append(f"{where}{name}: removed")
+        elif _shape(old_field) != _shape(new_props[name]):
+            problems.append(f"{where}{name}: type changed")
+    for name in sorted(set(new.get("required", [])) - set(old.get("required", []))):
+        problems.append(f"{where}{name}: newly required")
+    for name, old_def in old.get("$defs", {}).items():
+        if name not in new.get("$defs", {}):
+            problems.append(f"{where}{name}: nested model removed")
+        else:
+            problems += incompatibilities(old_def, new["$defs"][name], f"{where}{name}.")
+    return problems
 
 
 def write_snapshots(directory: Path = SCHEMA_DIR) -> list[Path]:

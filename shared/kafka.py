@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -36,7 +37,9 @@ def make_broker(settings: ServiceSettings) -> KafkaBroker:
 
 async def ensure_topics(settings: ServiceSettings, names: Iterable[str]) -> list[str]:
     """Create each event topic and its ``.dlq`` twin; the broker never auto-creates them."""
-    topics = sorted({t for name in names for t in (settings.topic(name), dlq_topic(settings.topic(name)))})
+    topics = sorted(
+        {t for name in names for t in (settings.topic(name), dlq_topic(settings.topic(name)))}
+    )
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
     await admin.start()
     try:
@@ -52,10 +55,8 @@ async def ensure_topics(settings: ServiceSettings, names: Iterable[str]) -> list
             if topic not in existing
         ]
         if wanted:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another instance was first
                 await admin.create_topics(wanted)
-            except TopicAlreadyExistsError:
-                pass  # another instance of the service created them first
             for _ in range(100):  # metadata of a new topic reaches the broker's cache shortly after
                 if set(topics) <= set(await admin.list_topics()):
                     break
@@ -127,7 +128,9 @@ async def send_to_dlq(
             "dlq_failed_at": datetime.now(UTC).isoformat(),
         }
     )
-    await broker.publish(record.value, topic=dlq_topic(record.topic), key=record.key, headers=headers)
+    await broker.publish(
+        record.value, topic=dlq_topic(record.topic), key=record.key, headers=headers
+    )
     log.warning(
         "record sent to dead-letter queue",
         topic=record.topic,

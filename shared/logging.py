@@ -68,9 +68,7 @@ def configure_logging(
     if json is None:
         json = not stream.isatty()
     renderer: Any = (
-        structlog.processors.JSONRenderer()
-        if json
-        else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     )
     shared: list[Any] = [
         _flatten_extra,

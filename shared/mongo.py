@@ -147,7 +147,9 @@ class Outbox:
             try:
                 await self.relay_pending(older_than=timedelta(seconds=interval_s * 5))
             except TRANSIENT_ERRORS as exc:
-                log.warning("outbox relay waiting for infrastructure", error_type=type(exc).__name__)
+                log.warning(
+                    "outbox relay waiting for infrastructure", error_type=type(exc).__name__
+                )
             await asyncio.sleep(interval_s)
 
 

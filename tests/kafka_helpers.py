@@ -44,7 +44,7 @@ class Collector:
                 found = self.consumer.partitions_for_topic(topic)
                 if found:
                     break
-                await self.consumer._client.force_metadata_update()  # noqa: SLF001
+                await self.consumer._client.force_metadata_update()
                 await asyncio.sleep(0.1)
             assert found, f"topic {topic} was never created"
             self.partitions += [TopicPartition(topic, p) for p in sorted(found)]
@@ -75,7 +75,9 @@ class Collector:
             if len(found) >= count:
                 return found
             await asyncio.sleep(0.05)
-        raise AssertionError(f"waited {timeout}s for {count} records; saw {len(self.matching(predicate))}")
+        raise AssertionError(
+            f"waited {timeout}s for {count} records; saw {len(self.matching(predicate))}"
+        )
 
     async def caught_up(self, timeout: float = 30) -> None:
         """Wait until everything published so far has been read."""

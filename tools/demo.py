@@ -82,7 +82,7 @@ async def _outcome_consumer(bootstrap: str, topics: list[str]) -> AIOKafkaConsum
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
     for _ in range(100):
-        await consumer._client.force_metadata_update()  # noqa: SLF001 - aiokafka has no public call
+        await consumer._client.force_metadata_update()
         found = consumer.partitions_for_topic(topic)
         if found:
             return set(found)
@@ -91,9 +91,12 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
 
 
 async def submit_and_tally(
-    bootstrap: str, prefix: str = "", count: int = 1000, seed: int | None = None,
+    bootstrap: str,
+    prefix: str = "",
+    count: int = 1000,
+    seed: int | None = None,
     timeout_s: float = 600,
-) -> Tally:  # fmt: skip
+) -> Tally:
     gen = Generator(seed=seed if seed is not None else int(time.time()))
     batch = gen.batch(count)
     expected = {data["submission_id"]: code for data, code in batch}
@@ -114,8 +117,12 @@ async def submit_and_tally(
     tally = Tally()
     sent_at: dict[str, float] = {}
     answers: dict[str, str] = {}
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn())  # fmt: skip
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
     try:
         with Progress(*columns, console=console) as progress:
             submitting = progress.add_task("submitted", total=count)
@@ -128,7 +135,9 @@ async def submit_and_tally(
                         submit_topic,
                         json.dumps(data).encode(),
                         key=data["submission_id"].encode(),
-                        headers=[(k, v.encode()) for k, v in headers_for(data["submission_id"]).items()],
+                        headers=[
+                            (k, v.encode()) for k, v in headers_for(data["submission_id"]).items()
+                        ],
                     )
                     tally.submitted += 1
                     progress.update(submitting, completed=tally.submitted)
@@ -152,8 +161,10 @@ async def submit_and_tally(
                 sid = data["submission_id"]
                 if sid not in expected:
                     return  # someone else's submission
-                answer = "registered" if record.topic == registered_topic else ",".join(
-                    sorted({r["code"] for r in data["reasons"]})
+                answer = (
+                    "registered"
+                    if record.topic == registered_topic
+                    else ",".join(sorted({r["code"] for r in data["reasons"]}))
                 )
                 if sid in answers:
                     tally.duplicates += answers[sid] != answer or 0
@@ -209,7 +220,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--bootstrap", default=stack_env().get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
+    parser.add_argument(
+        "--bootstrap", default=stack_env().get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    )
     parser.add_argument("--topic-prefix", default="")
     parser.add_argument("--json", action="store_true", help="also print the summary as JSON")
     args = parser.parse_args()

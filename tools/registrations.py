@@ -28,9 +28,13 @@ KECAMATAN = {
     "Kepulauan Seribu": ("Kepulauan Seribu Utara", "Kepulauan Seribu Selatan"),
 }
 CITY_WEIGHTS = {  # roughly by population
-    "Jakarta Timur": 30, "Jakarta Barat": 24, "Jakarta Selatan": 22,
-    "Jakarta Utara": 18, "Jakarta Pusat": 10, "Kepulauan Seribu": 1,
-}  # fmt: skip
+    "Jakarta Timur": 30,
+    "Jakarta Barat": 24,
+    "Jakarta Selatan": 22,
+    "Jakarta Utara": 18,
+    "Jakarta Pusat": 10,
+    "Kepulauan Seribu": 1,
+}
 SECTOR_WEIGHTS = {"kuliner": 80, "kriya": 7, "fashion": 6, "jasa": 5, "agribisnis": 1, "lainnya": 1}
 
 # One broken rule per invalid submission, with the reason code it must produce.
@@ -57,7 +61,9 @@ BREAKERS: dict[str, Any] = {
 
 def make_nik(city: str, birth: date, gender: str, serial: int) -> str:
     day = birth.day + (40 if gender == "P" else 0)
-    return f"{CITY_CODES[city]}{serial % 100:02d}{day:02d}{birth.month:02d}{birth.year % 100:02d}{serial % 9999 + 1:04d}"
+    district = f"{serial % 100:02d}"
+    born = f"{day:02d}{birth.month:02d}{birth.year % 100:02d}"
+    return f"{CITY_CODES[city]}{district}{born}{serial % 9999 + 1:04d}"
 
 
 def jakarta_today() -> date:
@@ -135,9 +141,17 @@ class Generator:
                 out.append((self.invalid(code), code))
             elif roll < invalid_rate + duplicate_rate and registered:
                 twin = self.rng.choice(registered)
-                out.append((self.valid(nik=twin["nik"], birth_date=twin["birth_date"],
-                                       gender=twin["gender"], city=twin["city"]),
-                            "already-registered"))  # fmt: skip
+                out.append(
+                    (
+                        self.valid(
+                            nik=twin["nik"],
+                            birth_date=twin["birth_date"],
+                            gender=twin["gender"],
+                            city=twin["city"],
+                        ),
+                        "already-registered",
+                    )
+                )
             else:
                 data = self.valid()
                 registered.append(data)

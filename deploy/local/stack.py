@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,8 +75,10 @@ class Stack:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.started.append(self.kafka.start())
         self.started.append(self.mongod.start())
-        env = {"KAFKA_BOOTSTRAP_SERVERS": self.kafka.bootstrap_servers,
-               "MONGODB_URI": self.mongod.uri}  # fmt: skip
+        env = {
+            "KAFKA_BOOTSTRAP_SERVERS": self.kafka.bootstrap_servers,
+            "MONGODB_URI": self.mongod.uri,
+        }
         services = [ServiceProcess(spec, env, self.run_dir) for spec in SERVICES]
         self.started.extend(services)
         for service in services:
@@ -121,12 +124,25 @@ def up(args: argparse.Namespace) -> None:
     install_mongod()
     RUN_DIR.mkdir(exist_ok=True)
     log = (RUN_DIR / "stack.log").open("ab")
-    command = [sys.executable, "-m", "deploy.local", "supervise",
-               "--kafka-port", str(args.kafka_port),
-               "--kafka-controller-port", str(args.kafka_controller_port),
-               "--mongo-port", str(args.mongo_port)]  # fmt: skip
-    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "deploy.local",
+        "supervise",
+        "--kafka-port",
+        str(args.kafka_port),
+        "--kafka-controller-port",
+        str(args.kafka_controller_port),
+        "--mongo-port",
+        str(args.mongo_port),
+    ]
+    proc = subprocess.Popen(
+        command,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     PID_FILE.write_text(str(proc.pid))
     _say(f"supervisor pid {proc.pid}; log in {RUN_DIR / 'stack.log'}")
     while not ENV_FILE.exists():
@@ -137,14 +153,19 @@ def up(args: argparse.Namespace) -> None:
     sys.stdout.write(ENV_FILE.read_text())
 
 
-def down(_: argparse.Namespace) -> None:
+def install(args: argparse.Namespace) -> None:
+    install_kafka()
+    install_mongod()
+
+
+def down(args: argparse.Namespace) -> None:
     if not PID_FILE.exists():
         _say("no stack running")
         return
     pid = int(PID_FILE.read_text())
     try:
         os.kill(pid, signal.SIGTERM)
-        for _ in range(600):
+        for _tick in range(600):
             os.kill(pid, 0)
             time.sleep(0.1)
         _say("supervisor did not stop in 60 s; killing it")
@@ -186,8 +207,11 @@ def main() -> None:
     for name in ("up", "supervise", "run"):
         p = sub.add_parser(name)
         p.add_argument("--kafka-port", type=int, default=int(os.environ.get("KAFKA_PORT", 9092)))
-        p.add_argument("--kafka-controller-port", type=int,
-                       default=int(os.environ.get("KAFKA_CONTROLLER_PORT", 9093)))  # fmt: skip
+        p.add_argument(
+            "--kafka-controller-port",
+            type=int,
+            default=int(os.environ.get("KAFKA_CONTROLLER_PORT", 9093)),
+        )
         p.add_argument("--mongo-port", type=int, default=int(os.environ.get("MONGO_PORT", 27017)))
         if name == "run":
             p.add_argument("--count", type=int, default=2000, help="registrations to submit")
@@ -196,8 +220,13 @@ def main() -> None:
     sub.add_parser("down")
     sub.add_parser("install")
     args = parser.parse_args()
-    commands = {"up": up, "supervise": supervise, "run": run, "down": down,
-                "install": lambda _: (install_kafka(), install_mongod())}  # fmt: skip
+    commands: dict[str, Callable[[argparse.Namespace], None]] = {
+        "up": up,
+        "supervise": supervise,
+        "run": run,
+        "down": down,
+        "install": install,
+    }
     commands[args.command](args)
 
 

@@ -108,10 +108,14 @@ async def _decide(deps: Deps, sub: Submission, session: AsyncClientSession) -> l
             reasons.append(domain.ALREADY_REGISTERED)
     if reasons:
         rejected = RegistrationRejected(
-            submission_id=sub.submission_id, rejected_at=now, reasons=reasons,
+            submission_id=sub.submission_id,
+            rejected_at=now,
+            reasons=reasons,
             participant_id=existing,
-        )  # fmt: skip
-        events = [_event(deps, rejected, key=sub.submission_id, subject=None, cause=sub.envelope, now=now)]
+        )
+        events = [
+            _event(deps, rejected, key=sub.submission_id, subject=None, cause=sub.envelope, now=now)
+        ]
     else:
         v = sub.values
         participant_id = str(uuid.uuid4())
@@ -148,7 +152,14 @@ async def _decide(deps: Deps, sub: Submission, session: AsyncClientSession) -> l
             kk=v["kk"],
         )
         events = [
-            _event(deps, registered, key=participant_id, subject=participant_id, cause=sub.envelope, now=now)
+            _event(
+                deps,
+                registered,
+                key=participant_id,
+                subject=participant_id,
+                cause=sub.envelope,
+                now=now,
+            )
         ]
     await deps.outbox.add(session, events)
     return events
@@ -198,7 +209,10 @@ async def handle_submission(record: Record, deps: Deps) -> None:
 async def _dead_letter(deps: Deps, record: Record, code: str, message: str) -> None:
     await retry_transient(
         lambda: send_to_dlq(
-            deps.broker, record, error_type=code, error_message=message,
+            deps.broker,
+            record,
+            error_type=code,
+            error_message=message,
             service=deps.settings.service_name,
         )
-    )  # fmt: skip
+    )

@@ -76,7 +76,9 @@ class Registry:
 
 
 @pytest_asyncio.fixture(scope="session")
-async def registry(servers: Servers, producer: AIOKafkaProducer, log_file: Path) -> AsyncIterator[Registry]:
+async def registry(
+    servers: Servers, producer: AIOKafkaProducer, log_file: Path
+) -> AsyncIterator[Registry]:
     settings = RegistrySettings(
         kafka_bootstrap_servers=servers.kafka_bootstrap_servers,
         mongodb_uri=servers.mongodb_uri,
@@ -89,8 +91,13 @@ async def registry(servers: Servers, producer: AIOKafkaProducer, log_file: Path)
     stream = log_file.open("a")
     configure_logging("registry", "DEBUG", stream=stream, json=True)
     server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=settings.http_port,
-                       log_config=None, lifespan="on")  # fmt: skip
+        uvicorn.Config(
+            create_app(settings),
+            host="127.0.0.1",
+            port=settings.http_port,
+            log_config=None,
+            lifespan="on",
+        )
     )
     serving = asyncio.create_task(server.serve())
     url = f"http://127.0.0.1:{settings.http_port}"
@@ -106,9 +113,12 @@ async def registry(servers: Servers, producer: AIOKafkaProducer, log_file: Path)
     submit_topic = settings.topic(RegistrationSubmitted.name)
     outcomes = await Collector(
         servers.kafka_bootstrap_servers,
-        [settings.topic(ParticipantRegistered.name), settings.topic(RegistrationRejected.name),
-         dlq_topic(submit_topic)],
-    ).start()  # fmt: skip
+        [
+            settings.topic(ParticipantRegistered.name),
+            settings.topic(RegistrationRejected.name),
+            dlq_topic(submit_topic),
+        ],
+    ).start()
     mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(servers.mongodb_uri, tz_aware=True)
     yield Registry(settings, url, producer, outcomes, mongo, Generator(seed=None))
     await outcomes.stop()

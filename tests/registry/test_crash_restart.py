@@ -32,8 +32,10 @@ def start_registry(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "services.registry"],
-            env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
 
 
 async def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
@@ -79,10 +81,12 @@ async def test_killed_and_restarted_mid_stream_answers_each_submission_once(
     for data, _ in batch:
         sent.append(
             await producer.send(
-                submit_topic, json.dumps(data).encode(), key=data["submission_id"].encode(),
+                submit_topic,
+                json.dumps(data).encode(),
+                key=data["submission_id"].encode(),
                 headers=[(k, v.encode()) for k, v in headers_for(data["submission_id"]).items()],
             )
-        )  # fmt: skip
+        )
     metas = [await f for f in sent]
 
     await outcomes.wait_for(lambda r: True, count=50, timeout=60)
@@ -98,9 +102,12 @@ async def test_killed_and_restarted_mid_stream_answers_each_submission_once(
             last[m.partition] = max(last.get(m.partition, -1), m.offset)
         for partition, offset in last.items():
             await wait_committed(
-                servers.kafka_bootstrap_servers, prefix + "registry", submit_topic, partition,
+                servers.kafka_bootstrap_servers,
+                prefix + "registry",
+                submit_topic,
+                partition,
                 offset,
-            )  # fmt: skip
+            )
         await outcomes.caught_up()
     finally:
         second.send_signal(signal.SIGTERM)
@@ -131,7 +138,10 @@ async def test_killed_and_restarted_mid_stream_answers_each_submission_once(
         await mongo.close()
     assert set(stored) == registered
     for ids in nik_groups(batch):
-        assert sum(by_submission[sid][0].topic.endswith(ParticipantRegistered.name) for sid in ids) == 1
+        assert (
+            sum(by_submission[sid][0].topic.endswith(ParticipantRegistered.name) for sid in ids)
+            == 1
+        )
 
     text = log.read_text()
     for data, _ in batch:

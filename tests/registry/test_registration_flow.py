@@ -13,7 +13,6 @@ from bson import encode
 
 from services.registry.handlers import Deps, handle_submission
 from shared.contracts import ParticipantRegistered, RegistrationRejected, RegistrationSubmitted
-from shared.envelope import Envelope
 from shared.kafka import Record
 from tests.kafka_helpers import send, wait_committed
 from tests.registry.conftest import Registry
@@ -80,9 +79,16 @@ async def test_each_broken_rule_is_rejected_with_its_code(registry: Registry, co
 
 async def test_a_rejection_names_every_problem(registry: Registry) -> None:
     data = registry.generator.valid(
-        kk="99", phone="12345", email="x@", city="Bogor", sector="tambang", nib="1",
-        consent=False, has_business="ya", gender="X",
-    )  # fmt: skip
+        kk="99",
+        phone="12345",
+        email="x@",
+        city="Bogor",
+        sector="tambang",
+        nib="1",
+        consent=False,
+        has_business="ya",
+        gender="X",
+    )
     await registry.submit(data)
 
     [outcome] = await registry.outcomes_for(data["submission_id"])
@@ -126,9 +132,12 @@ async def test_a_redelivered_submission_is_answered_once(registry: Registry) -> 
 
     for meta in metas:
         await wait_committed(
-            registry.settings.kafka_bootstrap_servers, registry.settings.consumer_group,
-            meta.topic, meta.partition, meta.offset,
-        )  # fmt: skip
+            registry.settings.kafka_bootstrap_servers,
+            registry.settings.consumer_group,
+            meta.topic,
+            meta.partition,
+            meta.offset,
+        )
     await registry.outcomes.caught_up()
     outcomes = await registry.outcomes_for(data["submission_id"])
     assert len(outcomes) == 1
@@ -144,9 +153,11 @@ async def test_a_second_submission_with_a_registered_nik_is_already_registered(
     pid = registered.json()["participant_id"]
 
     second = registry.generator.valid(
-        nik=first["nik"], birth_date=first["birth_date"], gender=first["gender"],
+        nik=first["nik"],
+        birth_date=first["birth_date"],
+        gender=first["gender"],
         city=first["city"],
-    )  # fmt: skip
+    )
     await registry.submit(second)
     [rejected] = await registry.outcomes_for(second["submission_id"])
     assert rejected.topic == registry.rejected_topic
@@ -157,13 +168,16 @@ async def test_a_second_submission_with_a_registered_nik_is_already_registered(
 async def test_two_submissions_with_one_nik_at_once_register_one(registry: Registry) -> None:
     first = registry.generator.valid()
     twin = registry.generator.valid(
-        nik=first["nik"], birth_date=first["birth_date"], gender=first["gender"],
+        nik=first["nik"],
+        birth_date=first["birth_date"],
+        gender=first["gender"],
         city=first["city"],
-    )  # fmt: skip
+    )
     await asyncio.gather(registry.submit(first), registry.submit(twin))
 
     outcomes = [
-        (await registry.outcomes_for(sid))[0] for sid in (first["submission_id"], twin["submission_id"])
+        (await registry.outcomes_for(sid))[0]
+        for sid in (first["submission_id"], twin["submission_id"])
     ]
     topics = sorted(o.topic for o in outcomes)
     assert topics == sorted([registry.registered_topic, registry.rejected_topic])
@@ -184,21 +198,32 @@ async def test_concurrent_handlers_race_on_one_nik_and_one_wins(registry: Regist
     await broker.start()
     client = make_client(settings.mongodb_uri)
     store = RegistryStore(
-        client, settings.mongodb_database,
+        client,
+        settings.mongodb_database,
         PiiVault(settings.pii_hash_key, settings.pii_encryption_key),
-    )  # fmt: skip
+    )
     deps = Deps(settings=settings, broker=broker, store=store, outbox=Outbox(store.db, broker))
     first = registry.generator.valid()
     twins = [first] + [
-        registry.generator.valid(nik=first["nik"], birth_date=first["birth_date"],
-                                 gender=first["gender"], city=first["city"])
+        registry.generator.valid(
+            nik=first["nik"],
+            birth_date=first["birth_date"],
+            gender=first["gender"],
+            city=first["city"],
+        )
         for _ in range(7)
-    ]  # fmt: skip
+    ]
     records = [
-        Record(settings.topic(RegistrationSubmitted.name), 0, i, None, json.dumps(t).encode(),
-               headers_for(t["submission_id"]))
+        Record(
+            settings.topic(RegistrationSubmitted.name),
+            0,
+            i,
+            None,
+            json.dumps(t).encode(),
+            headers_for(t["submission_id"]),
+        )
         for i, t in enumerate(twins)
-    ]  # fmt: skip
+    ]
     try:
         await asyncio.gather(*(handle_submission(r, deps) for r in records))
     finally:
@@ -223,13 +248,21 @@ async def test_concurrent_handlers_race_on_one_nik_and_one_wins(registry: Regist
         ("not json", b"\x00not json{", None, "invalid-json"),
         ("json array", b"[1, 2]", None, "invalid-json"),
         ("no submission id", b'{"nik": "3171000000000001"}', None, "missing-submission-id"),
-        ("no envelope", b'{"submission_id": "x"}', [("content-type", b"application/json")],
-         "invalid-envelope"),
-        ("unknown type", b'{"submission_id": "x"}', "jakpreneur.registration-submitted.v9",
-         "unknown-event-type"),
+        (
+            "no envelope",
+            b'{"submission_id": "x"}',
+            [("content-type", b"application/json")],
+            "invalid-envelope",
+        ),
+        (
+            "unknown type",
+            b'{"submission_id": "x"}',
+            "jakpreneur.registration-submitted.v9",
+            "unknown-event-type",
+        ),
         ("null header", b"{}", [("ce_id", None)], "invalid-envelope"),
     ],
-)  # fmt: skip
+)
 async def test_an_unreadable_record_lands_in_the_dlq_with_its_headers(
     registry: Registry, case: str, value: bytes, headers: object, error_type: str
 ) -> None:
@@ -239,8 +272,10 @@ async def test_an_unreadable_record_lands_in_the_dlq_with_its_headers(
             (k, v.encode()) for k, v in headers_for("unreadable").items()
         ]
     elif isinstance(headers, str):
-        header_list = [(k, (headers if k == "ce_type" else v).encode())
-                       for k, v in headers_for("unreadable").items()]  # fmt: skip
+        header_list = [
+            (k, (headers if k == "ce_type" else v).encode())
+            for k, v in headers_for("unreadable").items()
+        ]
     else:
         header_list = list(headers)  # type: ignore[call-overload]
     meta = await send(registry.producer, registry.submit_topic, value, marker, header_list)
