@@ -86,17 +86,26 @@ async def retry_transient(operation: Callable[[], Awaitable[T]], max_wait_s: flo
     raise AssertionError("unreachable: AsyncRetrying without stop always returns or raises")
 
 
-async def claim(db: AsyncDatabase[Document], session: AsyncClientSession, key: str) -> bool:
-    """Record ``key`` in the inbox inside the caller's transaction; False if already there.
+async def claim_many(
+    db: AsyncDatabase[Document], session: AsyncClientSession, keys: list[str]
+) -> set[str]:
+    """Record ``keys`` in the inbox inside the caller's transaction; returns those that were
+    not there yet, i.e. whose effects are this transaction's to write.
 
-    A write error aborts a MongoDB transaction, so the key is looked up first rather than
-    caught as a duplicate. Two claims racing make one of them raise DuplicateKeyError (or a
-    transient write conflict): the caller runs its transaction again and finds the key.
+    A write error aborts a MongoDB transaction, so the keys are looked up first rather than
+    caught as duplicates. A concurrent claim of the same key makes the insert raise
+    DuplicateKeyError (or a transient write conflict): the caller runs its transaction again
+    and then finds the key.
     """
-    if await db.inbox.find_one({"_id": key}, {"_id": 1}, session=session) is not None:
-        return False
-    await db.inbox.insert_one({"_id": key, "at": datetime.now(UTC)}, session=session)
-    return True
+    seen = {
+        doc["_id"]
+        async for doc in db.inbox.find({"_id": {"$in": keys}}, {"_id": 1}, session=session)
+    }
+    new = [key for key in keys if key not in seen]
+    if new:
+        now = datetime.now(UTC)
+        await db.inbox.insert_many([{"_id": key, "at": now} for key in new], session=session)
+    return set(new)
 
 
 class Outbox:
@@ -116,12 +125,26 @@ class Outbox:
             await self.collection.insert_many(docs, session=session)
 
     async def publish(self, events: Iterable[OutgoingEvent]) -> None:
-        """Fast path right after the commit; anything it misses the relay sends later."""
+        """Fast path right after the commit; anything it misses the relay sends later.
+
+        Keys are published concurrently, each key's events in order (a key's events must
+        stay in order on its partition); then one write marks them all sent.
+        """
+        by_key: dict[str, list[OutgoingEvent]] = {}
         for event in events:
-            await publish(self.broker, event)
-            await self.collection.update_one(
-                {"_id": event.envelope.id}, {"$set": {"sent_at": datetime.now(UTC)}}
-            )
+            by_key.setdefault(event.key, []).append(event)
+        if not by_key:
+            return
+
+        async def in_order(chain: list[OutgoingEvent]) -> None:
+            for event in chain:
+                await publish(self.broker, event)
+
+        await asyncio.gather(*(in_order(chain) for chain in by_key.values()))
+        ids = [e.envelope.id for chain in by_key.values() for e in chain]
+        await self.collection.update_many(
+            {"_id": {"$in": ids}}, {"$set": {"sent_at": datetime.now(UTC)}}
+        )
 
     async def relay_pending(self, older_than: timedelta = timedelta(0)) -> int:
         """Publish, oldest first, every event still unsent; returns how many it sent.
@@ -134,9 +157,14 @@ class Outbox:
         cursor = self.collection.find({"sent_at": None, "created_at": {"$lte": cutoff}}).sort(
             "created_at", 1
         )
+        chunk: list[OutgoingEvent] = []
         async for doc in cursor:
-            await self.publish([OutgoingEvent.from_document(doc)])
-            sent += 1
+            chunk.append(OutgoingEvent.from_document(doc))
+            if len(chunk) >= 500:
+                await self.publish(chunk)
+                sent, chunk = sent + len(chunk), []
+        await self.publish(chunk)
+        sent += len(chunk)
         if sent:
             log.info("outbox relay published pending events", count=sent)
         return sent

@@ -13,7 +13,7 @@ from faststream.kafka.annotations import KafkaMessage
 from pydantic import Field, WithJsonSchema
 from pydantic_settings import SettingsConfigDict
 
-from services.registry.handlers import Deps, handle_submission
+from services.registry.handlers import Deps, handle_submissions
 from services.registry.store import PiiVault, RegistryStore
 from shared.contracts import ParticipantRegistered, RegistrationRejected, RegistrationSubmitted
 from shared.http import ServiceApp, json_response, probes
@@ -73,7 +73,7 @@ def create_app(settings: RegistrySettings | None = None) -> ServiceApp:
         description=RegistrationSubmitted.__doc__,
     )
     async def on_submissions(body: SubmissionBatch, message: KafkaMessage) -> None:
-        await asyncio.gather(*(handle_submission(r, deps) for r in records_of(message)))
+        await handle_submissions(records_of(message), deps)
 
     for event in PRODUCES:  # documents the outbound topics in the AsyncAPI schema
         broker.publisher(

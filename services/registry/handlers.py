@@ -3,6 +3,10 @@
 Exactly one per ``submission_id``, however often it is delivered: the submission id is
 claimed in the inbox, and the participant (if any) and the outcome event are written to the
 outbox in the same transaction. Only then is the event published and the offset committed.
+
+A consumed batch is decided in one transaction with a few bulk reads and writes, not a
+round trip per record; a record the batch cannot be decided with is retried alone and, if it
+still fails, dead-lettered alone.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from shared.contracts import (
 from shared.envelope import Envelope, EnvelopeError, OutgoingEvent
 from shared.kafka import Record, send_to_dlq
 from shared.logging import get_logger
-from shared.mongo import Outbox, claim, retry_transient
+from shared.mongo import Outbox, claim_many, retry_transient
 from shared.settings import ServiceSettings
 
 log = get_logger(__name__)
@@ -95,115 +99,140 @@ def _event(
     return OutgoingEvent.of(data, topic=deps.settings.topic(data.name), key=key, envelope=envelope)
 
 
-async def _decide(deps: Deps, sub: Submission, session: AsyncClientSession) -> list[OutgoingEvent]:
-    """One transaction: claim the submission, register or reject, and queue the outcome."""
-    if not await claim(deps.store.db, session, f"registration-submitted:{sub.submission_id}"):
-        return []  # answered before: a redelivery or a resend
+async def _decide(
+    deps: Deps, subs: list[Submission], session: AsyncClientSession
+) -> list[OutgoingEvent]:
+    """One transaction: claim the submissions, register or reject each, queue the outcomes."""
+    by_key: dict[str, Submission] = {}
+    for sub in subs:  # a submission delivered twice in one batch is decided once
+        by_key.setdefault(f"{RegistrationSubmitted.name}:{sub.submission_id}", sub)
+    claimed = await claim_many(deps.store.db, session, list(by_key))
+    todo = [sub for key, sub in by_key.items() if key in claimed]  # others: answered before
+    vault = deps.store.vault
+    hashes = {
+        s.submission_id: vault.lookup_hash(s.values["nik"]) for s in todo if "nik" in s.values
+    }
+    registered_by_hash = await deps.store.participants_by_hash(session, set(hashes.values()))
     now = datetime.now(UTC)
-    reasons = list(sub.reasons)
-    existing = None
-    if "nik" in sub.values:
-        existing = await deps.store.participant_by_nik(session, sub.values["nik"])
+    events: list[OutgoingEvent] = []
+    participants: list[dict[str, Any]] = []
+    for sub in todo:
+        reasons = list(sub.reasons)
+        nik_hash = hashes.get(sub.submission_id)
+        existing = registered_by_hash.get(nik_hash) if nik_hash else None
         if existing is not None:
             reasons.append(domain.ALREADY_REGISTERED)
-    if reasons:
-        rejected = RegistrationRejected(
-            submission_id=sub.submission_id,
-            rejected_at=now,
-            reasons=reasons,
-            participant_id=existing,
-        )
-        events = [
-            _event(deps, rejected, key=sub.submission_id, subject=None, cause=sub.envelope, now=now)
-        ]
-    else:
-        v = sub.values
-        participant_id = str(uuid.uuid4())
-        phone = domain.normalise_phone(v["phone"])
-        assert phone is not None  # assess() rejected it otherwise
-        registered = ParticipantRegistered(
-            participant_id=participant_id,
-            submission_id=sub.submission_id,
-            registered_at=now,
-            city=v["city"],
-            kecamatan=v["kecamatan"],
-            kelurahan=v["kelurahan"],
-            sector=v["sector"],
-            has_business=v["has_business"],
-            gender=v["gender"],
-            birth_year=v["birth_date"].year,
-            display_name=domain.first_name(v["full_name"]),
-            contact=Contact(phone=phone, email=v["email"]),
-        )
-        profile = registered.model_dump(mode="json", exclude={"participant_id"})
-        await deps.store.insert_participant(
-            session,
-            {
-                "_id": participant_id,
-                **profile,
-                "registered_at": now,
-                "full_name": v["full_name"],
-                "birth_date": v["birth_date"].isoformat(),
-                "business_name": v["business_name"],
-                "nib": v["nib"],
-                "channel": v["channel"],
-            },
-            nik=v["nik"],
-            kk=v["kk"],
-        )
-        events = [
-            _event(
-                deps,
-                registered,
-                key=participant_id,
-                subject=participant_id,
-                cause=sub.envelope,
-                now=now,
+        if reasons:
+            rejected = RegistrationRejected(
+                submission_id=sub.submission_id,
+                rejected_at=now,
+                reasons=reasons,
+                participant_id=existing,
             )
-        ]
+            events.append(
+                _event(
+                    deps, rejected, key=sub.submission_id, subject=None, cause=sub.envelope, now=now
+                )
+            )
+            continue
+        registered, participant = _register(sub, now)
+        assert nik_hash is not None  # a valid submission has a NIK
+        registered_by_hash[nik_hash] = registered.participant_id
+        participants.append(participant)
+        pid = registered.participant_id
+        events.append(_event(deps, registered, key=pid, subject=pid, cause=sub.envelope, now=now))
+    await deps.store.insert_participants(session, participants)
     await deps.outbox.add(session, events)
     return events
 
 
-async def decide(deps: Deps, sub: Submission) -> list[OutgoingEvent]:
-    """Store the outcome, waiting out outages. A race lost on a unique key (the same
+def _register(sub: Submission, now: datetime) -> tuple[ParticipantRegistered, dict[str, Any]]:
+    """The event of a new participant, and the document the store keeps of them."""
+    v = sub.values
+    participant_id = str(uuid.uuid4())
+    phone = domain.normalise_phone(v["phone"])
+    assert phone is not None  # assess() rejected it otherwise
+    registered = ParticipantRegistered(
+        participant_id=participant_id,
+        submission_id=sub.submission_id,
+        registered_at=now,
+        city=v["city"],
+        kecamatan=v["kecamatan"],
+        kelurahan=v["kelurahan"],
+        sector=v["sector"],
+        has_business=v["has_business"],
+        gender=v["gender"],
+        birth_year=v["birth_date"].year,
+        display_name=domain.first_name(v["full_name"]),
+        contact=Contact(phone=phone, email=v["email"]),
+    )
+    participant = {
+        "_id": participant_id,
+        **registered.model_dump(mode="json", exclude={"participant_id"}),
+        "registered_at": now,
+        "full_name": v["full_name"],
+        "birth_date": v["birth_date"].isoformat(),
+        "business_name": v["business_name"],
+        "nib": v["nib"],
+        "channel": v["channel"],
+        "nik": v["nik"],  # the store keeps only its hash and ciphertext
+        "kk": v["kk"],
+    }
+    return registered, participant
+
+
+async def decide(deps: Deps, subs: list[Submission]) -> list[OutgoingEvent]:
+    """Store the outcomes, waiting out outages. A race lost on a unique key (the same
     submission claimed, or the same NIK registered, by a concurrent handler) aborts the
     transaction; deciding again then sees the winner's write and answers accordingly."""
     while True:
         try:
             return await retry_transient(
-                lambda: deps.store.in_transaction(lambda session: _decide(deps, sub, session))
+                lambda: deps.store.in_transaction(lambda session: _decide(deps, subs, session))
             )
         except DuplicateKeyError:
             log.info("lost a race on a unique key; deciding again")
 
 
-async def handle_submission(record: Record, deps: Deps) -> None:
-    """Answer one ``registration-submitted`` record: an outcome event, or a DLQ entry.
+async def handle_submissions(records: list[Record], deps: Deps) -> None:
+    """Answer a batch of ``registration-submitted`` records, then publish the outcomes.
 
-    Outages are waited out (the record is not acknowledged meanwhile); anything else that
-    goes wrong with this one record sends it to the DLQ, so it can neither crash the service
-    nor block the partition, and an operator can replay it once the cause is fixed.
+    Returning is what lets the framework commit the batch's offsets. Outages are waited out
+    (nothing is acknowledged meanwhile); a record that cannot be read, or that cannot be
+    decided even on its own, goes to the DLQ, so it neither crashes the service nor blocks
+    the partition, and an operator can replay it once the cause is fixed.
     """
+    subs: list[tuple[Record, Submission]] = []
+    for record in records:
+        try:
+            subs.append((record, read_submission(record)))
+        except Unreadable as exc:
+            await _dead_letter(deps, record, exc.code, str(exc))
+    if not subs:
+        return
     try:
-        sub = read_submission(record)
-        events = await decide(deps, sub)
-        if events:
-            await retry_transient(lambda: deps.outbox.publish(events))
-    except Unreadable as exc:
-        await _dead_letter(deps, record, exc.code, str(exc))
-        return
-    except Exception as exc:
-        log.exception("unexpected failure; record sent to the DLQ", offset=record.offset)
-        await _dead_letter(deps, record, type(exc).__name__, str(exc))
-        return
-    log.info(
-        "submission answered" if events else "submission already answered",
-        event_id=sub.envelope.id,
-        correlation_id=sub.envelope.correlation_id or sub.envelope.id,
-        outcome=events[0].envelope.type if events else None,
-        participant_id=events[0].envelope.subject if events else None,
-    )
+        events = await decide(deps, [sub for _, sub in subs])
+    except Exception:
+        log.exception("batch could not be decided; deciding its records one by one")
+        events = []
+        for record, sub in subs:
+            try:
+                events += await decide(deps, [sub])
+            except Exception as exc:
+                log.exception("record could not be decided; sent to the DLQ", offset=record.offset)
+                await _dead_letter(deps, record, type(exc).__name__, str(exc))
+    if events:
+        await retry_transient(lambda: deps.outbox.publish(events))
+    for event in events:
+        log.info(
+            "submission answered",
+            event_id=event.envelope.id,
+            correlation_id=event.envelope.correlation_id,
+            outcome=event.envelope.type,
+            participant_id=event.envelope.subject,
+        )
+    if len(events) < len(subs):
+        log.info("submissions answered before: no new outcome", count=len(subs) - len(events))
 
 
 async def _dead_letter(deps: Deps, record: Record, code: str, message: str) -> None:

@@ -60,24 +60,31 @@ class RegistryStore:
             )
             return result
 
-    async def participant_by_nik(self, session: AsyncClientSession, nik: str) -> str | None:
-        doc = await self.participants.find_one(
-            {"nik_hash": self.vault.lookup_hash(nik)}, {"_id": 1}, session=session
+    async def participants_by_hash(
+        self, session: AsyncClientSession, nik_hashes: set[str]
+    ) -> dict[str, str]:
+        """NIK look-up hash -> participant id, for those already registered."""
+        if not nik_hashes:
+            return {}
+        cursor = self.participants.find(
+            {"nik_hash": {"$in": list(nik_hashes)}}, {"nik_hash": 1}, session=session
         )
-        return None if doc is None else str(doc["_id"])
+        return {doc["nik_hash"]: str(doc["_id"]) async for doc in cursor}
 
-    async def insert_participant(
-        self, session: AsyncClientSession, participant: dict[str, Any], nik: str, kk: str
+    async def insert_participants(
+        self, session: AsyncClientSession, participants: list[dict[str, Any]]
     ) -> None:
-        await self.participants.insert_one(
-            {
-                **participant,
-                "nik_hash": self.vault.lookup_hash(nik),
-                "nik_encrypted": self.vault.encrypt(nik),
-                "kk_encrypted": self.vault.encrypt(kk),
-            },
-            session=session,
-        )
+        """Each given with ``nik`` and ``kk`` in clear; stored as hash and ciphertext only."""
+        if not participants:
+            return
+        docs = []
+        for p in participants:
+            doc = {k: v for k, v in p.items() if k not in ("nik", "kk")}
+            doc["nik_hash"] = self.vault.lookup_hash(p["nik"])
+            doc["nik_encrypted"] = self.vault.encrypt(p["nik"])
+            doc["kk_encrypted"] = self.vault.encrypt(p["kk"])
+            docs.append(doc)
+        await self.participants.insert_many(docs, session=session)
 
     async def get_participant(self, participant_id: str) -> Document | None:
         """The participant as other callers may see it: no NIK or KK, not even encrypted."""

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from bson import encode
 
-from services.registry.handlers import Deps, handle_submission
+from services.registry.handlers import Deps, handle_submissions
 from shared.contracts import ParticipantRegistered, RegistrationRejected, RegistrationSubmitted
 from shared.kafka import Record
 from tests.kafka_helpers import send, wait_committed
@@ -225,7 +225,7 @@ async def test_concurrent_handlers_race_on_one_nik_and_one_wins(registry: Regist
         for i, t in enumerate(twins)
     ]
     try:
-        await asyncio.gather(*(handle_submission(r, deps) for r in records))
+        await handle_submissions(records, deps)
     finally:
         await broker.stop()
         await client.close()
