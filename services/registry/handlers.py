@@ -223,16 +223,21 @@ async def handle_submissions(records: list[Record], deps: Deps) -> None:
                 await _dead_letter(deps, record, type(exc).__name__, str(exc))
     if events:
         await retry_transient(lambda: deps.outbox.publish(events))
-    for event in events:
-        log.info(
+    for event in events:  # one line per answer costs a tenth of the throughput: DEBUG
+        log.debug(
             "submission answered",
             event_id=event.envelope.id,
             correlation_id=event.envelope.correlation_id,
             outcome=event.envelope.type,
             participant_id=event.envelope.subject,
         )
-    if len(events) < len(subs):
-        log.info("submissions answered before: no new outcome", count=len(subs) - len(events))
+    log.info(
+        "batch answered",
+        records=len(records),
+        outcomes=len(events),
+        answered_before=len(subs) - len(events),
+        dead_lettered=len(records) - len(subs),
+    )
 
 
 async def _dead_letter(deps: Deps, record: Record, code: str, message: str) -> None:

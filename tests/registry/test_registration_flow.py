@@ -310,6 +310,35 @@ async def test_probes_and_asyncapi_docs(registry: Registry) -> None:
     assert "16 digits" in text  # the contract's field descriptions reach the docs
 
 
+async def test_the_relay_publishes_what_a_crash_left_in_the_outbox(registry: Registry) -> None:
+    """As if the service died between its commit and its publish: the event is only in the
+    outbox. The relay finds it and publishes it, and marks it sent."""
+    from shared.envelope import OutgoingEvent, new_envelope
+
+    participant_id = str(uuid.uuid4())
+    event = OutgoingEvent(
+        topic=registry.registered_topic,
+        key=participant_id,
+        envelope=new_envelope(
+            type=ParticipantRegistered.ce_type(), source="registry", subject=participant_id
+        ),
+        value=json.dumps({"submission_id": f"left-behind-{participant_id}"}).encode(),
+    )
+    outbox = registry.mongo[registry.settings.mongodb_database].outbox
+    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    await outbox.insert_one({**event.to_document(), "created_at": an_hour_ago, "sent_at": None})
+
+    [published] = await registry.outcomes_for(f"left-behind-{participant_id}")
+    assert published.headers["ce_id"] == event.envelope.id
+    assert published.key == participant_id.encode()
+    for _ in range(100):
+        doc = await outbox.find_one({"_id": event.envelope.id})
+        if doc and doc["sent_at"] is not None:
+            break
+        await asyncio.sleep(0.1)
+    assert doc is not None and doc["sent_at"] is not None
+
+
 def test_zz_logs_hold_no_nik_kk_phone_or_email(registry: Registry, log_file: object) -> None:
     """Runs last in this module: everything submitted above has been logged about by now."""
     from pathlib import Path
