@@ -96,7 +96,9 @@ async def submit_and_tally(
     count: int = 1000,
     seed: int | None = None,
     timeout_s: float = 600,
+    rate: float | None = None,
 ) -> Tally:
+    """Submit ``count`` registrations (as a burst, or ``rate`` per second) and tally them."""
     gen = Generator(seed=seed if seed is not None else int(time.time()))
     batch = gen.batch(count)
     expected = {data["submission_id"]: code for data, code in batch}
@@ -129,7 +131,10 @@ async def submit_and_tally(
             answering = progress.add_task("answered ", total=count)
 
             async def submit() -> None:
-                for data, _ in batch:
+                start = time.monotonic()
+                for i, (data, _) in enumerate(batch):
+                    if rate:  # hold a steady rate instead of a burst
+                        await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
                     sent_at[data["submission_id"]] = time.monotonic()
                     await producer.send(
                         submit_topic,
@@ -224,9 +229,12 @@ def main() -> None:
         "--bootstrap", default=stack_env().get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     )
     parser.add_argument("--topic-prefix", default="")
+    parser.add_argument("--rate", type=float, default=None, help="submissions/s; default: burst")
     parser.add_argument("--json", action="store_true", help="also print the summary as JSON")
     args = parser.parse_args()
-    tally = asyncio.run(submit_and_tally(args.bootstrap, args.topic_prefix, args.count, args.seed))
+    tally = asyncio.run(
+        submit_and_tally(args.bootstrap, args.topic_prefix, args.count, args.seed, rate=args.rate)
+    )
     print_tally(tally)
     if args.json:
         sys.stdout.write(json.dumps(tally.summary()) + "\n")

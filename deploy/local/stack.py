@@ -193,6 +193,8 @@ def run(args: argparse.Namespace) -> None:
         print_tally(tally)
         for key, value in env.items():
             _say(f"{key}={value}")
+        for service in SERVICES:
+            _say(f"{service.name} AsyncAPI docs: {env[service.url_var]}/docs/asyncapi")
         if args.exit:
             return
         _say("stack keeps running; Ctrl-C stops it")
