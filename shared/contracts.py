@@ -19,10 +19,14 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 SCHEMA_DIR = Path(__file__).with_name("schemas")
 
 
-class Event(BaseModel):
-    """Base of every contract. ``name`` is also the topic; ``ce_type`` carries the version."""
+class Part(BaseModel):
+    """Base of every contract and of the models nested in them: read tolerantly."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Event(Part):
+    """Base of every contract. ``name`` is also the topic; ``ce_type`` carries the version."""
 
     name: ClassVar[str]
     version: ClassVar[int] = 1
@@ -68,9 +72,7 @@ class RegistrationSubmitted(Event):
     )
 
 
-class Contact(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
+class Contact(Part):
     phone: str = Field(description="E.164 mobile number, e.g. +6281234567890.")
     email: str | None = Field(default=None, description="E-mail address, if given.")
 
@@ -94,9 +96,7 @@ class ParticipantRegistered(Event):
     contact: Contact = Field(description="How to reach the participant.")
 
 
-class Reason(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
+class Reason(Part):
     code: str = Field(description="Machine-readable reason, e.g. `invalid-nik`.")
     field: str | None = Field(description="The submission field at fault, if one is.")
     message: str = Field(description="Human-readable explanation (never echoes NIK or KK).")

@@ -149,19 +149,6 @@ def _nik_birth(v: Mapping[str, Any]) -> list[Reason]:
     return []
 
 
-def _kk(v: Mapping[str, Any]) -> list[Reason]:
-    kk: str = v["kk"]
-    if not _DIGITS16.fullmatch(kk) or kk[:2] != DKI_PROVINCE:
-        return [
-            Reason(
-                code="invalid-kk",
-                field="kk",
-                message="KK must be 16 digits starting with 31 (DKI Jakarta).",
-            )
-        ]
-    return []
-
-
 def _age(v: Mapping[str, Any]) -> list[Reason]:
     if age_on(v["birth_date"], v["today"]) < MINIMUM_AGE:
         return [
@@ -174,92 +161,79 @@ def _age(v: Mapping[str, Any]) -> list[Reason]:
     return []
 
 
-def _phone(v: Mapping[str, Any]) -> list[Reason]:
-    if normalise_phone(v["phone"]) is None:
-        return [
-            Reason(
-                code="invalid-phone",
-                field="phone",
-                message="Phone must be an Indonesian mobile number (08..., 628..., +628...).",
-            )
-        ]
-    return []
-
-
-def _email(v: Mapping[str, Any]) -> list[Reason]:
-    if v["email"] is None:
-        return []
+def _valid_email(email: str) -> bool:
     try:
-        validate_email(v["email"], check_deliverability=False)
+        validate_email(email, check_deliverability=False)
     except EmailNotValidError:
-        return [Reason(code="invalid-email", field="email", message="E-mail address is not valid.")]
-    return []
-
-
-def _city(v: Mapping[str, Any]) -> list[Reason]:
-    if v["city"] not in CITY_CODES:
-        return [
-            Reason(
-                code="unknown-city",
-                field="city",
-                message=f"City must be one of: {', '.join(CITY_CODES)}.",
-            )
-        ]
-    return []
-
-
-def _sector(v: Mapping[str, Any]) -> list[Reason]:
-    if v["sector"] not in SECTORS:
-        return [
-            Reason(
-                code="unknown-sector",
-                field="sector",
-                message=f"Sector must be one of: {', '.join(sorted(SECTORS))}.",
-            )
-        ]
-    return []
-
-
-def _gender(v: Mapping[str, Any]) -> list[Reason]:
-    if v["gender"] not in GENDERS:
-        return [Reason(code="invalid-payload", field="gender", message="Gender must be L or P.")]
-    return []
-
-
-def _nib(v: Mapping[str, Any]) -> list[Reason]:
-    if v["nib"] is not None and not _DIGITS13.fullmatch(v["nib"]):
-        return [Reason(code="invalid-nib", field="nib", message="NIB must be exactly 13 digits.")]
-    return []
-
-
-def _consent(v: Mapping[str, Any]) -> list[Reason]:
-    if v["consent"] is not True:
-        return [
-            Reason(
-                code="missing-consent",
-                field="consent",
-                message="Consent to the processing of personal data is required.",
-            )
-        ]
-    return []
+        return False
+    return True
 
 
 Rule = tuple[tuple[str, ...], Callable[[Mapping[str, Any]], list[Reason]]]
 
-# (the fields a rule needs, the rule). Order is the order reasons are listed in.
+# Rules over several fields: (the fields a rule needs, the rule).
 RULES: tuple[Rule, ...] = (
     (("nik",), _nik_rules),
     (("nik", "city"), _nik_city),
     (("nik", "birth_date", "gender"), _nik_birth),
-    (("kk",), _kk),
     (("birth_date", "today"), _age),
-    (("gender",), _gender),
-    (("phone",), _phone),
-    (("email",), _email),
-    (("city",), _city),
-    (("sector",), _sector),
-    (("nib",), _nib),
-    (("consent",), _consent),
+)
+
+
+@dataclass(frozen=True)
+class FieldCheck:
+    """A rule over one field: when ``ok`` fails, the reason is (code, field, message)."""
+
+    field: str
+    code: str
+    message: str
+    ok: Callable[[Any], bool]
+
+
+FIELD_CHECKS: tuple[FieldCheck, ...] = (
+    FieldCheck(
+        "kk",
+        "invalid-kk",
+        "KK must be 16 digits starting with 31 (DKI Jakarta).",
+        lambda kk: bool(_DIGITS16.fullmatch(kk)) and kk[:2] == DKI_PROVINCE,
+    ),
+    FieldCheck("gender", "invalid-payload", "Gender must be L or P.", GENDERS.__contains__),
+    FieldCheck(
+        "phone",
+        "invalid-phone",
+        "Phone must be an Indonesian mobile number (08..., 628..., +628...).",
+        lambda phone: normalise_phone(phone) is not None,
+    ),
+    FieldCheck(
+        "email",
+        "invalid-email",
+        "E-mail address is not valid.",
+        lambda email: email is None or _valid_email(email),
+    ),
+    FieldCheck(
+        "city",
+        "unknown-city",
+        f"City must be one of: {', '.join(CITY_CODES)}.",
+        CITY_CODES.__contains__,
+    ),
+    FieldCheck(
+        "sector",
+        "unknown-sector",
+        f"Sector must be one of: {', '.join(sorted(SECTORS))}.",
+        SECTORS.__contains__,
+    ),
+    FieldCheck(
+        "nib",
+        "invalid-nib",
+        "NIB must be exactly 13 digits.",
+        lambda nib: nib is None or bool(_DIGITS13.fullmatch(nib)),
+    ),
+    FieldCheck(
+        "consent",
+        "missing-consent",
+        "Consent to the processing of personal data is required.",
+        lambda consent: consent is True,
+    ),
 )
 
 
@@ -270,6 +244,9 @@ def assess(values: Mapping[str, Any], today: date) -> list[Reason]:
     for needs, rule in RULES:
         if all(name in available for name in needs):
             reasons.extend(rule(available))
+    for check in FIELD_CHECKS:
+        if check.field in available and not check.ok(available[check.field]):
+            reasons.append(Reason(code=check.code, field=check.field, message=check.message))
     return reasons
 
 
