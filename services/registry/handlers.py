@@ -41,6 +41,7 @@ from shared.settings import ServiceSettings
 
 log = get_logger(__name__)
 JAKARTA = ZoneInfo("Asia/Jakarta")
+RACE_ATTEMPTS = 10  # a race resolves on the next attempt; more means a bug: DLQ
 
 
 class Unreadable(Exception):
@@ -185,13 +186,14 @@ async def decide(deps: Deps, subs: list[Submission]) -> list[OutgoingEvent]:
     """Store the outcomes, waiting out outages. A race lost on a unique key (the same
     submission claimed, or the same NIK registered, by a concurrent handler) aborts the
     transaction; deciding again then sees the winner's write and answers accordingly."""
-    while True:
+    for _attempt in range(RACE_ATTEMPTS):
         try:
             return await retry_transient(
                 lambda: deps.store.in_transaction(lambda session: _decide(deps, subs, session))
             )
         except DuplicateKeyError:
             log.info("lost a race on a unique key; deciding again")
+    raise RuntimeError(f"still conflicting on a unique key after {RACE_ATTEMPTS} attempts")
 
 
 async def handle_submissions(records: list[Record], deps: Deps) -> None:
