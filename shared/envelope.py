@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -118,6 +118,22 @@ class OutgoingEvent:
     def of(cls, data: BaseModel, *, topic: str, key: str, envelope: Envelope) -> OutgoingEvent:
         return cls(topic=topic, key=key, envelope=envelope, value=data.model_dump_json().encode())
 
+    @classmethod
+    def caused_by(
+        cls,
+        cause: Envelope,
+        data: Any,
+        *,
+        topic: str,
+        key: str,
+        source: str,
+        subject: str | None,
+        time: datetime,
+    ) -> OutgoingEvent:
+        """An event ``cause`` led to; ``data`` is a contract (it knows its ``ce_type``)."""
+        envelope = cause.caused(type=data.ce_type(), source=source, subject=subject, time=time)
+        return cls.of(data, topic=topic, key=key, envelope=envelope)
+
     def to_document(self) -> dict[str, Any]:
         """How the outbox stores it: ``_id`` is the event id, so a retry cannot duplicate it."""
         return {
@@ -136,6 +152,3 @@ class OutgoingEvent:
             envelope=Envelope.from_headers(doc["headers"]),
             value=bytes(doc["value"]),
         )
-
-    def with_topic(self, topic: str) -> OutgoingEvent:
-        return replace(self, topic=topic)

@@ -5,18 +5,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker
 from faststream.kafka.message import KafkaMessage
 
-from shared.envelope import OutgoingEvent
+from shared.envelope import Envelope, EnvelopeError, OutgoingEvent
 from shared.logging import get_logger
+from shared.retry import retry_transient
 from shared.settings import ServiceSettings
 
 log = get_logger(__name__)
@@ -112,6 +114,48 @@ async def raw_body(message: KafkaMessage) -> Any:
     return message.body
 
 
+class DeadLetter(Exception):
+    """This record cannot be applied, now or later: it goes to the DLQ under ``code``."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def read_envelope(record: Record, *types: str) -> Envelope:
+    """The record's envelope, if it is one of ``types``; else :class:`DeadLetter`."""
+    try:
+        envelope = Envelope.from_headers(record.headers)
+    except EnvelopeError as exc:
+        raise DeadLetter("invalid-envelope", str(exc)) from None
+    if envelope.type not in types:
+        raise DeadLetter("unknown-event-type", f"ce_type {envelope.type!r} is not handled here")
+    return envelope
+
+
+def read_object(record: Record) -> dict[str, Any]:
+    """The record's value as a JSON object; else :class:`DeadLetter`."""
+    try:
+        raw = json.loads(record.value)
+    except ValueError as exc:
+        raise DeadLetter("invalid-json", f"value is not JSON: {exc.__class__.__name__}") from None
+    if not isinstance(raw, dict):
+        raise DeadLetter("invalid-json", "value is not a JSON object")
+    return raw
+
+
+async def dead_letter(
+    broker: KafkaBroker, record: Record, exc: BaseException, service: str
+) -> None:
+    """Send the record to its DLQ, waiting out a broker outage rather than losing it."""
+    code = exc.code if isinstance(exc, DeadLetter) else type(exc).__name__
+    await retry_transient(
+        lambda: send_to_dlq(
+            broker, record, error_type=code, error_message=str(exc), service=service
+        )
+    )
+
+
 async def send_to_dlq(
     broker: KafkaBroker, record: Record, *, error_type: str, error_message: str, service: str
 ) -> None:
@@ -138,9 +182,6 @@ async def send_to_dlq(
         offset=record.offset,
         error_type=error_type,
     )
-
-
-TRANSIENT_KAFKA_ERRORS: tuple[type[BaseException], ...] = (KafkaError, asyncio.TimeoutError)
 
 
 def _clean_headers(record: Any) -> Any:

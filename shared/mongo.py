@@ -8,82 +8,27 @@ one transaction; a relay publishes what the outbox holds and marks it sent.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from faststream.kafka import KafkaBroker
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import (
-    AutoReconnect,
-    ConnectionFailure,
-    NetworkTimeout,
-    NotPrimaryError,
-    PyMongoError,
-    ServerSelectionTimeoutError,
-)
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
 
 from shared.envelope import OutgoingEvent
-from shared.kafka import TRANSIENT_KAFKA_ERRORS, publish
+from shared.kafka import publish
 from shared.logging import get_logger
+from shared.retry import TRANSIENT_ERRORS
 
 log = get_logger(__name__)
-T = TypeVar("T")
 
 Document = dict[str, Any]
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    AutoReconnect,
-    ConnectionFailure,
-    NetworkTimeout,
-    NotPrimaryError,
-    ServerSelectionTimeoutError,
-    *TRANSIENT_KAFKA_ERRORS,
-)
-
-
-def is_transient(exc: BaseException) -> bool:
-    """An outage or a conflict that passes by itself: retry, never dead-letter.
-
-    That includes a transaction that stayed in conflict past ``with_transaction``'s own
-    retries, e.g. with one left open by a killed instance until the server aborts it.
-    """
-    if isinstance(exc, TRANSIENT_ERRORS):
-        return True
-    return isinstance(exc, PyMongoError) and (
-        exc.has_error_label("TransientTransactionError")
-        or exc.has_error_label("UnknownTransactionCommitResult")
-    )
 
 
 def make_client(uri: str) -> AsyncMongoClient[Document]:
     return AsyncMongoClient(uri, tz_aware=True, serverSelectionTimeoutMS=5000)
-
-
-def _log_retry(state: RetryCallState) -> None:
-    exc = state.outcome.exception() if state.outcome else None
-    log.warning(
-        "transient failure, retrying",
-        attempt=state.attempt_number,
-        error_type=type(exc).__name__,
-    )
-
-
-async def retry_transient(operation: Callable[[], Awaitable[T]], max_wait_s: float = 10.0) -> T:
-    """Run ``operation`` until it succeeds; a database or broker outage is waited out,
-    never turned into a lost message. Anything not transient propagates at once."""
-    async for attempt in AsyncRetrying(
-        retry=retry_if_exception(is_transient),
-        wait=wait_exponential_jitter(multiplier=0.1, max=max_wait_s),
-        before_sleep=_log_retry,
-        reraise=True,
-    ):
-        with attempt:
-            return await operation()
-    raise AssertionError("unreachable: AsyncRetrying without stop always returns or raises")
 
 
 async def claim_many(
@@ -179,14 +124,3 @@ class Outbox:
                     "outbox relay waiting for infrastructure", error_type=type(exc).__name__
                 )
             await asyncio.sleep(interval_s)
-
-
-@contextlib.asynccontextmanager
-async def background(coro: Awaitable[None]) -> Any:
-    task = asyncio.ensure_future(coro)
-    try:
-        yield task
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

@@ -19,7 +19,8 @@ from shared.contracts import ParticipantRegistered, RegistrationRejected, Regist
 from shared.http import ServiceApp, json_response, probes
 from shared.kafka import ensure_topics, make_broker, raw_body, records_of, tolerant_parser
 from shared.logging import get_logger
-from shared.mongo import Outbox, make_client, retry_transient
+from shared.mongo import Outbox, make_client
+from shared.retry import retry_transient
 from shared.settings import ServiceSettings
 
 log = get_logger(__name__)

@@ -11,7 +11,6 @@ still fails, dead-lettered alone.
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,23 +32,16 @@ from shared.contracts import (
     RegistrationSubmitted,
     validate_fields,
 )
-from shared.envelope import Envelope, EnvelopeError, OutgoingEvent
-from shared.kafka import Record, send_to_dlq
+from shared.envelope import Envelope, OutgoingEvent
+from shared.kafka import DeadLetter, Record, dead_letter, read_envelope, read_object
 from shared.logging import get_logger
-from shared.mongo import Outbox, claim_many, retry_transient
+from shared.mongo import Outbox, claim_many
+from shared.retry import retry_transient
 from shared.settings import ServiceSettings
 
 log = get_logger(__name__)
 JAKARTA = ZoneInfo("Asia/Jakarta")
 RACE_ATTEMPTS = 10  # a race resolves on the next attempt; more means a bug: DLQ
-
-
-class Unreadable(Exception):
-    """A record no rule can even be applied to; it goes to the dead-letter queue."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass(frozen=True)
@@ -69,22 +61,12 @@ class Submission:
 
 
 def read_submission(record: Record) -> Submission:
-    """Parse and check a record; raise :class:`Unreadable` when it cannot be answered at all."""
-    try:
-        envelope = Envelope.from_headers(record.headers)
-    except EnvelopeError as exc:
-        raise Unreadable("invalid-envelope", str(exc)) from None
-    if envelope.type != RegistrationSubmitted.ce_type():
-        raise Unreadable("unknown-event-type", f"ce_type {envelope.type!r} is not handled here")
-    try:
-        raw = json.loads(record.value)
-    except ValueError as exc:
-        raise Unreadable("invalid-json", f"value is not JSON: {exc.__class__.__name__}") from None
-    if not isinstance(raw, dict):
-        raise Unreadable("invalid-json", "value is not a JSON object")
+    """Parse and check a record; raise :class:`DeadLetter` when it cannot be answered at all."""
+    envelope = read_envelope(record, RegistrationSubmitted.ce_type())
+    raw = read_object(record)
     submission_id = raw.get("submission_id")
     if not isinstance(submission_id, str) or not submission_id:
-        raise Unreadable("missing-submission-id", "no submission_id string in the value")
+        raise DeadLetter("missing-submission-id", "no submission_id string in the value")
     values, errors = validate_fields(RegistrationSubmitted, raw)
     today = envelope.time.astimezone(JAKARTA).date()
     reasons = domain.schema_reasons(errors) + domain.assess(values, today)
@@ -94,10 +76,16 @@ def read_submission(record: Record) -> Submission:
 def _event(
     deps: Deps, data: Event, *, key: str, subject: str | None, cause: Envelope, now: datetime
 ) -> OutgoingEvent:
-    envelope = cause.caused(
-        type=data.ce_type(), source=deps.settings.service_name, subject=subject, time=now
+    settings = deps.settings
+    return OutgoingEvent.caused_by(
+        cause,
+        data,
+        topic=settings.topic(data.name),
+        key=key,
+        source=settings.service_name,
+        subject=subject,
+        time=now,
     )
-    return OutgoingEvent.of(data, topic=deps.settings.topic(data.name), key=key, envelope=envelope)
 
 
 async def _decide(
@@ -208,8 +196,8 @@ async def handle_submissions(records: list[Record], deps: Deps) -> None:
     for record in records:
         try:
             subs.append((record, read_submission(record)))
-        except Unreadable as exc:
-            await _dead_letter(deps, record, exc.code, str(exc))
+        except DeadLetter as exc:
+            await dead_letter(deps.broker, record, exc, deps.settings.service_name)
     if not subs:
         return
     try:
@@ -222,7 +210,7 @@ async def handle_submissions(records: list[Record], deps: Deps) -> None:
                 events += await decide(deps, [sub])
             except Exception as exc:
                 log.exception("record could not be decided; sent to the DLQ", offset=record.offset)
-                await _dead_letter(deps, record, type(exc).__name__, str(exc))
+                await dead_letter(deps.broker, record, exc, deps.settings.service_name)
     if events:
         await retry_transient(lambda: deps.outbox.publish(events))
     for event in events:  # one line per answer costs a tenth of the throughput: DEBUG
@@ -239,16 +227,4 @@ async def handle_submissions(records: list[Record], deps: Deps) -> None:
         outcomes=len(events),
         answered_before=len(subs) - len(events),
         dead_lettered=len(records) - len(subs),
-    )
-
-
-async def _dead_letter(deps: Deps, record: Record, code: str, message: str) -> None:
-    await retry_transient(
-        lambda: send_to_dlq(
-            deps.broker,
-            record,
-            error_type=code,
-            error_message=message,
-            service=deps.settings.service_name,
-        )
     )
