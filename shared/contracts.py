@@ -20,9 +20,12 @@ SCHEMA_DIR = Path(__file__).with_name("schemas")
 
 
 class Part(BaseModel):
-    """Base of every contract and of the models nested in them: read tolerantly."""
+    """Base of every contract and of the models nested in them: read tolerantly. A field
+    whose wire name clashes with Python (``name``) is declared with that name as alias."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(
+        extra="ignore", frozen=True, serialize_by_alias=True, validate_by_name=True
+    )
 
 
 class Event(Part):
@@ -115,10 +118,210 @@ class RegistrationRejected(Event):
     )
 
 
+# --------------------------------------------------------------------------- P2-P4 coaching
+
+CertificateKind = Literal["NIB", "PIRT", "HALAL", "BPOM_MD", "BPOM_NOTIFIKASI", "HKI_MEREK", "SNI"]
+ProductCategory = Literal["makanan-minuman", "kosmetik", "fashion", "kriya", "jasa", "lainnya"]
+
+
+class TrainingAttendanceRecorded(Event):
+    """The trainers' LMS recorded whether a participant attended one session of a cohort."""
+
+    name: ClassVar[str] = "training-attendance-recorded"
+
+    participant_id: str = Field(description="The participant.")
+    cohort_id: str = Field(description="The cohort the session belongs to.")
+    session_no: int = Field(ge=1, description="1-based session number within the cohort.")
+    present: bool = Field(description="Whether the participant attended.")
+    recorded_at: datetime = Field(description="When the trainer recorded it.")
+    trainer_id: str = Field(description="Who recorded it.")
+
+
+class TrainingAssessed(Event):
+    """The post-test result of a participant in a cohort."""
+
+    name: ClassVar[str] = "training-assessed"
+
+    participant_id: str = Field(description="The participant.")
+    cohort_id: str = Field(description="The cohort assessed.")
+    score: int = Field(ge=0, le=100, description="Post-test score, 0-100.")
+    assessed_at: datetime = Field(description="When the assessment was made.")
+
+
+class MentoringSessionRecorded(Event):
+    """A pendamping logged a mentoring session with a participant."""
+
+    name: ClassVar[str] = "mentoring-session-recorded"
+
+    participant_id: str = Field(description="The mentee.")
+    mentor_id: str = Field(description="The pendamping.")
+    session_at: datetime = Field(description="When the session took place.")
+    notes: str = Field(default="", description="Free text notes.")
+
+
+class ProductSubmitted(Event):
+    """A participant submitted a product for licensing help."""
+
+    name: ClassVar[str] = "product-submitted"
+
+    product_id: str = Field(description="The product.")
+    participant_id: str = Field(description="Its owner.")
+    name_: str = Field(alias="name", description="Product name.")
+    category: ProductCategory = Field(description="Decides which certificates it needs.")
+    description: str = Field(default="", description="What the product is.")
+    production_started: str = Field(
+        pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM production started."
+    )
+
+
+class CertificationIssued(Event):
+    """OSS, BPJPH, BPOM, DJKI ... issued a licence or certificate."""
+
+    name: ClassVar[str] = "certification-issued"
+
+    certificate_id: str = Field(description="The certificate.")
+    participant_id: str = Field(description="Its holder.")
+    product_id: str | None = Field(
+        default=None, description="The product; null for business-level ones such as NIB."
+    )
+    kind: CertificateKind = Field(description="NIB | PIRT | HALAL | BPOM_MD | ... ")
+    number: str = Field(description="The certificate's number.")
+    issued_at: datetime = Field(description="When it was issued.")
+    expires_at: datetime | None = Field(default=None, description="Expiry; null = none.")
+    issuer: str = Field(description="The issuing body.")
+
+
+class CertificationRevoked(Event):
+    """An issuer revoked a certificate."""
+
+    name: ClassVar[str] = "certification-revoked"
+
+    certificate_id: str = Field(description="The certificate revoked.")
+    reason: str = Field(description="Why.")
+    revoked_at: datetime = Field(description="When.")
+
+
+class TrainingEnrolled(Event):
+    """A registered participant was placed in a training cohort (P2)."""
+
+    name: ClassVar[str] = "training-enrolled"
+
+    participant_id: str = Field(description="The participant.")
+    cohort_id: str = Field(description="The cohort.")
+    sector: str = Field(description="The cohort's sector.")
+    city: str = Field(description="The cohort's city.")
+    session_count: int = Field(description="Sessions in the cohort.")
+
+
+class TrainingCompleted(Event):
+    """Attendance >= 75 % and post-test score >= 70."""
+
+    name: ClassVar[str] = "training-completed"
+
+    participant_id: str = Field(description="The participant.")
+    cohort_id: str = Field(description="The cohort.")
+    score: int = Field(description="Post-test score.")
+    attendance_rate: float = Field(description="Sessions attended / sessions, 0-1.")
+
+
+class Finding(Part):
+    code: str = Field(description="Machine-readable reason code.")
+    message: str = Field(description="Human-readable explanation.")
+
+
+class TrainingNotCompleted(Event):
+    """All sessions and the assessment are in and the completion rule failed."""
+
+    name: ClassVar[str] = "training-not-completed"
+
+    participant_id: str = Field(description="The participant.")
+    cohort_id: str = Field(description="The cohort.")
+    score: int = Field(description="Post-test score.")
+    attendance_rate: float = Field(description="Sessions attended / sessions, 0-1.")
+    reasons: list[Finding] = Field(description="Every rule that failed.")
+
+
+class MentoringAssigned(Event):
+    """A pendamping from the participant's kecamatan (or city) centre was assigned (P3)."""
+
+    name: ClassVar[str] = "mentoring-assigned"
+
+    participant_id: str = Field(description="The mentee.")
+    mentor_id: str = Field(description="The pendamping.")
+    centre: str = Field(description="The centre the pendamping works from.")
+
+
+class MentoringCompleted(Event):
+    """Three mentoring sessions were recorded."""
+
+    name: ClassVar[str] = "mentoring-completed"
+
+    participant_id: str = Field(description="The mentee.")
+    mentor_id: str = Field(description="The pendamping.")
+    sessions: int = Field(description="Sessions recorded.")
+
+
+class CertificateRef(Part):
+    certificate_id: str = Field(description="The certificate.")
+    kind: str = Field(description="Its kind.")
+    number: str = Field(description="Its number.")
+    expires_at: datetime | None = Field(default=None, description="Its expiry, if any.")
+
+
+class ProductCertified(Event):
+    """A product satisfies its category's requirement set with valid certificates (P4)."""
+
+    name: ClassVar[str] = "product-certified"
+
+    product_id: str = Field(description="The product.")
+    participant_id: str = Field(description="Its owner.")
+    category: str = Field(description="The product's category.")
+    certificates: list[CertificateRef] = Field(description="The certificates that satisfy it.")
+    valid_until: datetime | None = Field(description="Earliest expiry among them; null = none.")
+
+
+class ProductCertificationLapsed(Event):
+    """A revocation or an expiry broke a certified product's requirement set."""
+
+    name: ClassVar[str] = "product-certification-lapsed"
+
+    product_id: str = Field(description="The product.")
+    participant_id: str = Field(description="Its owner.")
+    category: str = Field(description="The product's category.")
+    reasons: list[Finding] = Field(description="Each requirement no longer met.")
+
+
+class CertificationExpiring(Event):
+    """A certificate expires within 30 days; sent once per certificate."""
+
+    name: ClassVar[str] = "certification-expiring"
+
+    certificate_id: str = Field(description="The certificate.")
+    participant_id: str = Field(description="Its holder.")
+    product_id: str | None = Field(description="Its product, if product-level.")
+    kind: str = Field(description="Its kind.")
+    number: str = Field(description="Its number.")
+    expires_at: datetime = Field(description="When it expires.")
+
+
 CATALOGUE: tuple[type[Event], ...] = (
     RegistrationSubmitted,
     ParticipantRegistered,
     RegistrationRejected,
+    TrainingAttendanceRecorded,
+    TrainingAssessed,
+    MentoringSessionRecorded,
+    ProductSubmitted,
+    CertificationIssued,
+    CertificationRevoked,
+    TrainingEnrolled,
+    TrainingCompleted,
+    TrainingNotCompleted,
+    MentoringAssigned,
+    MentoringCompleted,
+    ProductCertified,
+    ProductCertificationLapsed,
+    CertificationExpiring,
 )
 
 

@@ -147,8 +147,9 @@ def read_object(record: Record) -> dict[str, Any]:
 async def dead_letter(
     broker: KafkaBroker, record: Record, exc: BaseException, service: str
 ) -> None:
-    """Send the record to its DLQ, waiting out a broker outage rather than losing it."""
-    code = exc.code if isinstance(exc, DeadLetter) else type(exc).__name__
+    """Send the record to its DLQ, waiting out a broker outage rather than losing it. The
+    error type is the exception's ``code`` (a reason code) where it has one."""
+    code = str(getattr(exc, "code", None) or type(exc).__name__)
     await retry_transient(
         lambda: send_to_dlq(
             broker, record, error_type=code, error_message=str(exc), service=service

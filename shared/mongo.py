@@ -8,27 +8,60 @@ one transaction; a relay publishes what the outbox holds and marks it sent.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from faststream.kafka import KafkaBroker
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+from pymongo.read_concern import ReadConcern
+from pymongo.write_concern import WriteConcern
 
 from shared.envelope import OutgoingEvent
 from shared.kafka import publish
 from shared.logging import get_logger
-from shared.retry import TRANSIENT_ERRORS
+from shared.retry import TRANSIENT_ERRORS, retry_transient
 
 log = get_logger(__name__)
 
 Document = dict[str, Any]
+T = TypeVar("T")
 
 
 def make_client(uri: str) -> AsyncMongoClient[Document]:
     return AsyncMongoClient(uri, tz_aware=True, serverSelectionTimeoutMS=5000)
+
+
+async def in_transaction(
+    client: AsyncMongoClient[Document], work: Callable[[AsyncClientSession], Awaitable[T]]
+) -> T:
+    """Run ``work`` in one majority-committed snapshot transaction; pymongo retries it on
+    transient conflicts (``retry_transient`` waits out anything longer)."""
+    async with client.start_session() as session:
+        result: T = await session.with_transaction(
+            work, read_concern=ReadConcern("snapshot"), write_concern=WriteConcern("majority")
+        )
+        return result
+
+
+async def transact(
+    client: AsyncMongoClient[Document],
+    work: Callable[[AsyncClientSession], Awaitable[T]],
+    attempts: int = 10,
+) -> T:
+    """Run a decision in a transaction until it commits: outages are waited out, and a race
+    lost on a unique key (a concurrent handler claimed the same key first) aborts the
+    transaction, so deciding again sees the winner's write. Still losing after ``attempts``
+    is not a race but a bug: the error propagates (and the record goes to the DLQ)."""
+    for _attempt in range(attempts - 1):
+        try:
+            return await retry_transient(lambda: in_transaction(client, work))
+        except DuplicateKeyError:
+            log.info("lost a race on a unique key; deciding again")
+    return await retry_transient(lambda: in_transaction(client, work))
 
 
 async def claim_many(

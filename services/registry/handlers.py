@@ -19,7 +19,6 @@ from zoneinfo import ZoneInfo
 
 from faststream.kafka import KafkaBroker
 from pymongo.asynchronous.client_session import AsyncClientSession
-from pymongo.errors import DuplicateKeyError
 
 from services.registry import domain
 from services.registry.store import RegistryStore
@@ -35,13 +34,12 @@ from shared.contracts import (
 from shared.envelope import Envelope, OutgoingEvent
 from shared.kafka import DeadLetter, Record, dead_letter, read_envelope, read_object
 from shared.logging import get_logger
-from shared.mongo import Outbox, claim_many
+from shared.mongo import Outbox, claim_many, transact
 from shared.retry import retry_transient
 from shared.settings import ServiceSettings
 
 log = get_logger(__name__)
 JAKARTA = ZoneInfo("Asia/Jakarta")
-RACE_ATTEMPTS = 10  # a race resolves on the next attempt; more means a bug: DLQ
 
 
 @dataclass(frozen=True)
@@ -171,17 +169,9 @@ def _register(sub: Submission, now: datetime) -> tuple[ParticipantRegistered, di
 
 
 async def decide(deps: Deps, subs: list[Submission]) -> list[OutgoingEvent]:
-    """Store the outcomes, waiting out outages. A race lost on a unique key (the same
-    submission claimed, or the same NIK registered, by a concurrent handler) aborts the
-    transaction; deciding again then sees the winner's write and answers accordingly."""
-    for _attempt in range(RACE_ATTEMPTS):
-        try:
-            return await retry_transient(
-                lambda: deps.store.in_transaction(lambda session: _decide(deps, subs, session))
-            )
-        except DuplicateKeyError:
-            log.info("lost a race on a unique key; deciding again")
-    raise RuntimeError(f"still conflicting on a unique key after {RACE_ATTEMPTS} attempts")
+    """Store the outcomes. Two handlers racing on one submission or one NIK: the loser's
+    transaction aborts on the unique index, and deciding again answers accordingly."""
+    return await transact(deps.store.client, lambda session: _decide(deps, subs, session))
 
 
 async def handle_submissions(records: list[Record], deps: Deps) -> None:

@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from cryptography.fernet import Fernet
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.read_concern import ReadConcern
-from pymongo.write_concern import WriteConcern
 
 from shared.mongo import Document
 
@@ -49,16 +46,6 @@ class RegistryStore:
     async def ensure_indexes(self) -> None:
         await self.participants.create_index("nik_hash", unique=True)
         await self.participants.create_index("submission_id", unique=True)
-
-    async def in_transaction(self, work: Callable[[AsyncClientSession], Awaitable[T]]) -> T:
-        """Run ``work`` in one majority-committed transaction, retried on transient conflicts."""
-        async with self.client.start_session() as session:
-            result: T = await session.with_transaction(
-                work,
-                read_concern=ReadConcern("snapshot"),
-                write_concern=WriteConcern("majority"),
-            )
-            return result
 
     async def participants_by_hash(
         self, session: AsyncClientSession, nik_hashes: set[str]

@@ -1,0 +1,290 @@
+"""Coaching state and rules (P2 pelatihan, P3 pendampingan, P4 perizinan). Pure: no I/O.
+
+One document per participant holds every fact coaching has received about them. Decisions
+are derived from the facts, whatever order they came in, and each decision is recorded so it
+is made once: a product is certified when its requirement set is first met, and lapses when
+it no longer is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from shared.contracts import Finding
+
+COMPLETION_ATTENDANCE = 0.75
+COMPLETION_SCORE = 70
+MENTORING_SESSIONS = 3
+EXPIRY_NOTICE = timedelta(days=30)
+
+# Per category: every group must be met by one valid certificate of a kind in the group.
+REQUIREMENTS: Mapping[str, Sequence[frozenset[str]]] = {
+    "makanan-minuman": (frozenset({"NIB"}), frozenset({"PIRT", "BPOM_MD"}), frozenset({"HALAL"})),
+    "kosmetik": (frozenset({"NIB"}), frozenset({"BPOM_NOTIFIKASI"})),
+    "fashion": (frozenset({"NIB"}),),
+    "kriya": (frozenset({"NIB"}),),
+    "jasa": (frozenset({"NIB"}),),
+    "lainnya": (frozenset({"NIB"}),),
+}
+
+
+class Profile(BaseModel):
+    sector: str
+    city: str
+    kecamatan: str
+
+
+class Enrollment(BaseModel):
+    cohort_id: str
+    session_count: int
+    sector: str
+    city: str
+
+
+class Training(BaseModel):
+    attendance: dict[str, bool] = Field(default_factory=dict)  # session_no (as text) -> present
+    score: int | None = None
+    outcome: Literal["completed", "not-completed"] | None = None
+
+
+class Mentoring(BaseModel):
+    mentor_id: str
+    centre: str
+    sessions: int = 0
+    completed: bool = False
+
+
+class Product(BaseModel):
+    product_id: str
+    name: str
+    category: str
+    certified: bool = False
+
+
+class Certificate(BaseModel):
+    certificate_id: str
+    product_id: str | None
+    kind: str
+    number: str
+    issued_at: datetime
+    expires_at: datetime | None
+    revoked: bool = False
+    expiring_sent: bool = False
+
+    def valid_at(self, now: datetime) -> bool:
+        return not self.revoked and (self.expires_at is None or self.expires_at > now)
+
+
+class Coaching(BaseModel):
+    """Everything coaching knows of one participant (``_id`` in MongoDB)."""
+
+    participant_id: str
+    profile: Profile | None = None
+    enrollment: Enrollment | None = None
+    training: Training = Field(default_factory=Training)
+    mentoring: Mentoring | None = None
+    products: list[Product] = Field(default_factory=list)
+    certificates: list[Certificate] = Field(default_factory=list)
+    next_check_at: datetime | None = None
+
+    def product(self, product_id: str) -> Product | None:
+        return next((p for p in self.products if p.product_id == product_id), None)
+
+    def certificate(self, certificate_id: str) -> Certificate | None:
+        return next((c for c in self.certificates if c.certificate_id == certificate_id), None)
+
+
+class NotApplicable(Exception):
+    """A fact that contradicts the state and never will fit it (a DLQ entry, with code)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# ----------------------------------------------------------------------------- P2 training
+
+
+def record_attendance(state: Coaching, cohort_id: str, session_no: int, present: bool) -> None:
+    enrollment = _enrolled_in(state, cohort_id)
+    if session_no > enrollment.session_count:
+        raise NotApplicable(
+            "unknown-session", f"cohort {cohort_id} has {enrollment.session_count} sessions"
+        )
+    state.training.attendance[str(session_no)] = present
+
+
+def record_assessment(state: Coaching, cohort_id: str, score: int) -> None:
+    _enrolled_in(state, cohort_id)
+    state.training.score = score
+
+
+def _enrolled_in(state: Coaching, cohort_id: str) -> Enrollment:
+    if state.enrollment is None or state.enrollment.cohort_id != cohort_id:
+        raise NotApplicable("not-in-cohort", f"the participant is not in cohort {cohort_id}")
+    return state.enrollment
+
+
+@dataclass(frozen=True)
+class TrainingDecision:
+    completed: bool
+    score: int
+    attendance_rate: float
+    reasons: list[Finding]
+
+
+def decide_training(state: Coaching) -> TrainingDecision | None:
+    """Completed as soon as the rule holds; not completed once everything is in and it fails."""
+    enrollment, training = state.enrollment, state.training
+    if enrollment is None or training.outcome is not None or training.score is None:
+        return None
+    rate = round(sum(training.attendance.values()) / enrollment.session_count, 4)
+    reasons = []
+    if rate < COMPLETION_ATTENDANCE:
+        reasons.append(
+            Finding(
+                code="attendance-below-75",
+                message=f"attended {rate:.0%} of sessions; at least 75% is required",
+            )
+        )
+    if training.score < COMPLETION_SCORE:
+        reasons.append(
+            Finding(
+                code="score-below-70",
+                message=f"post-test score {training.score}; at least 70 is required",
+            )
+        )
+    if not reasons:
+        training.outcome = "completed"
+        return TrainingDecision(True, training.score, rate, [])
+    if len(training.attendance) < enrollment.session_count:
+        return None  # sessions still to come may lift the attendance
+    training.outcome = "not-completed"
+    return TrainingDecision(False, training.score, rate, reasons)
+
+
+# --------------------------------------------------------------------------- P3 mentoring
+
+
+def record_mentoring_session(state: Coaching, mentor_id: str) -> None:
+    if state.mentoring is None:
+        raise NotApplicable("not-a-mentee", "no pendamping is assigned to this participant")
+    if state.mentoring.mentor_id != mentor_id:
+        raise NotApplicable("wrong-mentor", f"the participant's pendamping is not {mentor_id}")
+    state.mentoring.sessions += 1
+
+
+def decide_mentoring_completed(state: Coaching) -> bool:
+    m = state.mentoring
+    if m is None or m.completed or m.sessions < MENTORING_SESSIONS:
+        return False
+    m.completed = True
+    return True
+
+
+# ---------------------------------------------------------------------------- P4 licensing
+
+
+def issue_certificate(state: Coaching, certificate: Certificate) -> None:
+    """Add or replace (a re-issue keeps a revocation that was already known)."""
+    old = state.certificate(certificate.certificate_id)
+    if old is not None:
+        certificate = certificate.model_copy(
+            update={
+                "revoked": old.revoked or certificate.revoked,
+                "expiring_sent": old.expiring_sent,
+            }
+        )
+        state.certificates.remove(old)
+    state.certificates.append(certificate)
+
+
+@dataclass(frozen=True)
+class Certified:
+    product: Product
+    certificates: list[Certificate]
+    valid_until: datetime | None
+
+
+@dataclass(frozen=True)
+class Lapsed:
+    product: Product
+    reasons: list[Finding]
+
+
+@dataclass(frozen=True)
+class Expiring:
+    certificate: Certificate
+
+
+def check_requirements(
+    product: Product, certificates: Sequence[Certificate], now: datetime
+) -> tuple[list[Certificate], list[frozenset[str]]]:
+    """For each requirement group, the valid certificate that lasts longest; and the groups
+    no valid certificate meets. Business-level certificates (no product) count for all."""
+    chosen, unmet = [], []
+    for group in REQUIREMENTS.get(product.category, (frozenset({"NIB"}),)):
+        candidates = [
+            c
+            for c in certificates
+            if c.kind in group and c.product_id in (None, product.product_id) and c.valid_at(now)
+        ]
+        if candidates:
+            chosen.append(
+                max(
+                    candidates,
+                    key=lambda c: c.expires_at or datetime.max.replace(tzinfo=now.tzinfo),
+                )
+            )
+        else:
+            unmet.append(group)
+    return chosen, unmet
+
+
+def certification_changes(state: Coaching, now: datetime) -> list[Certified | Lapsed | Expiring]:
+    """What changed at ``now``: products newly certified or lapsed, certificates entering the
+    30-day notice window. Records each so it is reported once; sets ``next_check_at``."""
+    changes: list[Certified | Lapsed | Expiring] = []
+    for product in state.products:
+        chosen, unmet = check_requirements(product, state.certificates, now)
+        if not unmet and not product.certified:
+            product.certified = True
+            expiries = [c.expires_at for c in chosen if c.expires_at is not None]
+            changes.append(Certified(product, chosen, min(expiries) if expiries else None))
+        elif unmet and product.certified:
+            product.certified = False
+            reasons = [
+                Finding(
+                    code="requirement-unmet",
+                    message=f"no valid {' or '.join(sorted(group))} certificate "
+                    "(revoked, expired or missing)",
+                )
+                for group in unmet
+            ]
+            changes.append(Lapsed(product, reasons))
+    for cert in state.certificates:
+        if cert.expiring_sent or cert.expires_at is None or not cert.valid_at(now):
+            continue
+        if cert.expires_at - EXPIRY_NOTICE <= now:
+            cert.expiring_sent = True
+            changes.append(Expiring(cert))
+    state.next_check_at = _next_check(state, now)
+    return changes
+
+
+def _next_check(state: Coaching, now: datetime) -> datetime | None:
+    """When time alone will change something: a notice window opens or a certificate expires."""
+    moments = []
+    for cert in state.certificates:
+        if cert.revoked or cert.expires_at is None or cert.expires_at <= now:
+            continue
+        moments.append(cert.expires_at)
+        if not cert.expiring_sent:
+            moments.append(cert.expires_at - EXPIRY_NOTICE)
+    future = [m for m in moments if m > now]
+    return min(future) if future else None

@@ -1,0 +1,329 @@
+"""Use-cases of coaching: each inbound fact is applied to its participant's state, the state
+is settled (enrolment, training outcome, pendamping, certification), and the events those
+decisions cause are written with the state in one transaction (inbox + outbox).
+
+Facts may come in any order: they are all kept on the participant's state and decisions are
+derived from what is there, so the same facts give the same events whatever their order. The
+one fact that cannot be placed on arrival, a revocation whose certificate is unknown, is
+parked and applied when the certificate arrives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from faststream.kafka import KafkaBroker
+from pydantic import ValidationError
+
+from services.coaching import domain
+from services.coaching.domain import Certified, Coaching, Expiring, Lapsed
+from services.coaching.store import CoachingStore, Session
+from shared.contracts import (
+    CertificateRef,
+    CertificationExpiring,
+    CertificationIssued,
+    CertificationRevoked,
+    Event,
+    MentoringAssigned,
+    MentoringCompleted,
+    MentoringSessionRecorded,
+    ParticipantRegistered,
+    ProductCertificationLapsed,
+    ProductCertified,
+    ProductSubmitted,
+    TrainingAssessed,
+    TrainingAttendanceRecorded,
+    TrainingCompleted,
+    TrainingEnrolled,
+    TrainingNotCompleted,
+)
+from shared.envelope import Envelope, OutgoingEvent, new_envelope
+from shared.kafka import DeadLetter, Record, dead_letter, read_envelope
+from shared.logging import get_logger
+from shared.mongo import Outbox, claim_many, transact
+from shared.retry import retry_transient
+from shared.settings import ServiceSettings
+
+log = get_logger(__name__)
+EXPIRY_CHECK_TYPE = "jakpreneur.coaching-expiry-check.v1"
+
+CONSUMES: tuple[type[Event], ...] = (
+    ParticipantRegistered,
+    TrainingAttendanceRecorded,
+    TrainingAssessed,
+    MentoringSessionRecorded,
+    ProductSubmitted,
+    CertificationIssued,
+    CertificationRevoked,
+)
+PRODUCES: tuple[type[Event], ...] = (
+    TrainingEnrolled,
+    TrainingCompleted,
+    TrainingNotCompleted,
+    MentoringAssigned,
+    MentoringCompleted,
+    ProductCertified,
+    ProductCertificationLapsed,
+    CertificationExpiring,
+)
+_BY_TYPE = {event.ce_type(): event for event in CONSUMES}
+
+
+@dataclass(frozen=True)
+class Deps:
+    settings: ServiceSettings
+    broker: KafkaBroker
+    store: CoachingStore
+    outbox: Outbox
+    cohort_capacity: int
+    cohort_sessions: int
+
+
+class _Emitter:
+    """Collects the events one cause leads to, addressed to this deployment's topics."""
+
+    def __init__(self, deps: Deps, cause: Envelope, participant_id: str, now: datetime) -> None:
+        self.deps, self.cause, self.participant_id, self.now = deps, cause, participant_id, now
+        self.events: list[OutgoingEvent] = []
+
+    def __call__(self, data: Event) -> None:
+        settings = self.deps.settings
+        self.events.append(
+            OutgoingEvent.caused_by(
+                self.cause,
+                data,
+                topic=settings.topic(data.name),
+                key=self.participant_id,
+                source=settings.service_name,
+                subject=self.participant_id,
+                time=self.now,
+            )
+        )
+
+
+def read_fact(record: Record) -> tuple[Envelope, Event]:
+    """The record's envelope and contract, or :class:`DeadLetter` saying why not."""
+    envelope = read_envelope(record, *_BY_TYPE)
+    try:
+        fact = _BY_TYPE[envelope.type].model_validate_json(record.value, strict=True)
+    except ValidationError as exc:
+        fields = ", ".join(".".join(map(str, e["loc"])) or "value" for e in exc.errors())
+        raise DeadLetter("invalid-payload", f"invalid fields: {fields}") from None
+    return envelope, fact
+
+
+async def _apply(deps: Deps, session: Session, state: Coaching, fact: Event) -> None:
+    """Put the fact on the state; :class:`domain.NotApplicable` when it contradicts it."""
+    store = deps.store
+    if isinstance(fact, ParticipantRegistered):
+        if state.profile is None:
+            state.profile = domain.Profile(
+                sector=fact.sector, city=fact.city, kecamatan=fact.kecamatan
+            )
+    elif isinstance(fact, TrainingAttendanceRecorded):
+        domain.record_attendance(state, fact.cohort_id, fact.session_no, fact.present)
+    elif isinstance(fact, TrainingAssessed):
+        domain.record_assessment(state, fact.cohort_id, fact.score)
+    elif isinstance(fact, MentoringSessionRecorded):
+        domain.record_mentoring_session(state, fact.mentor_id)
+    elif isinstance(fact, ProductSubmitted):
+        if state.product(fact.product_id) is None:
+            state.products.append(
+                domain.Product(product_id=fact.product_id, name=fact.name_, category=fact.category)
+            )
+    elif isinstance(fact, CertificationIssued):
+        revoked = await store.take_parked_revocation(session, fact.certificate_id)
+        domain.issue_certificate(
+            state,
+            domain.Certificate(
+                certificate_id=fact.certificate_id,
+                product_id=fact.product_id,
+                kind=fact.kind,
+                number=fact.number,
+                issued_at=fact.issued_at,
+                expires_at=fact.expires_at,
+                revoked=revoked,
+            ),
+        )
+        await store.index_certificate(session, fact.certificate_id, state.participant_id)
+    elif isinstance(fact, CertificationRevoked):
+        cert = state.certificate(fact.certificate_id)
+        assert cert is not None, "the certificate index named this participant"
+        cert.revoked = True
+
+
+async def _settle(
+    deps: Deps, session: Session, state: Coaching, emit: _Emitter, now: datetime
+) -> None:
+    """Every decision the state now allows, each made once."""
+    pid = state.participant_id
+    profile = state.profile
+    if profile is not None and state.enrollment is None:
+        state.enrollment = await deps.store.enroll(
+            session, profile.sector, profile.city, deps.cohort_capacity, deps.cohort_sessions
+        )
+        e = state.enrollment
+        emit(
+            TrainingEnrolled(
+                participant_id=pid,
+                cohort_id=e.cohort_id,
+                sector=e.sector,
+                city=e.city,
+                session_count=e.session_count,
+            )
+        )
+    decision = domain.decide_training(state)
+    if decision is not None and state.enrollment is not None:
+        cohort_id = state.enrollment.cohort_id
+        emit(
+            TrainingCompleted(
+                participant_id=pid,
+                cohort_id=cohort_id,
+                score=decision.score,
+                attendance_rate=decision.attendance_rate,
+            )
+            if decision.completed
+            else TrainingNotCompleted(
+                participant_id=pid,
+                cohort_id=cohort_id,
+                score=decision.score,
+                attendance_rate=decision.attendance_rate,
+                reasons=decision.reasons,
+            )
+        )
+    if state.training.outcome == "completed" and state.mentoring is None and profile:
+        found = await deps.store.assign_mentor(session, profile.kecamatan, profile.city)
+        if found is None:
+            log.warning("no pendamping for this kecamatan or city", participant_id=pid)
+        else:
+            state.mentoring = domain.Mentoring(mentor_id=found[0], centre=found[1])
+            emit(MentoringAssigned(participant_id=pid, mentor_id=found[0], centre=found[1]))
+    if domain.decide_mentoring_completed(state) and state.mentoring is not None:
+        await deps.store.release_mentor(session, state.mentoring.mentor_id)
+        emit(
+            MentoringCompleted(
+                participant_id=pid,
+                mentor_id=state.mentoring.mentor_id,
+                sessions=state.mentoring.sessions,
+            )
+        )
+    for change in domain.certification_changes(state, now):
+        emit(_certification_event(pid, change))
+
+
+def _certification_event(pid: str, change: Certified | Lapsed | Expiring) -> Event:
+    if isinstance(change, Certified):
+        return ProductCertified(
+            product_id=change.product.product_id,
+            participant_id=pid,
+            category=change.product.category,
+            certificates=[
+                CertificateRef(
+                    certificate_id=c.certificate_id,
+                    kind=c.kind,
+                    number=c.number,
+                    expires_at=c.expires_at,
+                )
+                for c in change.certificates
+            ],
+            valid_until=change.valid_until,
+        )
+    if isinstance(change, Lapsed):
+        return ProductCertificationLapsed(
+            product_id=change.product.product_id,
+            participant_id=pid,
+            category=change.product.category,
+            reasons=change.reasons,
+        )
+    cert = change.certificate
+    assert cert.expires_at is not None
+    return CertificationExpiring(
+        certificate_id=cert.certificate_id,
+        participant_id=pid,
+        product_id=cert.product_id,
+        kind=cert.kind,
+        number=cert.number,
+        expires_at=cert.expires_at,
+    )
+
+
+async def _decide(
+    deps: Deps, session: Session, envelope: Envelope, fact: Event
+) -> list[OutgoingEvent]:
+    store = deps.store
+    if not await claim_many(store.db, session, [f"{envelope.type}:{envelope.id}"]):
+        return []  # a redelivery
+    if isinstance(fact, CertificationRevoked):
+        holder = await store.holder_of(session, fact.certificate_id)
+        if holder is None:  # its certificate has not arrived yet
+            await store.park_revocation(session, fact.certificate_id, fact.reason)
+            return []
+        participant_id = holder
+    else:
+        participant_id = getattr(fact, "participant_id")  # noqa: B009 - every other fact has it
+    now = datetime.now(UTC)
+    state = await store.load(session, participant_id)
+    await _apply(deps, session, state, fact)
+    emit = _Emitter(deps, envelope, participant_id, now)
+    await _settle(deps, session, state, emit, now)
+    await store.save(session, state)
+    await deps.outbox.add(session, emit.events)
+    return emit.events
+
+
+async def _apply_record(deps: Deps, record: Record) -> list[OutgoingEvent]:
+    envelope, fact = read_fact(record)
+
+    async def work(session: Session) -> list[OutgoingEvent]:
+        return await _decide(deps, session, envelope, fact)
+
+    return await transact(deps.store.client, work)
+
+
+async def handle_facts(records: list[Record], deps: Deps) -> None:
+    """Apply a batch in order (one participant's facts keep their order), then publish.
+
+    A record that cannot be read, contradicts the state (attendance for someone not in the
+    cohort, say) or cannot be decided goes to the DLQ with its reason; outages are waited out.
+    """
+    events: list[OutgoingEvent] = []
+    for record in records:
+        try:
+            events += await _apply_record(deps, record)
+        except (DeadLetter, domain.NotApplicable) as exc:
+            await dead_letter(deps.broker, record, exc, deps.settings.service_name)
+        except Exception as exc:
+            log.exception("record could not be applied; sent to the DLQ", offset=record.offset)
+            await dead_letter(deps.broker, record, exc, deps.settings.service_name)
+    if events:
+        await retry_transient(lambda: deps.outbox.publish(events))
+    log.info("batch applied", records=len(records), events=len(events))
+
+
+async def _recheck(deps: Deps, session: Session, participant_id: str) -> list[OutgoingEvent]:
+    now = datetime.now(UTC)
+    state = await deps.store.load(session, participant_id)
+    cause = new_envelope(
+        type=EXPIRY_CHECK_TYPE, source=deps.settings.service_name, subject=participant_id
+    )
+    emit = _Emitter(deps, cause, participant_id, now)
+    await _settle(deps, session, state, emit, now)
+    await deps.store.save(session, state)
+    await deps.outbox.add(session, emit.events)
+    return emit.events
+
+
+async def check_expiries(deps: Deps) -> int:
+    """The periodic scan: participants whose certificates enter their 30-day notice window
+    or expire now are settled again (``certification-expiring``, lapses)."""
+    events: list[OutgoingEvent] = []
+    for participant_id in await deps.store.due_for_check(datetime.now(UTC)):
+
+        async def work(session: Session, pid: str = participant_id) -> list[OutgoingEvent]:
+            return await _recheck(deps, session, pid)
+
+        events += await transact(deps.store.client, work)
+    if events:
+        await retry_transient(lambda: deps.outbox.publish(events))
+    return len(events)

@@ -1,0 +1,144 @@
+"""The wiring every service shares: one batch subscriber over the topics it consumes, the
+outbox relay and periodic jobs, topic and index set-up, probes and AsyncAPI docs.
+
+It holds no business rules: a service hands in its batch handler and its own set-up.
+"""
+
+# No `from __future__ import annotations` here: FastStream resolves the subscriber's
+# annotations at run time, and the payload type below is local to service_app().
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Annotated, Any
+
+from faststream import AckPolicy
+from faststream.asgi import AsyncAPIRoute
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from pydantic import WithJsonSchema
+from pymongo import AsyncMongoClient
+
+from shared.contracts import Event
+from shared.http import PathHandler, ServiceApp, probes
+from shared.kafka import Record, ensure_topics, raw_body, records_of, tolerant_parser
+from shared.logging import get_logger
+from shared.mongo import Document, Outbox
+from shared.retry import TRANSIENT_ERRORS, retry_transient
+from shared.settings import ServiceSettings
+
+log = get_logger(__name__)
+
+BatchHandler = Callable[[list[Record]], Awaitable[None]]
+Periodic = tuple[float, Callable[[], Awaitable[Any]]]
+
+
+def _inline(schema: Any, defs: dict[str, Any]) -> Any:
+    """The schema with its ``$ref``s replaced by their definitions (FastStream re-homes the
+    payload schema, so references into a ``$defs`` of ours would dangle)."""
+    if isinstance(schema, dict):
+        ref = schema.get("$ref", "")
+        if ref.startswith("#/$defs/"):
+            return _inline(defs[ref.removeprefix("#/$defs/")], defs)
+        return {k: _inline(v, defs) for k, v in schema.items() if k != "$defs"}
+    if isinstance(schema, list):
+        return [_inline(v, defs) for v in schema]
+    return schema
+
+
+def _payload_schema(events: Sequence[type[Event]]) -> dict[str, Any]:
+    """One JSON Schema for a batch of any of ``events``, so the AsyncAPI page shows them."""
+    schemas = [e.model_json_schema() for e in events]
+    items = [_inline(schema, schema.get("$defs", {})) for schema in schemas]
+    return {"type": "array", "items": items[0] if len(items) == 1 else {"oneOf": items}}
+
+
+async def _every(interval_s: float, job: Callable[[], Awaitable[Any]]) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await job()
+        except TRANSIENT_ERRORS as exc:
+            log.warning("periodic job waiting for infrastructure", error_type=type(exc).__name__)
+        except Exception:
+            log.exception("periodic job failed; it runs again next interval")
+
+
+def service_app(
+    settings: ServiceSettings,
+    *,
+    broker: KafkaBroker,
+    client: AsyncMongoClient[Document],
+    outbox: Outbox,
+    consumes: Sequence[type[Event]],
+    produces: Sequence[type[Event]],
+    handle_batch: BatchHandler,
+    prepare: Callable[[], Awaitable[Any]],
+    batch_size: int = 200,
+    periodic: Sequence[Periodic] = (),
+    path_routes: Sequence[tuple[str, PathHandler]] = (),
+) -> ServiceApp:
+    """The service's ASGI app. ``prepare`` (indexes, reference data) runs before consuming."""
+    Batch = Annotated[list[bytes], WithJsonSchema(_payload_schema(consumes))]
+    tasks: list[asyncio.Task[None]] = []
+
+    @broker.subscriber(
+        *(settings.topic(e.name) for e in consumes),
+        group_id=settings.consumer_group,
+        batch=True,
+        max_records=batch_size,
+        auto_offset_reset="earliest",
+        # Commit only after the whole batch is handled. The handler deals with each record's
+        # errors itself; anything escaping it is unforeseen, so the batch is redelivered
+        # rather than committed (ACK would commit it: silent loss).
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        decoder=raw_body,
+        parser=tolerant_parser,
+        title=f"{settings.service_name}-inbound",
+        description="Consumes: " + "; ".join(f"{e.name}: {e.__doc__}" for e in consumes),
+    )
+    async def on_batch(body: Batch, message: KafkaMessage) -> None:
+        await handle_batch(records_of(message))
+
+    for event in produces:  # documents the outbound topics in the AsyncAPI schema
+        broker.publisher(
+            settings.topic(event.name), title=event.name, description=event.__doc__, schema=event
+        )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(**_: Any) -> AsyncIterator[None]:
+        await retry_transient(outbox.ensure_indexes)
+        await retry_transient(prepare)
+        names = [e.name for e in (*consumes, *produces)]
+        await retry_transient(lambda: ensure_topics(settings, names))
+        yield
+        await client.close()
+
+    async def start_background() -> None:
+        tasks.append(asyncio.create_task(outbox.run_relay(settings.outbox_relay_interval_s)))
+        tasks.extend(asyncio.create_task(_every(i, job)) for i, job in periodic)
+
+    async def stop_background() -> None:
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await outbox.relay_pending()  # flush whatever the fast path left behind
+
+    async def ready() -> dict[str, bool]:
+        mongo_ok = True
+        try:
+            await client.admin.command("ping")
+        except Exception:
+            mongo_ok = False
+        return {"kafka": await broker.ping(timeout=2), "mongodb": mongo_ok}
+
+    return ServiceApp(
+        broker,
+        lifespan=lifespan,
+        after_startup=[start_background],
+        on_shutdown=[stop_background],
+        asgi_routes=probes(ready),
+        path_routes=path_routes,
+        asyncapi_path=AsyncAPIRoute("/docs/asyncapi", asyncapi_json_path="/docs/asyncapi.json"),
+        logger=get_logger("jakpreneur.faststream"),
+    )
