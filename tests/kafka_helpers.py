@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
+import uvicorn
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
@@ -128,3 +131,28 @@ async def send(
         [(k, v.encode()) for k, v in headers.items()] if isinstance(headers, dict) else headers
     )
     return await (await producer.send(topic, value, key=key, headers=header_list))
+
+
+@contextlib.asynccontextmanager
+async def serving(app: Any, port: int) -> AsyncIterator[str]:
+    """Serve an ASGI service app in this process with uvicorn; yields its base URL once
+    ``/readyz`` answers 200, and shuts it down (lifespan and all) afterwards."""
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
+    )
+    task = asyncio.create_task(server.serve())
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient() as http:
+            for _ in range(600):
+                try:
+                    if (await http.get(f"{url}/readyz")).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert not task.done(), "service stopped during start-up"
+                await asyncio.sleep(0.1)
+        yield url
+    finally:
+        server.should_exit = True
+        await task

@@ -37,7 +37,10 @@ class ServiceSpec:
     url_var: str
 
 
-SERVICES = (ServiceSpec("registry", "services.registry", 8001, "REGISTRY_URL"),)
+SERVICES = (
+    ServiceSpec("registry", "services.registry", 8001, "REGISTRY_URL"),
+    ServiceSpec("coaching", "services.coaching", 8002, "COACHING_URL"),
+)
 
 
 class ServiceProcess(Server):

@@ -117,8 +117,11 @@ class CoachingStore:
     async def assign_mentor(
         self, session: Session, kecamatan: str, city: str
     ) -> tuple[str, str] | None:
-        """The least-loaded pendamping of the kecamatan centre, else of the city's centres."""
-        for query in ({"kecamatan": kecamatan, "city": city}, {"city": city}):
+        """The least-loaded pendamping of the kecamatan centre; else of the city centre; else
+        of any centre in the city."""
+        queries = ({"kecamatan": kecamatan, "city": city}, {"kecamatan": None, "city": city},
+                   {"city": city})  # fmt: skip
+        for query in queries:
             mentor = await self.db.mentors.find_one_and_update(
                 query,
                 {"$inc": {"active": 1}},

@@ -1,15 +1,12 @@
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest_asyncio
-import uvicorn
 from aiokafka import AIOKafkaProducer
 from pymongo import AsyncMongoClient
 
@@ -19,7 +16,7 @@ from shared.contracts import ParticipantRegistered, RegistrationRejected, Regist
 from shared.kafka import dlq_topic
 from shared.logging import configure_logging
 from tests.conftest import Servers, random_id
-from tests.kafka_helpers import Collector, Seen, send
+from tests.kafka_helpers import Collector, Seen, send, serving
 from tools.registrations import Generator, headers_for
 
 
@@ -90,39 +87,20 @@ async def registry(
     )
     stream = log_file.open("a")
     configure_logging("registry", "DEBUG", stream=stream, json=True)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings),
-            host="127.0.0.1",
-            port=settings.http_port,
-            log_config=None,
-            lifespan="on",
+    async with serving(create_app(settings), settings.http_port) as url:
+        submit_topic = settings.topic(RegistrationSubmitted.name)
+        outcomes = await Collector(
+            servers.kafka_bootstrap_servers,
+            [
+                settings.topic(ParticipantRegistered.name),
+                settings.topic(RegistrationRejected.name),
+                dlq_topic(submit_topic),
+            ],
+        ).start()
+        mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+            servers.mongodb_uri, tz_aware=True
         )
-    )
-    serving = asyncio.create_task(server.serve())
-    url = f"http://127.0.0.1:{settings.http_port}"
-    async with httpx.AsyncClient() as http:
-        for _ in range(600):
-            try:
-                if (await http.get(f"{url}/readyz")).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert not serving.done(), "registry stopped during start-up"
-            await asyncio.sleep(0.1)
-    submit_topic = settings.topic(RegistrationSubmitted.name)
-    outcomes = await Collector(
-        servers.kafka_bootstrap_servers,
-        [
-            settings.topic(ParticipantRegistered.name),
-            settings.topic(RegistrationRejected.name),
-            dlq_topic(submit_topic),
-        ],
-    ).start()
-    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(servers.mongodb_uri, tz_aware=True)
-    yield Registry(settings, url, producer, outcomes, mongo, Generator(seed=None))
-    await outcomes.stop()
-    await mongo.close()
-    server.should_exit = True
-    await serving
+        yield Registry(settings, url, producer, outcomes, mongo, Generator(seed=None))
+        await outcomes.stop()
+        await mongo.close()
     stream.close()

@@ -1,0 +1,212 @@
+"""Coaching rules, without I/O."""
+
+from datetime import UTC, datetime, timedelta
+from itertools import permutations
+
+import pytest
+
+from services.coaching import domain
+from services.coaching.domain import (
+    Certificate,
+    Certified,
+    Coaching,
+    Enrollment,
+    Expiring,
+    Lapsed,
+    NotApplicable,
+    Product,
+)
+
+NOW = datetime(2024, 5, 1, tzinfo=UTC)
+
+
+def enrolled(sessions: int = 4) -> Coaching:
+    state = Coaching(participant_id="p1")
+    state.enrollment = Enrollment(
+        cohort_id="c1", session_count=sessions, sector="kuliner", city="X"
+    )
+    return state
+
+
+def cert(cid: str, kind: str, product: str | None = "prod", days: int | None = 365) -> Certificate:
+    return Certificate(
+        certificate_id=cid,
+        product_id=product,
+        kind=kind,
+        number=f"N-{cid}",
+        issued_at=NOW - timedelta(days=10),
+        expires_at=None if days is None else NOW + timedelta(days=days),
+    )
+
+
+@pytest.mark.parametrize(
+    ("present", "score", "expected", "codes"),
+    [
+        ([True, True, True, False], 70, True, []),
+        ([True, True, True, True], 100, True, []),
+        ([True, True, False, False], 90, False, ["attendance-below-75"]),
+        ([True, True, True, True], 69, False, ["score-below-70"]),
+        ([False, False, False, True], 10, False, ["attendance-below-75", "score-below-70"]),
+    ],
+)
+def test_training_completion_rule(
+    present: list[bool], score: int, expected: bool, codes: list[str]
+) -> None:
+    state = enrolled()
+    for i, p in enumerate(present, start=1):
+        domain.record_attendance(state, "c1", i, p)
+    domain.record_assessment(state, "c1", score)
+    decision = domain.decide_training(state)
+    assert decision is not None
+    assert decision.completed is expected
+    assert [r.code for r in decision.reasons] == codes
+    assert domain.decide_training(state) is None  # decided once
+
+
+def test_completion_comes_early_but_failure_waits_for_every_session() -> None:
+    state = enrolled()
+    domain.record_assessment(state, "c1", 90)
+    for i in (1, 2, 3):
+        domain.record_attendance(state, "c1", i, True)
+    decision = domain.decide_training(state)
+    assert decision is not None and decision.completed and decision.attendance_rate == 0.75
+
+    failing = enrolled()
+    domain.record_assessment(failing, "c1", 90)
+    domain.record_attendance(failing, "c1", 1, False)
+    domain.record_attendance(failing, "c1", 2, False)
+    assert domain.decide_training(failing) is None  # sessions 3 and 4 may still come
+    domain.record_attendance(failing, "c1", 3, True)
+    domain.record_attendance(failing, "c1", 4, True)
+    decision = domain.decide_training(failing)
+    assert decision is not None and not decision.completed
+
+
+def test_attendance_outside_the_participants_cohort_is_not_applicable() -> None:
+    with pytest.raises(NotApplicable) as not_enrolled:
+        domain.record_attendance(Coaching(participant_id="p"), "c1", 1, True)
+    assert not_enrolled.value.code == "not-in-cohort"
+    with pytest.raises(NotApplicable) as other:
+        domain.record_attendance(enrolled(), "c2", 1, True)
+    assert other.value.code == "not-in-cohort"
+    with pytest.raises(NotApplicable) as session:
+        domain.record_attendance(enrolled(4), "c1", 5, True)
+    assert session.value.code == "unknown-session"
+    with pytest.raises(NotApplicable):
+        domain.record_assessment(enrolled(), "c9", 80)
+
+
+def test_mentoring_completes_after_three_sessions_with_the_assigned_mentor() -> None:
+    state = Coaching(participant_id="p")
+    with pytest.raises(NotApplicable) as unassigned:
+        domain.record_mentoring_session(state, "m1")
+    assert unassigned.value.code == "not-a-mentee"
+    state.mentoring = domain.Mentoring(mentor_id="m1", centre="c")
+    with pytest.raises(NotApplicable) as wrong:
+        domain.record_mentoring_session(state, "m2")
+    assert wrong.value.code == "wrong-mentor"
+    for _ in range(2):
+        domain.record_mentoring_session(state, "m1")
+        assert not domain.decide_mentoring_completed(state)
+    domain.record_mentoring_session(state, "m1")
+    assert domain.decide_mentoring_completed(state)
+    assert not domain.decide_mentoring_completed(state)
+
+
+@pytest.mark.parametrize(
+    ("category", "kinds", "certified"),
+    [
+        ("makanan-minuman", ["NIB", "PIRT", "HALAL"], True),
+        ("makanan-minuman", ["NIB", "BPOM_MD", "HALAL"], True),
+        ("makanan-minuman", ["NIB", "HALAL"], False),
+        ("makanan-minuman", ["PIRT", "BPOM_MD", "HALAL"], False),
+        ("kosmetik", ["NIB", "BPOM_NOTIFIKASI"], True),
+        ("kosmetik", ["NIB", "HALAL"], False),
+        ("fashion", ["NIB"], True),
+        ("kriya", ["HKI_MEREK"], False),
+        ("jasa", ["NIB"], True),
+        ("lainnya", ["NIB", "SNI"], True),
+    ],
+)
+def test_requirement_sets(category: str, kinds: list[str], certified: bool) -> None:
+    state = Coaching(participant_id="p")
+    state.products.append(Product(product_id="prod", name="x", category=category))
+    state.certificates = [
+        cert(f"c{i}", k, None if k == "NIB" else "prod") for i, k in enumerate(kinds)
+    ]
+    changes = domain.certification_changes(state, NOW)
+    assert [type(c) for c in changes] == ([Certified] if certified else [])
+
+
+def test_valid_until_is_the_earliest_expiry_and_no_expiry_counts_as_none() -> None:
+    state = Coaching(participant_id="p")
+    state.products.append(Product(product_id="prod", name="x", category="makanan-minuman"))
+    state.certificates = [
+        cert("nib", "NIB", None, days=None),
+        cert("pirt", "PIRT", days=200),
+        cert("halal", "HALAL", days=100),
+        cert("halal-old", "HALAL", days=50),  # the longer-lasting one is chosen
+        cert("other", "PIRT", product="another-product", days=900),
+    ]
+    [change] = domain.certification_changes(state, NOW)
+    assert isinstance(change, Certified)
+    assert {c.certificate_id for c in change.certificates} == {"nib", "pirt", "halal"}
+    assert change.valid_until == NOW + timedelta(days=100)
+
+
+def test_revocation_and_expiry_lapse_a_certified_product_and_renewal_certifies_again() -> None:
+    state = Coaching(participant_id="p")
+    state.products.append(Product(product_id="prod", name="x", category="kosmetik"))
+    state.certificates = [cert("nib", "NIB", None, None), cert("bpom", "BPOM_NOTIFIKASI", days=60)]
+    assert [type(c) for c in domain.certification_changes(state, NOW)] == [Certified]
+    state.certificates[1].revoked = True
+    [lapsed] = domain.certification_changes(state, NOW)
+    assert isinstance(lapsed, Lapsed) and lapsed.reasons[0].code == "requirement-unmet"
+    assert "BPOM_NOTIFIKASI" in lapsed.reasons[0].message
+    domain.issue_certificate(state, cert("bpom2", "BPOM_NOTIFIKASI", days=45))
+    changes = domain.certification_changes(state, NOW)
+    assert [type(c) for c in changes] == [Certified]
+    later = NOW + timedelta(days=46)  # bpom2 has expired
+    assert [type(c) for c in domain.certification_changes(state, later)] == [Lapsed]
+
+
+def test_expiry_notice_once_30_days_before_and_the_next_check_time() -> None:
+    state = Coaching(participant_id="p")
+    state.certificates = [cert("a", "NIB", None, days=40), cert("b", "SNI", None, days=10)]
+    changes = domain.certification_changes(state, NOW)
+    assert [c.certificate.certificate_id for c in changes if isinstance(c, Expiring)] == ["b"]
+    assert state.next_check_at == NOW + timedelta(days=10)  # a's window opens, b expires
+    assert domain.certification_changes(state, NOW + timedelta(days=5)) == []
+    changes = domain.certification_changes(state, NOW + timedelta(days=10, seconds=1))
+    assert [c.certificate.certificate_id for c in changes if isinstance(c, Expiring)] == ["a"]
+    assert state.next_check_at == NOW + timedelta(days=40)
+    assert domain.certification_changes(state, NOW + timedelta(days=41)) == []
+    assert state.next_check_at is None
+
+
+def test_a_reissued_certificate_keeps_a_known_revocation() -> None:
+    state = Coaching(participant_id="p")
+    revoked = cert("x", "NIB", None)
+    revoked.revoked = True
+    domain.issue_certificate(state, revoked)
+    domain.issue_certificate(state, cert("x", "NIB", None))
+    assert len(state.certificates) == 1 and state.certificates[0].revoked
+
+
+def test_any_order_of_facts_certifies_the_product_exactly_once() -> None:
+    facts = ["product", "nib", "pirt", "halal"]
+    for order in permutations(facts):
+        state = Coaching(participant_id="p")
+        certified = 0
+        for fact in order:
+            if fact == "product":
+                state.products.append(
+                    Product(product_id="prod", name="x", category="makanan-minuman")
+                )
+            else:
+                kind = fact.upper()
+                domain.issue_certificate(state, cert(fact, kind, None if kind == "NIB" else "prod"))
+            certified += sum(
+                isinstance(c, Certified) for c in domain.certification_changes(state, NOW)
+            )
+        assert certified == 1, order
