@@ -87,11 +87,21 @@ async def claim_many(
 
 
 class Outbox:
-    """Events written with the state change that caused them, published afterwards."""
+    """Events written with the state change that caused them, published afterwards.
+
+    Two paths publish: the handler right after its commit (fast), and a relay for whatever
+    a crash left behind. So that they do not both send one event, the relay leaves alone the
+    events this process still means to send itself (registered by :meth:`add`, for at most
+    ``IN_FLIGHT_TTL``). Another instance's relay can still send an event twice when that
+    instance stalls past the relay's age cut-off: consumers drop a repeated ``ce_id``.
+    """
+
+    IN_FLIGHT_TTL = timedelta(minutes=5)
 
     def __init__(self, db: AsyncDatabase[Document], broker: KafkaBroker) -> None:
         self.collection = db.outbox
         self.broker = broker
+        self._in_flight: dict[str, datetime] = {}
 
     async def ensure_indexes(self) -> None:
         await self.collection.create_index([("sent_at", 1), ("created_at", 1)])
@@ -101,6 +111,7 @@ class Outbox:
         docs = [{**e.to_document(), "created_at": now, "sent_at": None} for e in events]
         if docs:
             await self.collection.insert_many(docs, session=session)
+            self._in_flight.update((doc["_id"], now) for doc in docs)
 
     async def publish(self, events: Iterable[OutgoingEvent]) -> None:
         """Fast path right after the commit; anything it misses the relay sends later.
@@ -123,20 +134,24 @@ class Outbox:
         await self.collection.update_many(
             {"_id": {"$in": ids}}, {"$set": {"sent_at": datetime.now(UTC)}}
         )
+        for event_id in ids:
+            self._in_flight.pop(event_id, None)
 
     async def relay_pending(self, older_than: timedelta = timedelta(0)) -> int:
-        """Publish, oldest first, every event still unsent; returns how many it sent.
-
-        ``older_than`` leaves alone what the fast path is probably sending right now, so the
-        two seldom publish one event twice (a consumer dedups by ``ce_id`` when they do).
-        """
-        cutoff = datetime.now(UTC) - older_than
+        """Publish, oldest first, every event still unsent that this process is not about
+        to send itself; returns how many it sent."""
+        now = datetime.now(UTC)
+        for event_id, since in list(self._in_flight.items()):  # e.g. a transaction aborted
+            if now - since > self.IN_FLIGHT_TTL:
+                del self._in_flight[event_id]
         sent = 0
-        cursor = self.collection.find({"sent_at": None, "created_at": {"$lte": cutoff}}).sort(
-            "created_at", 1
-        )
+        cursor = self.collection.find(
+            {"sent_at": None, "created_at": {"$lte": now - older_than}}
+        ).sort("created_at", 1)
         chunk: list[OutgoingEvent] = []
         async for doc in cursor:
+            if doc["_id"] in self._in_flight:
+                continue
             chunk.append(OutgoingEvent.from_document(doc))
             if len(chunk) >= 500:
                 await self.publish(chunk)

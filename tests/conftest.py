@@ -19,6 +19,9 @@ from aiokafka import AIOKafkaProducer
 
 from deploy.local.launcher import Kafka, Mongod, free_port, stop_all
 
+# Each service's in-process fixture, visible to every test (the e2e flows use several).
+pytest_plugins = ["tests.registry.fixtures", "tests.coaching.fixtures"]
+
 
 @dataclass(frozen=True)
 class Servers:
@@ -87,6 +90,12 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
 
 def random_id(prefix: str) -> str:
     return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+def topic_prefix() -> str:
+    """One prefix for the session's in-process services, so they feed each other."""
+    return random_id("test-") + "."
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from services.registry.handlers import Deps, handle_submissions
 from shared.contracts import ParticipantRegistered, RegistrationRejected, RegistrationSubmitted
 from shared.kafka import Record
 from tests.kafka_helpers import send, wait_committed
-from tests.registry.conftest import Registry
+from tests.registry.fixtures import Registry
 from tools.registrations import BREAKERS, headers_for
 
 pytestmark = pytest.mark.integration

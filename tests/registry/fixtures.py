@@ -74,12 +74,12 @@ class Registry:
 
 @pytest_asyncio.fixture(scope="session")
 async def registry(
-    servers: Servers, producer: AIOKafkaProducer, log_file: Path
+    servers: Servers, producer: AIOKafkaProducer, log_file: Path, topic_prefix: str
 ) -> AsyncIterator[Registry]:
     settings = RegistrySettings(
         kafka_bootstrap_servers=servers.kafka_bootstrap_servers,
         mongodb_uri=servers.mongodb_uri,
-        topic_prefix=random_id("test-") + ".",
+        topic_prefix=topic_prefix,
         mongodb_database=random_id("registry_"),
         http_port=free_port(),
         outbox_relay_interval_s=0.2,
