@@ -3,17 +3,11 @@ restarted: every submission still gets exactly one answer, and nothing is stored
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 from collections import defaultdict
 from pathlib import Path
 
-import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 from pymongo import AsyncMongoClient
@@ -21,35 +15,11 @@ from pymongo import AsyncMongoClient
 from deploy.local.launcher import free_port
 from shared.contracts import ParticipantRegistered, RegistrationRejected, RegistrationSubmitted
 from tests.conftest import Servers, random_id
-from tests.kafka_helpers import Collector, Seen, wait_committed
+from tests.kafka_helpers import Collector, Seen, spawn_service, wait_committed, wait_ready
 from tools.registrations import Generator, headers_for, nik_groups
 
 pytestmark = pytest.mark.integration
 COUNT = 1000
-
-
-def start_registry(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "services.registry"],
-            env={**os.environ, **env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-
-
-async def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient() as http:
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, "registry exited during start-up"
-            try:
-                if (await http.get(f"{url}/readyz")).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.2)
-    raise AssertionError("registry not ready")
 
 
 async def test_killed_and_restarted_mid_stream_answers_each_submission_once(
@@ -68,7 +38,7 @@ async def test_killed_and_restarted_mid_stream_answers_each_submission_once(
     }
     log = tmp_path / "registry.log"
     url = f"http://127.0.0.1:{port}"
-    first = start_registry(env, log)
+    first = spawn_service("services.registry", env, log)
     await wait_ready(url, first)
 
     submit_topic = prefix + RegistrationSubmitted.name
@@ -93,7 +63,7 @@ async def test_killed_and_restarted_mid_stream_answers_each_submission_once(
     first.send_signal(signal.SIGKILL)
     first.wait()
     answered_before_kill = len(outcomes.records)
-    second = start_registry(env, log)
+    second = spawn_service("services.registry", env, log)
     try:
         await wait_ready(url, second)
         await outcomes.wait_for(lambda r: True, count=COUNT, timeout=240)
