@@ -23,7 +23,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from shared.contracts import ParticipantRegistered, RegistrationRejected, RegistrationSubmitted
+from shared.contracts import (
+    ParticipantRegistered,
+    RegistrationRejected,
+    RegistrationSubmitted,
+    TrainingEnrolled,
+)
 from shared.kafka import dlq_topic
 from tools.registrations import Generator, headers_for, nik_groups
 
@@ -37,6 +42,8 @@ class Tally:
     registered: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     dead_lettered: int = 0
+    enrolled: int = 0  # training-enrolled (coaching) for the participants registered here
+    enrolled_seconds: float = 0.0
     unexpected: int = 0  # answers other than the one the generator intended
     duplicates: int = 0  # a second, different answer to one submission
     latencies_ms: list[float] = field(default_factory=list)
@@ -54,6 +61,8 @@ class Tally:
             "registered": self.registered,
             "rejected_by_reason": dict(self.rejected.most_common()),
             "dead_lettered": self.dead_lettered,
+            "training_enrolled": self.enrolled,
+            "enrolled_after_s": round(self.enrolled_seconds, 2),
             "unexpected_answers": self.unexpected,
             "duplicate_answers": self.duplicates,
             "seconds": round(self.seconds, 2),
@@ -97,8 +106,10 @@ async def submit_and_tally(
     seed: int | None = None,
     timeout_s: float = 600,
     rate: float | None = None,
+    follow_coaching: bool = True,
 ) -> Tally:
-    """Submit ``count`` registrations (as a burst, or ``rate`` per second) and tally them."""
+    """Submit ``count`` registrations (as a burst, or ``rate`` per second) and tally them;
+    with ``follow_coaching``, also wait until coaching has enrolled every new participant."""
     gen = Generator(seed=seed if seed is not None else int(time.time()))
     batch = gen.batch(count)
     expected = {data["submission_id"]: code for data, code in batch}
@@ -109,9 +120,12 @@ async def submit_and_tally(
     submit_topic = prefix + RegistrationSubmitted.name
     registered_topic = prefix + ParticipantRegistered.name
     rejected_topic = prefix + RegistrationRejected.name
+    enrolled_topic = prefix + TrainingEnrolled.name
+    topics = [registered_topic, rejected_topic, dlq_topic(submit_topic)]
     consumer = await _outcome_consumer(
-        bootstrap, [registered_topic, rejected_topic, dlq_topic(submit_topic)]
+        bootstrap, [*topics, enrolled_topic] if follow_coaching else topics
     )
+    registered_ids: set[str] = set()
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5
     )
@@ -129,6 +143,7 @@ async def submit_and_tally(
         with Progress(*columns, console=console) as progress:
             submitting = progress.add_task("submitted", total=count)
             answering = progress.add_task("answered ", total=count)
+            enrolling = progress.add_task("enrolled ", total=None, visible=follow_coaching)
 
             async def submit() -> None:
                 start = time.monotonic()
@@ -150,19 +165,26 @@ async def submit_and_tally(
 
             async def collect() -> None:
                 deadline = time.monotonic() + timeout_s
-                while tally.answered < count and time.monotonic() < deadline:
+                while time.monotonic() < deadline and (
+                    tally.answered < count
+                    or (follow_coaching and tally.enrolled < tally.registered)
+                ):
                     polled = await consumer.getmany(timeout_ms=500, max_records=2000)
                     now = time.monotonic()
                     for records in polled.values():
                         for record in records:
                             _count(record, now)
                     progress.update(answering, completed=tally.answered)
+                    progress.update(enrolling, completed=tally.enrolled, total=tally.registered)
 
             def _count(record: Any, now: float) -> None:
                 if record.topic.endswith(".dlq"):
                     tally.dead_lettered += 1
                     return
                 data = json.loads(record.value)
+                if record.topic == enrolled_topic:
+                    tally.enrolled += data["participant_id"] in registered_ids
+                    return
                 sid = data["submission_id"]
                 if sid not in expected:
                     return  # someone else's submission
@@ -176,9 +198,12 @@ async def submit_and_tally(
                     return
                 answers[sid] = answer
                 tally.answered += 1
+                if tally.answered == count:
+                    tally.seconds = now - started
                 tally.latencies_ms.append((now - sent_at[sid]) * 1000)
                 if answer == "registered":
                     tally.registered += 1
+                    registered_ids.add(data["participant_id"])
                 else:
                     tally.rejected.update(answer.split(","))
                 if answer not in (expected[sid] or "registered").split("|"):
@@ -186,7 +211,8 @@ async def submit_and_tally(
 
             started = time.monotonic()
             await asyncio.gather(submit(), collect())
-            tally.seconds = time.monotonic() - started
+            tally.seconds = tally.seconds or time.monotonic() - started
+            tally.enrolled_seconds = time.monotonic() - started
             tally.unexpected += sum(
                 [answers.get(sid) for sid in ids].count("registered") != 1 for ids in groups
             )
@@ -205,6 +231,7 @@ def print_tally(tally: Tally) -> None:
         table.add_row(f"rejected: {code}", str(n))
     table.add_row("dead-lettered", str(tally.dead_lettered))
     table.add_row("unanswered", str(tally.submitted - tally.answered))
+    table.add_row("registered, then enrolled in training (coaching)", str(tally.enrolled))
     console.print(table)
     s = tally.summary()
     console.print(
@@ -231,6 +258,9 @@ def main() -> None:
     parser.add_argument("--topic-prefix", default="")
     parser.add_argument("--rate", type=float, default=None, help="submissions/s; default: burst")
     parser.add_argument("--json", action="store_true", help="also print the summary as JSON")
+    parser.add_argument(
+        "--registry-only", action="store_true", help="do not wait for coaching's enrolments"
+    )
     args = parser.parse_args()
     tally = asyncio.run(
         submit_and_tally(args.bootstrap, args.topic_prefix, args.count, args.seed, rate=args.rate)
