@@ -23,6 +23,13 @@ def json_response(body: Any, status: int = 200) -> AsgiResponse:
     )
 
 
+def document_response(doc: dict[str, Any] | None, missing: str) -> AsgiResponse:
+    """A stored document by id as JSON (``_id`` named ``participant_id``), or 404."""
+    if doc is None:
+        return json_response({"error": missing}, 404)
+    return json_response({"participant_id": doc.pop("_id"), **doc})
+
+
 def _compile(template: str) -> re.Pattern[str]:
     return re.compile(re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(template)))
 

@@ -11,6 +11,7 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Annotated, Any
 
+import uvicorn
 from faststream import AckPolicy
 from faststream.asgi import AsyncAPIRoute
 from faststream.kafka import KafkaBroker
@@ -21,7 +22,7 @@ from pymongo import AsyncMongoClient
 from shared.contracts import Event
 from shared.http import PathHandler, ServiceApp, probes
 from shared.kafka import Record, ensure_topics, raw_body, records_of, tolerant_parser
-from shared.logging import get_logger
+from shared.logging import configure_logging, get_logger
 from shared.mongo import Document, Outbox
 from shared.retry import TRANSIENT_ERRORS, retry_transient
 from shared.settings import ServiceSettings
@@ -141,4 +142,18 @@ def service_app(
         path_routes=path_routes,
         asyncapi_path=AsyncAPIRoute("/docs/asyncapi", asyncapi_json_path="/docs/asyncapi.json"),
         logger=get_logger("jakpreneur.faststream"),
+    )
+
+
+def serve(settings: ServiceSettings, create_app: Callable[[Any], ServiceApp]) -> None:
+    """The entry point of ``python -m services.<name>``: logging, then uvicorn until SIGTERM.
+    Shutdown flushes the outbox; a batch cut short is not committed, so it is redelivered
+    (and its effects, already stored, are not repeated)."""
+    configure_logging(settings.service_name, settings.log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,  # our structlog set-up, not uvicorn's
+        timeout_graceful_shutdown=30,
     )

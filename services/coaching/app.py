@@ -11,7 +11,7 @@ from pydantic_settings import SettingsConfigDict
 
 from services.coaching.handlers import CONSUMES, PRODUCES, Deps, check_expiries, handle_facts
 from services.coaching.store import CoachingStore
-from shared.http import ServiceApp, json_response
+from shared.http import ServiceApp, document_response
 from shared.kafka import make_broker
 from shared.logging import get_logger
 from shared.mongo import Outbox, make_client
@@ -62,10 +62,7 @@ def create_app(settings: CoachingSettings | None = None) -> ServiceApp:
 
     async def coaching(params: dict[str, str]) -> AsgiResponse:
         doc = await store.get(params["participant_id"])
-        if doc is None:
-            return json_response({"error": "participant not known to coaching"}, 404)
-        doc["participant_id"] = doc.pop("_id")
-        return json_response(doc)
+        return document_response(doc, "participant not known to coaching")
 
     return service_app(
         settings,

@@ -9,7 +9,7 @@ from pydantic_settings import SettingsConfigDict
 from services.registry.handlers import Deps, handle_submissions
 from services.registry.store import PiiVault, RegistryStore
 from shared.contracts import ParticipantRegistered, RegistrationRejected, RegistrationSubmitted
-from shared.http import ServiceApp, json_response
+from shared.http import ServiceApp, document_response
 from shared.kafka import make_broker
 from shared.logging import get_logger
 from shared.mongo import Outbox, make_client
@@ -59,10 +59,7 @@ def create_app(settings: RegistrySettings | None = None) -> ServiceApp:
 
     async def participant(params: dict[str, str]) -> AsgiResponse:
         doc = await store.get_participant(params["participant_id"])
-        if doc is None:
-            return json_response({"error": "participant not found"}, 404)
-        doc["participant_id"] = doc.pop("_id")
-        return json_response(doc)
+        return document_response(doc, "participant not found")
 
     return service_app(
         settings,
