@@ -304,6 +304,154 @@ class CertificationExpiring(Event):
     expires_at: datetime = Field(description="When it expires.")
 
 
+# --------------------------------------------------------------------------- P5-P7 marketplace
+
+CurationLevel = Literal["pendamping", "kecamatan", "dinas", "curator"]
+
+
+class CurationReviewed(Event):
+    """One level of the curation ladder reviewed a product."""
+
+    name: ClassVar[str] = "curation-reviewed"
+
+    product_id: str = Field(description="The product reviewed.")
+    level: CurationLevel = Field(description="pendamping -> kecamatan -> dinas -> curator.")
+    decision: Literal["approve", "reject"] = Field(description="The level's decision.")
+    grade: Literal["A", "B", "C"] | None = Field(
+        default=None, description="Required when the curator approves."
+    )
+    reviewer_id: str = Field(description="Who reviewed.")
+    notes: str = Field(default="", description="The reviewer's notes.")
+    reviewed_at: datetime = Field(description="When.")
+
+
+class SalesReported(Event):
+    """A month of sales of a participant (QRIS, e-Order, marketplaces, offline books)."""
+
+    name: ClassVar[str] = "sales-reported"
+
+    participant_id: str = Field(description="The participant.")
+    period: str = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM.")
+    revenue_idr: int = Field(ge=0, description="Revenue in rupiah.")
+    transactions: int = Field(ge=0, description="Number of transactions.")
+    channel: Literal["qris", "e-order", "marketplace", "offline"] = Field(
+        description="Where the sales were recorded."
+    )
+    source_ref: str = Field(description="The source system's reference; a repeat is a no-op.")
+
+
+class FinancingDecided(Event):
+    """Bank DKI decided on a referral."""
+
+    name: ClassVar[str] = "financing-decided"
+
+    referral_id: str = Field(description="The referral decided.")
+    decision: Literal["approved", "declined"] = Field(description="The bank's decision.")
+    amount_idr: int = Field(ge=0, description="Amount approved (0 when declined).")
+    decided_at: datetime = Field(description="When.")
+    bank_ref: str = Field(description="The bank's reference.")
+
+
+class ProductCurationRejected(Event):
+    """A curation level rejected the product; curation ends there."""
+
+    name: ClassVar[str] = "product-curation-rejected"
+
+    product_id: str = Field(description="The product.")
+    participant_id: str = Field(description="Its owner.")
+    level: str = Field(description="The level that rejected it.")
+    notes: str = Field(description="The reviewer's notes.")
+
+
+class ProductCurated(Event):
+    """Every level approved; the curator graded the product."""
+
+    name: ClassVar[str] = "product-curated"
+
+    product_id: str = Field(description="The product.")
+    participant_id: str = Field(description="Its owner.")
+    grade: str = Field(description="A, B or C.")
+
+
+class ProductListed(Event):
+    """The product is listed on the channels its grade opens."""
+
+    name: ClassVar[str] = "product-listed"
+
+    product_id: str = Field(description="The product.")
+    participant_id: str = Field(description="Its owner.")
+    grade: str = Field(description="Its curation grade.")
+    channels: list[str] = Field(description="e-order, retail, mall, online, bazaar, ...")
+
+
+class ProductDelisted(Event):
+    """The product left every channel (its certification lapsed)."""
+
+    name: ClassVar[str] = "product-delisted"
+
+    product_id: str = Field(description="The product.")
+    participant_id: str = Field(description="Its owner.")
+    reason: str = Field(description="Why, as a code.")
+
+
+class ExportFacilitated(Event):
+    """A grade-A product with steady sales and the right certificates goes international."""
+
+    name: ClassVar[str] = "export-facilitated"
+
+    product_id: str = Field(description="The product.")
+    participant_id: str = Field(description="Its owner.")
+    programme: str = Field(description="The export facilitation programme.")
+    reasons: list[Finding] = Field(description="The conditions met.")
+
+
+class FinancialReportRecorded(Event):
+    """A month of sales was recorded (or replaced the month's earlier report)."""
+
+    name: ClassVar[str] = "financial-report-recorded"
+
+    participant_id: str = Field(description="The participant.")
+    period: str = Field(description="YYYY-MM.")
+    revenue_idr: int = Field(description="Revenue in rupiah.")
+    transactions: int = Field(description="Number of transactions.")
+    channel: str = Field(description="Where the sales were recorded.")
+    replaced: bool = Field(description="Whether it replaced an earlier report of the month.")
+
+
+class FinancingReferred(Event):
+    """The participant passed six of the seven stages: referred to Bank DKI micro credit."""
+
+    name: ClassVar[str] = "financing-referred"
+
+    referral_id: str = Field(description="The referral; the bank answers with it.")
+    participant_id: str = Field(description="The participant.")
+    stages: list[str] = Field(description="The stages met.")
+    product_name: str = Field(description="The credit product.")
+    max_amount_idr: int = Field(description="The most the product lends.")
+    rate_percent: float = Field(description="Yearly interest rate.")
+
+
+class FinancingApproved(Event):
+    """Bank DKI approved the referral."""
+
+    name: ClassVar[str] = "financing-approved"
+
+    referral_id: str = Field(description="The referral.")
+    participant_id: str = Field(description="The participant.")
+    amount_idr: int = Field(description="Amount approved.")
+    bank_ref: str = Field(description="The bank's reference.")
+
+
+class FinancingDeclined(Event):
+    """Bank DKI declined the referral."""
+
+    name: ClassVar[str] = "financing-declined"
+
+    referral_id: str = Field(description="The referral.")
+    participant_id: str = Field(description="The participant.")
+    bank_ref: str = Field(description="The bank's reference.")
+
+
 CATALOGUE: tuple[type[Event], ...] = (
     RegistrationSubmitted,
     ParticipantRegistered,
@@ -322,6 +470,18 @@ CATALOGUE: tuple[type[Event], ...] = (
     ProductCertified,
     ProductCertificationLapsed,
     CertificationExpiring,
+    CurationReviewed,
+    SalesReported,
+    FinancingDecided,
+    ProductCurationRejected,
+    ProductCurated,
+    ProductListed,
+    ProductDelisted,
+    ExportFacilitated,
+    FinancialReportRecorded,
+    FinancingReferred,
+    FinancingApproved,
+    FinancingDeclined,
 )
 
 

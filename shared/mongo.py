@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from faststream.kafka import KafkaBroker
+from pydantic import BaseModel
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 from pymongo.read_concern import ReadConcern
@@ -84,6 +86,34 @@ async def claim_many(
         now = datetime.now(UTC)
         await db.inbox.insert_many([{"_id": key, "at": now} for key in new], session=session)
     return set(new)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class StateDocuments(Generic[M]):
+    """One pydantic state document per participant; ``_id`` is the participant id."""
+
+    def __init__(self, collection: AsyncCollection[Document], model: type[M]) -> None:
+        self.collection = collection
+        self.model = model
+
+    async def load(self, session: AsyncClientSession, participant_id: str) -> M:
+        doc = await self.collection.find_one({"_id": participant_id}, session=session)
+        if doc is None:
+            return self.model.model_validate({"participant_id": participant_id})
+        doc.pop("_id")
+        return self.model.model_validate({**doc, "participant_id": participant_id})
+
+    async def save(self, session: AsyncClientSession, state: M) -> None:
+        doc = state.model_dump(exclude={"participant_id"})
+        participant_id = getattr(state, "participant_id")  # noqa: B009 - every state has it
+        await self.collection.replace_one(
+            {"_id": participant_id}, doc, upsert=True, session=session
+        )
+
+    async def get(self, participant_id: str) -> Document | None:
+        return await self.collection.find_one({"_id": participant_id})
 
 
 class Outbox:

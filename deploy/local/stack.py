@@ -40,6 +40,7 @@ class ServiceSpec:
 SERVICES = (
     ServiceSpec("registry", "services.registry", 8001, "REGISTRY_URL"),
     ServiceSpec("coaching", "services.coaching", 8002, "COACHING_URL"),
+    ServiceSpec("marketplace", "services.marketplace", 8003, "MARKETPLACE_URL"),
 )
 
 

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from pymongo import ASCENDING, AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.coaching.domain import Coaching, Enrollment
-from shared.mongo import Document
+from shared.mongo import Document, StateDocuments
 
-T = TypeVar("T")
 Session = AsyncClientSession
 
 
@@ -26,6 +25,7 @@ class CoachingStore:
     def __init__(self, client: AsyncMongoClient[Document], database: str) -> None:
         self.client = client
         self.db: AsyncDatabase[Document] = client[database]
+        self.states = StateDocuments(self.db.participants, Coaching)
 
     async def ensure_indexes(self) -> None:
         await self.db.participants.create_index("next_check_at", sparse=True)
@@ -36,20 +36,13 @@ class CoachingStore:
     # ------------------------------------------------------------------ participants' state
 
     async def load(self, session: Session, participant_id: str) -> Coaching:
-        doc = await self.db.participants.find_one({"_id": participant_id}, session=session)
-        if doc is None:
-            return Coaching(participant_id=participant_id)
-        doc.pop("_id")
-        return Coaching.model_validate({**doc, "participant_id": participant_id})
+        return await self.states.load(session, participant_id)
 
     async def save(self, session: Session, state: Coaching) -> None:
-        doc = state.model_dump(exclude={"participant_id"})
-        await self.db.participants.replace_one(
-            {"_id": state.participant_id}, doc, upsert=True, session=session
-        )
+        await self.states.save(session, state)
 
     async def get(self, participant_id: str) -> Document | None:
-        return await self.db.participants.find_one({"_id": participant_id})
+        return await self.states.get(participant_id)
 
     async def due_for_check(self, now: datetime, limit: int = 500) -> list[str]:
         cursor = self.db.participants.find({"next_check_at": {"$lte": now}}, {"_id": 1})

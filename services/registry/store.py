@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Any, TypeVar
+from typing import Any
 
 from cryptography.fernet import Fernet
 from pymongo import AsyncMongoClient
@@ -17,7 +17,6 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from shared.mongo import Document
 
-T = TypeVar("T")
 _HIDDEN = {"nik_hash": 0, "nik_encrypted": 0, "kk_encrypted": 0}
 
 

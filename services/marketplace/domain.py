@@ -1,0 +1,254 @@
+"""Marketplace state and rules (P5 pemasaran, P6 pelaporan keuangan, P7 permodalan). Pure.
+
+As in coaching, one document per participant keeps every fact; decisions are derived from
+what is there and recorded so each is made once. Curation reviews are kept by level and the
+ladder is walked in order, so a review that comes before its level's turn simply waits
+(is parked) until the levels below it have approved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from shared.contracts import Finding
+
+LEVELS: Sequence[str] = ("pendamping", "kecamatan", "dinas", "curator")
+CHANNELS: Mapping[str, Sequence[str]] = {
+    "A": ("e-order", "retail", "mall", "online", "export-candidate"),
+    "B": ("e-order", "online"),
+    "C": ("online", "bazaar"),
+}
+EXPORT_GRADE = "A"
+EXPORT_SALES_MONTHS = 3  # of the last EXPORT_WINDOW_MONTHS
+EXPORT_WINDOW_MONTHS = 6
+EXPORT_CERTIFICATES: Mapping[str | None, Sequence[str]] = {
+    None: ("HKI_MEREK",),  # every category
+    "makanan-minuman": ("HKI_MEREK", "HALAL"),
+}
+FINANCING_SALES_MONTHS = 3
+STAGES: Sequence[str] = (
+    "registered",
+    "training-completed",
+    "mentoring-completed",
+    "product-certified",
+    "product-listed",
+    "sales-reported-3-months",
+)
+FINANCING_STAGES_NEEDED = 6  # of 7; the seventh is financing itself
+
+
+class NotApplicable(Exception):
+    """A fact that contradicts the state and never will fit it (a DLQ entry, with code)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Review(BaseModel):
+    decision: Literal["approve", "reject"]
+    grade: str | None
+    reviewer_id: str
+    notes: str
+
+
+class Product(BaseModel):
+    product_id: str
+    category: str | None = None
+    certified: bool = False
+    reviews: dict[str, Review] = Field(default_factory=dict)  # by level
+    outcome: Literal["rejected", "curated"] | None = None
+    grade: str | None = None
+    listed: bool = False
+    export_facilitated: bool = False
+
+
+class Certificate(BaseModel):
+    certificate_id: str
+    kind: str
+    product_id: str | None
+    expires_at: datetime | None
+
+
+class Sale(BaseModel):
+    period: str
+    revenue_idr: int
+    transactions: int
+    channel: str
+    source_ref: str
+
+
+class Referral(BaseModel):
+    referral_id: str
+    stages: list[str]
+    status: Literal["referred", "approved", "declined"] = "referred"
+
+
+class Marketplace(BaseModel):
+    participant_id: str
+    stages: list[str] = Field(default_factory=list)  # those reported by other services
+    products: list[Product] = Field(default_factory=list)
+    certificates: list[Certificate] = Field(default_factory=list)
+    sales: list[Sale] = Field(default_factory=list)
+    source_refs: list[str] = Field(default_factory=list)
+    referral: Referral | None = None
+
+    def product(self, product_id: str) -> Product:
+        found = next((p for p in self.products if p.product_id == product_id), None)
+        if found is None:
+            found = Product(product_id=product_id)
+            self.products.append(found)
+        return found
+
+    def mark(self, stage: str) -> None:
+        if stage not in self.stages:
+            self.stages.append(stage)
+
+
+# ------------------------------------------------------------------------------ facts
+
+
+def add_certificates(state: Marketplace, certificates: Sequence[Certificate]) -> None:
+    known = {c.certificate_id for c in state.certificates}
+    state.certificates += [c for c in certificates if c.certificate_id not in known]
+
+
+def record_review(state: Marketplace, product_id: str, level: str, review: Review) -> None:
+    product = state.product(product_id)
+    if product.outcome is not None:
+        raise NotApplicable("curation-closed", f"curation of {product_id} already ended")
+    if level in product.reviews:
+        raise NotApplicable("already-reviewed", f"level {level} already reviewed {product_id}")
+    if level == "curator" and review.decision == "approve" and review.grade not in CHANNELS:
+        raise NotApplicable("grade-required", "a curator's approval must carry grade A, B or C")
+    product.reviews[level] = review
+
+
+def record_sale(state: Marketplace, sale: Sale) -> Literal["recorded", "replaced", "duplicate"]:
+    """A month's report; a later one for the same month replaces it; a source_ref seen
+    before changes nothing."""
+    if sale.source_ref in state.source_refs:
+        return "duplicate"
+    state.source_refs.append(sale.source_ref)
+    earlier = next((s for s in state.sales if s.period == sale.period), None)
+    if earlier is not None:
+        state.sales.remove(earlier)
+    state.sales.append(sale)
+    state.sales.sort(key=lambda s: s.period)
+    return "replaced" if earlier else "recorded"
+
+
+# ---------------------------------------------------------------------------- decisions
+
+
+@dataclass(frozen=True)
+class Rejected:
+    product: Product
+    level: str
+    notes: str
+
+
+@dataclass(frozen=True)
+class Curated:
+    product: Product
+
+
+@dataclass(frozen=True)
+class Listed:
+    product: Product
+    channels: Sequence[str]
+
+
+@dataclass(frozen=True)
+class Delisted:
+    product: Product
+    reason: str
+
+
+@dataclass(frozen=True)
+class Exported:
+    product: Product
+    reasons: list[Finding]
+
+
+Change = Rejected | Curated | Listed | Delisted | Exported
+
+
+def _months_back(now: datetime, count: int) -> set[str]:
+    months, year, month = set(), now.year, now.month
+    for _ in range(count):
+        months.add(f"{year:04d}-{month:02d}")
+        year, month = (year - 1, 12) if month == 1 else (year, month - 1)
+    return months
+
+
+def _has_valid(state: Marketplace, kind: str, product_id: str, now: datetime) -> bool:
+    return any(
+        c.kind == kind
+        and c.product_id in (None, product_id)
+        and (c.expires_at is None or c.expires_at > now)
+        for c in state.certificates
+    )
+
+
+def product_changes(state: Marketplace, now: datetime) -> list[Change]:
+    """Walk each product's curation ladder, list, delist and export as the facts allow."""
+    changes: list[Change] = []
+    recent_sales = {s.period for s in state.sales} & _months_back(now, EXPORT_WINDOW_MONTHS)
+    for product in state.products:
+        if product.certified and product.outcome is None:
+            for level in LEVELS:
+                review = product.reviews.get(level)
+                if review is None:
+                    break  # later levels wait (parked) for this one
+                if review.decision == "reject":
+                    product.outcome = "rejected"
+                    changes.append(Rejected(product, level, review.notes))
+                    break
+                if level == LEVELS[-1]:
+                    product.outcome, product.grade = "curated", review.grade
+                    changes.append(Curated(product))
+        if product.outcome == "curated" and product.grade and product.certified != product.listed:
+            product.listed = product.certified
+            if product.listed:
+                state.mark("product-listed")
+                changes.append(Listed(product, CHANNELS[product.grade]))
+            else:
+                changes.append(Delisted(product, "certification-lapsed"))
+        if product.listed and product.grade == EXPORT_GRADE and not product.export_facilitated:
+            needed = EXPORT_CERTIFICATES.get(product.category, EXPORT_CERTIFICATES[None])
+            if len(recent_sales) >= EXPORT_SALES_MONTHS and all(
+                _has_valid(state, kind, product.product_id, now) for kind in needed
+            ):
+                product.export_facilitated = True
+                reasons = [
+                    Finding(code="grade-a-listed", message="listed with curation grade A"),
+                    Finding(
+                        code="sales-3-of-6-months",
+                        message=f"sales reported in {len(recent_sales)} of the last 6 months",
+                    ),
+                    Finding(code="certificates", message=" and ".join(needed) + " valid"),
+                ]
+                changes.append(Exported(product, reasons))
+    return changes
+
+
+def stages_met(state: Marketplace) -> list[str]:
+    """Stages passed at some point (a product listed once counts even if delisted since)."""
+    met = set(state.stages)
+    if len({s.period for s in state.sales}) >= FINANCING_SALES_MONTHS:
+        met.add("sales-reported-3-months")
+    return [stage for stage in STAGES if stage in met]
+
+
+def due_for_referral(state: Marketplace) -> list[str] | None:
+    """The stages met, when they are enough for a (first and only) referral."""
+    if state.referral is not None:
+        return None
+    met = stages_met(state)
+    return met if len(met) >= FINANCING_STAGES_NEEDED else None

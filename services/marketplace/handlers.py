@@ -1,0 +1,358 @@
+"""Use-cases of the marketplace: each fact is applied to its participant's state, the state
+is settled (curation ladder, listing, export, financing referral), and the events caused are
+written with the state in one transaction (inbox + outbox).
+
+Curation reviews and bank decisions name a product or a referral, not a participant: an
+index maps them. A review of a product whose certification has not arrived yet is parked
+under the product and applied when it does.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from faststream.kafka import KafkaBroker
+from pydantic import ValidationError
+
+from services.marketplace import domain
+from services.marketplace.domain import (
+    Curated,
+    Delisted,
+    Exported,
+    Listed,
+    Marketplace,
+    NotApplicable,
+    Rejected,
+)
+from services.marketplace.store import MarketplaceStore, Session
+from shared.contracts import (
+    CertificationIssued,
+    CurationReviewed,
+    Event,
+    ExportFacilitated,
+    FinancialReportRecorded,
+    FinancingApproved,
+    FinancingDecided,
+    FinancingDeclined,
+    FinancingReferred,
+    MentoringCompleted,
+    ParticipantRegistered,
+    ProductCertificationLapsed,
+    ProductCertified,
+    ProductCurated,
+    ProductCurationRejected,
+    ProductDelisted,
+    ProductListed,
+    SalesReported,
+    TrainingCompleted,
+)
+from shared.envelope import Envelope, OutgoingEvent
+from shared.kafka import DeadLetter, Record, dead_letter, read_envelope
+from shared.logging import get_logger
+from shared.mongo import Outbox, claim_many, transact
+from shared.retry import retry_transient
+from shared.settings import ServiceSettings
+
+log = get_logger(__name__)
+
+CONSUMES: tuple[type[Event], ...] = (
+    ParticipantRegistered,
+    TrainingCompleted,
+    MentoringCompleted,
+    ProductCertified,
+    ProductCertificationLapsed,
+    CertificationIssued,
+    CurationReviewed,
+    SalesReported,
+    FinancingDecided,
+)
+PRODUCES: tuple[type[Event], ...] = (
+    ProductCurationRejected,
+    ProductCurated,
+    ProductListed,
+    ProductDelisted,
+    ExportFacilitated,
+    FinancialReportRecorded,
+    FinancingReferred,
+    FinancingApproved,
+    FinancingDeclined,
+)
+_BY_TYPE = {event.ce_type(): event for event in CONSUMES}
+_STAGE_OF: dict[type[Event], str] = {
+    ParticipantRegistered: "registered",
+    TrainingCompleted: "training-completed",
+    MentoringCompleted: "mentoring-completed",
+}
+
+
+@dataclass(frozen=True)
+class Financing:
+    product_name: str
+    max_amount_idr: int
+    rate_percent: float
+
+
+@dataclass(frozen=True)
+class Deps:
+    settings: ServiceSettings
+    broker: KafkaBroker
+    store: MarketplaceStore
+    outbox: Outbox
+    financing: Financing
+    export_programme: str
+
+
+@dataclass
+class Outcome:
+    """What one transaction decided: events to publish, parked facts to dead-letter."""
+
+    events: list[OutgoingEvent]
+    dead: list[tuple[Record, Exception]]
+
+
+def read_fact(record: Record) -> tuple[Envelope, Event]:
+    envelope = read_envelope(record, *_BY_TYPE)
+    try:
+        fact = _BY_TYPE[envelope.type].model_validate_json(record.value, strict=True)
+    except ValidationError as exc:
+        fields = ", ".join(".".join(map(str, e["loc"])) or "value" for e in exc.errors())
+        raise DeadLetter("invalid-payload", f"invalid fields: {fields}") from None
+    return envelope, fact
+
+
+class _Decision:
+    """One transaction's work on one participant's state."""
+
+    def __init__(self, deps: Deps, session: Session, state: Marketplace, cause: Envelope):
+        self.deps, self.session, self.state, self.cause = deps, session, state, cause
+        self.now = datetime.now(UTC)
+        self.outcome = Outcome([], [])
+
+    def emit(self, data: Event) -> None:
+        settings, pid = self.deps.settings, self.state.participant_id
+        self.outcome.events.append(
+            OutgoingEvent.caused_by(
+                self.cause,
+                data,
+                topic=settings.topic(data.name),
+                key=pid,
+                source=settings.service_name,
+                subject=pid,
+                time=self.now,
+            )
+        )
+
+    async def apply(self, fact: Event) -> None:
+        state, store, pid = self.state, self.deps.store, self.state.participant_id
+        if type(fact) in _STAGE_OF:
+            state.mark(_STAGE_OF[type(fact)])
+        elif isinstance(fact, ProductCertified):
+            product = state.product(fact.product_id)
+            product.certified, product.category = True, fact.category
+            state.mark("product-certified")
+            domain.add_certificates(
+                state,
+                [
+                    domain.Certificate(
+                        certificate_id=c.certificate_id,
+                        kind=c.kind,
+                        product_id=fact.product_id,
+                        expires_at=c.expires_at,
+                    )
+                    for c in fact.certificates
+                ],
+            )
+            await store.index(self.session, "product", fact.product_id, pid)
+            for parked in await store.take_parked(self.session, f"product:{fact.product_id}"):
+                try:
+                    await self.apply(read_fact(parked)[1])
+                except (DeadLetter, NotApplicable) as exc:
+                    self.outcome.dead.append((parked, exc))
+        elif isinstance(fact, ProductCertificationLapsed):
+            state.product(fact.product_id).certified = False
+        elif isinstance(fact, CertificationIssued):
+            domain.add_certificates(
+                state,
+                [
+                    domain.Certificate(
+                        certificate_id=fact.certificate_id,
+                        kind=fact.kind,
+                        product_id=fact.product_id,
+                        expires_at=fact.expires_at,
+                    )
+                ],
+            )
+        elif isinstance(fact, CurationReviewed):
+            review = domain.Review(
+                decision=fact.decision,
+                grade=fact.grade,
+                reviewer_id=fact.reviewer_id,
+                notes=fact.notes,
+            )
+            domain.record_review(state, fact.product_id, fact.level, review)
+        elif isinstance(fact, SalesReported):
+            sale = domain.Sale(
+                period=fact.period,
+                revenue_idr=fact.revenue_idr,
+                transactions=fact.transactions,
+                channel=fact.channel,
+                source_ref=fact.source_ref,
+            )
+            result = domain.record_sale(state, sale)
+            if result != "duplicate":
+                self.emit(
+                    FinancialReportRecorded(
+                        participant_id=pid,
+                        period=sale.period,
+                        revenue_idr=sale.revenue_idr,
+                        transactions=sale.transactions,
+                        channel=sale.channel,
+                        replaced=result == "replaced",
+                    )
+                )
+        elif isinstance(fact, FinancingDecided):
+            self._decided(fact)
+
+    def _decided(self, fact: FinancingDecided) -> None:
+        referral, pid = self.state.referral, self.state.participant_id
+        assert referral is not None and referral.referral_id == fact.referral_id
+        if referral.status != "referred":
+            raise NotApplicable("already-decided", f"referral {fact.referral_id} was decided")
+        if fact.decision == "approved":
+            if fact.amount_idr > self.deps.financing.max_amount_idr:
+                raise NotApplicable(
+                    "amount-over-maximum",
+                    f"{fact.amount_idr} exceeds {self.deps.financing.max_amount_idr}",
+                )
+            referral.status = "approved"
+            self.emit(
+                FinancingApproved(
+                    referral_id=fact.referral_id,
+                    participant_id=pid,
+                    amount_idr=fact.amount_idr,
+                    bank_ref=fact.bank_ref,
+                )
+            )
+        else:
+            referral.status = "declined"
+            self.emit(
+                FinancingDeclined(
+                    referral_id=fact.referral_id, participant_id=pid, bank_ref=fact.bank_ref
+                )
+            )
+
+    async def settle(self) -> None:
+        state, pid = self.state, self.state.participant_id
+        for change in domain.product_changes(state, self.now):
+            self.emit(self._product_event(change))
+        stages = domain.due_for_referral(state)
+        if stages is not None:
+            referral_id = str(uuid.uuid4())
+            state.referral = domain.Referral(referral_id=referral_id, stages=stages)
+            await self.deps.store.index(self.session, "referral", referral_id, pid)
+            f = self.deps.financing
+            self.emit(
+                FinancingReferred(
+                    referral_id=referral_id,
+                    participant_id=pid,
+                    stages=stages,
+                    product_name=f.product_name,
+                    max_amount_idr=f.max_amount_idr,
+                    rate_percent=f.rate_percent,
+                )
+            )
+
+    def _product_event(self, change: domain.Change) -> Event:
+        pid, product = self.state.participant_id, change.product
+        if isinstance(change, Rejected):
+            return ProductCurationRejected(
+                product_id=product.product_id,
+                participant_id=pid,
+                level=change.level,
+                notes=change.notes,
+            )
+        if isinstance(change, Curated):
+            assert product.grade is not None
+            return ProductCurated(
+                product_id=product.product_id, participant_id=pid, grade=product.grade
+            )
+        if isinstance(change, Listed):
+            assert product.grade is not None
+            return ProductListed(
+                product_id=product.product_id,
+                participant_id=pid,
+                grade=product.grade,
+                channels=list(change.channels),
+            )
+        if isinstance(change, Delisted):
+            return ProductDelisted(
+                product_id=product.product_id, participant_id=pid, reason=change.reason
+            )
+        assert isinstance(change, Exported)
+        return ExportFacilitated(
+            product_id=product.product_id,
+            participant_id=pid,
+            programme=self.deps.export_programme,
+            reasons=change.reasons,
+        )
+
+
+async def _decide(
+    deps: Deps, session: Session, record: Record, envelope: Envelope, fact: Event
+) -> Outcome:
+    store = deps.store
+    if not await claim_many(store.db, session, [f"{envelope.type}:{envelope.id}"]):
+        return Outcome([], [])  # a redelivery
+    if isinstance(fact, CurationReviewed):
+        holder = await store.holder(session, "product", fact.product_id)
+        if holder is None:  # its product's certification has not arrived yet
+            await store.park(session, f"product:{fact.product_id}", record)
+            return Outcome([], [])
+        participant_id = holder
+    elif isinstance(fact, FinancingDecided):
+        holder = await store.holder(session, "referral", fact.referral_id)
+        if holder is None:
+            raise NotApplicable("unknown-referral", f"no referral {fact.referral_id} was made")
+        participant_id = holder
+    else:
+        participant_id = getattr(fact, "participant_id")  # noqa: B009 - the others have it
+    state = await store.states.load(session, participant_id)
+    decision = _Decision(deps, session, state, envelope)
+    await decision.apply(fact)
+    await decision.settle()
+    await store.states.save(session, state)
+    await deps.outbox.add(session, decision.outcome.events)
+    return decision.outcome
+
+
+async def _apply_record(deps: Deps, record: Record) -> Outcome:
+    envelope, fact = read_fact(record)
+
+    async def work(session: Session) -> Outcome:
+        return await _decide(deps, session, record, envelope, fact)
+
+    return await transact(deps.store.client, work)
+
+
+async def handle_facts(records: list[Record], deps: Deps) -> None:
+    """Apply a batch in order, then publish. What cannot be applied goes to the DLQ."""
+    events: list[OutgoingEvent] = []
+    service = deps.settings.service_name
+    for record in records:
+        try:
+            outcome = await _apply_record(deps, record)
+        except (DeadLetter, NotApplicable) as exc:
+            await dead_letter(deps.broker, record, exc, service)
+            continue
+        except Exception as exc:
+            log.exception("record could not be applied; sent to the DLQ", offset=record.offset)
+            await dead_letter(deps.broker, record, exc, service)
+            continue
+        events += outcome.events
+        for parked, problem in outcome.dead:
+            await dead_letter(deps.broker, parked, problem, service)
+    if events:
+        await retry_transient(lambda: deps.outbox.publish(events))
+    log.info("batch applied", records=len(records), events=len(events))
