@@ -20,7 +20,11 @@ from aiokafka import AIOKafkaProducer
 from deploy.local.launcher import Kafka, Mongod, free_port, stop_all
 
 # Each service's in-process fixture, visible to every test (the e2e flows use several).
-pytest_plugins = ["tests.registry.fixtures", "tests.coaching.fixtures"]
+pytest_plugins = [
+    "tests.registry.fixtures",
+    "tests.coaching.fixtures",
+    "tests.marketplace.fixtures",
+]
 
 
 @dataclass(frozen=True)

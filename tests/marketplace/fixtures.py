@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest_asyncio
+from aiokafka import AIOKafkaProducer
+
+from deploy.local.launcher import free_port
+from services.marketplace.app import MarketplaceSettings, create_app
+from services.marketplace.handlers import CONSUMES, PRODUCES
+from shared.contracts import (
+    CertificateRef,
+    CurationReviewed,
+    Event,
+    ProductCertified,
+    SalesReported,
+)
+from shared.envelope import new_envelope
+from shared.kafka import dlq_topic
+from tests.conftest import Servers, random_id
+from tests.kafka_helpers import Collector, Seen, send, serving
+
+NOW = datetime.now(UTC)
+
+
+@dataclass
+class MarketplaceUnderTest:
+    settings: MarketplaceSettings
+    url: str
+    producer: AIOKafkaProducer
+    events: Collector
+
+    def topic(self, event: type[Event]) -> str:
+        return self.settings.topic(event.name)
+
+    async def send(self, fact: Event, ce_id: str | None = None) -> Any:
+        headers = new_envelope(type=fact.ce_type(), source="test-system").headers()
+        if ce_id:
+            headers["ce_id"] = ce_id
+        key = (
+            getattr(fact, "participant_id", None)
+            or getattr(fact, "product_id", None)
+            or getattr(fact, "referral_id", "none")
+        )
+        value = fact.model_dump_json().encode()
+        return await send(self.producer, self.topic(type(fact)), value, key.encode(), headers)
+
+    def of(self, event: type[Event], pid: str) -> list[Seen]:
+        return self.events.matching(
+            lambda r: r.topic == self.topic(event) and r.json().get("participant_id") == pid
+        )
+
+    async def wait(self, event: type[Event], pid: str, count: int = 1) -> list[Seen]:
+        return await self.events.wait_for(
+            lambda r: r.topic == self.topic(event) and r.json().get("participant_id") == pid,
+            count,
+        )
+
+    async def dead(self, key: bytes) -> Seen:
+        [record] = await self.events.wait_for(lambda r: r.topic.endswith(".dlq") and r.key == key)
+        return record
+
+
+def certified(
+    pid: str, product_id: str, category: str = "kriya", kinds: tuple[str, ...] = ("NIB",)
+) -> ProductCertified:
+    return ProductCertified(
+        product_id=product_id,
+        participant_id=pid,
+        category=category,
+        certificates=[
+            CertificateRef(certificate_id=random_id(f"{k}-"), kind=k, number=f"{k}-1")
+            for k in kinds
+        ],
+        valid_until=None,
+    )
+
+
+def review(
+    product_id: str,
+    level: str,
+    decision: str = "approve",
+    grade: str | None = None,
+    notes: str = "",
+) -> CurationReviewed:
+    return CurationReviewed.model_validate(
+        {
+            "product_id": product_id,
+            "level": level,
+            "decision": decision,
+            "grade": grade,
+            "reviewer_id": f"{level}-1",
+            "notes": notes,
+            "reviewed_at": NOW,
+        }
+    )
+
+
+def sales(pid: str, period: str, revenue: int = 2_500_000, ref: str | None = None) -> SalesReported:
+    return SalesReported.model_validate(
+        {
+            "participant_id": pid,
+            "period": period,
+            "revenue_idr": revenue,
+            "transactions": 40,
+            "channel": "qris",
+            "source_ref": ref or str(uuid.uuid4()),
+        }
+    )
+
+
+@pytest_asyncio.fixture(scope="session")
+async def marketplace(
+    servers: Servers, producer: AIOKafkaProducer, topic_prefix: str
+) -> AsyncIterator[MarketplaceUnderTest]:
+    settings = MarketplaceSettings(
+        kafka_bootstrap_servers=servers.kafka_bootstrap_servers,
+        mongodb_uri=servers.mongodb_uri,
+        topic_prefix=topic_prefix,
+        mongodb_database=random_id("marketplace_"),
+        http_port=free_port(),
+        outbox_relay_interval_s=0.2,
+    )
+    async with serving(create_app(settings), settings.http_port) as url:
+        topics = [settings.topic(e.name) for e in PRODUCES]
+        topics += [dlq_topic(settings.topic(e.name)) for e in CONSUMES]
+        events = await Collector(servers.kafka_bootstrap_servers, topics).start()
+        yield MarketplaceUnderTest(settings, url, producer, events)
+        await events.stop()
