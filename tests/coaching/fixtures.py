@@ -15,19 +15,26 @@ from pymongo import AsyncMongoClient
 from deploy.local.launcher import free_port
 from services.coaching.app import CoachingSettings, create_app
 from services.coaching.handlers import CONSUMES, PRODUCES
+from services.registry.domain import CITY_CODES
 from shared.contracts import Event, ParticipantRegistered
 from shared.envelope import new_envelope
 from shared.kafka import dlq_topic
 from tests.conftest import Servers, random_id
 from tests.kafka_helpers import Collector, Seen, send, serving
 
-# Test roster: Tebet has two pendamping, Gambir one, Cilandak none (falls back to the city).
+# Test roster: in Jakarta Selatan, Tebet has two pendamping, Gambir one, Cilandak none (it
+# falls back to the city centre). Every other city has a city centre, for generated people.
 CITY = "Jakarta Selatan"
 ROSTER = {
     "centres": [
         {"centre": "PLUT Tebet", "city": CITY, "kecamatan": "Tebet", "mentors": ["t-1", "t-2"]},
         {"centre": "PLUT Gambir", "city": CITY, "kecamatan": "Gambir", "mentors": ["g-1"]},
         {"centre": "PLUT Kota Jaksel", "city": CITY, "kecamatan": None, "mentors": ["kota-1"]},
+        *(
+            {"centre": f"PLUT {city}", "city": city, "kecamatan": None, "mentors": [f"{city}-1"]}
+            for city in CITY_CODES
+            if city != CITY
+        ),
     ]
 }
 
