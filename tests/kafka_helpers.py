@@ -19,6 +19,8 @@ import uvicorn
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from deploy.local.launcher import die_with_parent
+
 
 @dataclass(frozen=True)
 class Seen:
@@ -163,13 +165,15 @@ async def serving(app: Any, port: int) -> AsyncIterator[str]:
 
 
 def spawn_service(module: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    """Run a service as its own process (``python -m module``), as it runs in production."""
+    """Run a service as its own process (``python -m module``), as it runs in production.
+    It dies with the test process, so a failed test leaves no service behind."""
     with log.open("ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", module],
             env={**os.environ, **env},
             stdout=out,
             stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
         )
 
 

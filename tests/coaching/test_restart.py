@@ -39,57 +39,69 @@ async def test_killed_and_restarted_mid_stream_converges_without_duplicates(
     }
     log = tmp_path / "coaching.log"
     url = f"http://127.0.0.1:{port}"
-    first = spawn_service("services.coaching", env, log)
-    await wait_ready(url, first)
-    enrolled_topic, certified_topic = prefix + TrainingEnrolled.name, prefix + ProductCertified.name
-    events = await Collector(
-        servers.kafka_bootstrap_servers, [enrolled_topic, certified_topic]
-    ).start()
-
-    facts: list[Event] = []
-    pids = [str(uuid.uuid4()) for _ in range(PARTICIPANTS)]
-    for pid in pids:
-        prod = random_id("prod-")
-        facts += [
-            participant(pid, "Gambir", "kuliner"),
-            product(pid, prod, "fashion"),
-            certificate(pid, "NIB", None, days(365)),
-        ]
-    sends = []
-    for fact in facts:
-        headers = new_envelope(type=fact.ce_type(), source="test-system").headers()
-        sends.append(
-            await producer.send(
-                prefix + fact.name,
-                fact.model_dump_json().encode(),
-                key=getattr(fact, "participant_id").encode(),  # noqa: B009
-                headers=[(k, v.encode()) for k, v in headers.items()],
-            )
-        )
-    await asyncio.gather(*sends)
-
-    await events.wait_for(lambda r: True, count=30, timeout=60)
-    first.send_signal(signal.SIGKILL)
-    first.wait()
-    before_kill = len(events.records)
-    second = spawn_service("services.coaching", env, log)
+    processes = []
     try:
-        await wait_ready(url, second)
-        wanted = {(t, pid) for pid in pids for t in (enrolled_topic, certified_topic)}
-        deadline = asyncio.get_running_loop().time() + 240
-        while wanted - {(r.topic, r.json()["participant_id"]) for r in events.records}:
-            assert asyncio.get_running_loop().time() < deadline, "events missing after restart"
-            await asyncio.sleep(0.2)
-        await events.caught_up()
-    finally:
-        second.send_signal(signal.SIGTERM)
-        second.wait(60)
-        await events.stop()
+        first = spawn_service("services.coaching", env, log)
+        processes.append(first)
+        await wait_ready(url, first)
+        enrolled_topic, certified_topic = (
+            prefix + TrainingEnrolled.name,
+            prefix + ProductCertified.name,
+        )
+        events = await Collector(
+            servers.kafka_bootstrap_servers, [enrolled_topic, certified_topic]
+        ).start()
 
-    assert before_kill < 2 * PARTICIPANTS, "the kill came after everything was done"
-    distinct: dict[tuple[str, str], set[str]] = defaultdict(set)
-    for record in events.records:
-        distinct[(record.topic, record.json()["participant_id"])].add(record.headers["ce_id"])
-    for pid in pids:
-        assert len(distinct[(enrolled_topic, pid)]) == 1
-        assert len(distinct[(certified_topic, pid)]) == 1
+        facts: list[Event] = []
+        pids = [str(uuid.uuid4()) for _ in range(PARTICIPANTS)]
+        for pid in pids:
+            prod = random_id("prod-")
+            facts += [
+                participant(pid, "Gambir", "kuliner"),
+                product(pid, prod, "fashion"),
+                certificate(pid, "NIB", None, days(365)),
+            ]
+        sends = []
+        for fact in facts:
+            headers = new_envelope(type=fact.ce_type(), source="test-system").headers()
+            sends.append(
+                await producer.send(
+                    prefix + fact.name,
+                    fact.model_dump_json().encode(),
+                    key=getattr(fact, "participant_id").encode(),  # noqa: B009
+                    headers=[(k, v.encode()) for k, v in headers.items()],
+                )
+            )
+        await asyncio.gather(*sends)
+
+        await events.wait_for(lambda r: True, count=30, timeout=60)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        before_kill = len(events.records)
+        second = spawn_service("services.coaching", env, log)
+        processes.append(second)
+        try:
+            await wait_ready(url, second)
+            wanted = {(t, pid) for pid in pids for t in (enrolled_topic, certified_topic)}
+            deadline = asyncio.get_running_loop().time() + 240
+            while wanted - {(r.topic, r.json()["participant_id"]) for r in events.records}:
+                assert asyncio.get_running_loop().time() < deadline, "events missing after restart"
+                await asyncio.sleep(0.2)
+            await events.caught_up()
+        finally:
+            second.send_signal(signal.SIGTERM)
+            second.wait(60)
+            await events.stop()
+
+        assert before_kill < 2 * PARTICIPANTS, "the kill came after everything was done"
+        distinct: dict[tuple[str, str], set[str]] = defaultdict(set)
+        for record in events.records:
+            distinct[(record.topic, record.json()["participant_id"])].add(record.headers["ce_id"])
+        for pid in pids:
+            assert len(distinct[(enrolled_topic, pid)]) == 1
+            assert len(distinct[(certified_topic, pid)]) == 1
+    finally:
+        for proc in processes:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
