@@ -452,6 +452,38 @@ class FinancingDeclined(Event):
     bank_ref: str = Field(description="The bank's reference.")
 
 
+# --------------------------------------------------------------------------- notifications
+
+
+class NotificationSent(Event):
+    """A participant-facing message was handed to a provider."""
+
+    name: ClassVar[str] = "notification-sent"
+
+    participant_id: str = Field(description="The recipient.")
+    channel: Literal["whatsapp", "sms", "email"] = Field(description="How it went out.")
+    template: str = Field(description="The template (the event it tells about).")
+    provider_message_id: str = Field(description="The provider's id of the message.")
+    cause_event_id: str = Field(description="ce_id of the event the message tells about.")
+
+
+class DeliveryProblem(Part):
+    code: str = Field(description="e.g. provider-rejected, provider-unavailable, no-contact.")
+    channel: str | None = Field(description="The channel that failed, if one did.")
+    message: str = Field(description="What happened (never the address itself).")
+
+
+class NotificationFailed(Event):
+    """No channel could deliver the message; every attempt is listed."""
+
+    name: ClassVar[str] = "notification-failed"
+
+    participant_id: str = Field(description="The recipient.")
+    template: str = Field(description="The template (the event it tells about).")
+    cause_event_id: str = Field(description="ce_id of the event the message tells about.")
+    reasons: list[DeliveryProblem] = Field(description="Each failed attempt, in order.")
+
+
 CATALOGUE: tuple[type[Event], ...] = (
     RegistrationSubmitted,
     ParticipantRegistered,
@@ -482,6 +514,8 @@ CATALOGUE: tuple[type[Event], ...] = (
     FinancingReferred,
     FinancingApproved,
     FinancingDeclined,
+    NotificationSent,
+    NotificationFailed,
 )
 
 

@@ -35,12 +35,24 @@ class ServiceSpec:
     module: str
     port: int
     url_var: str
+    args: tuple[str, ...] = ()
+    ready_path: str = "/readyz"
 
 
 SERVICES = (
     ServiceSpec("registry", "services.registry", 8001, "REGISTRY_URL"),
     ServiceSpec("coaching", "services.coaching", 8002, "COACHING_URL"),
     ServiceSpec("marketplace", "services.marketplace", 8003, "MARKETPLACE_URL"),
+    ServiceSpec("notifications", "services.notifications", 8004, "NOTIFICATIONS_URL"),
+)
+# Stand-in WhatsApp/SMS providers and SMTP sink: where notifications go by default.
+PROVIDERS = ServiceSpec(
+    "providers",
+    "deploy.local.providers",
+    8025,
+    "PROVIDERS_URL",
+    args=("--http-port", "8025", "--smtp-port", "2525"),
+    ready_path="/_messages",
 )
 
 
@@ -52,14 +64,15 @@ class ServiceProcess(Server):
         self.url = f"http://127.0.0.1:{spec.port}"
         prefix = spec.name.upper()
         child_env = {**os.environ, **env, f"{prefix}_HTTP_PORT": str(spec.port)}
-        self._spawn([sys.executable, "-m", spec.module], run_dir / f"{spec.name}.log", child_env)
+        command = [sys.executable, "-m", spec.module, *spec.args]
+        self._spawn(command, run_dir / f"{spec.name}.log", child_env)
 
     def wait_ready(self, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self._check_alive()
             try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                if httpx.get(f"{self.url}{self.spec.ready_path}", timeout=2).status_code == 200:
                     _say(f"{self.name} ready at {self.url}")
                     return
             except httpx.HTTPError:
@@ -83,7 +96,7 @@ class Stack:
             "KAFKA_BOOTSTRAP_SERVERS": self.kafka.bootstrap_servers,
             "MONGODB_URI": self.mongod.uri,
         }
-        services = [ServiceProcess(spec, env, self.run_dir) for spec in SERVICES]
+        services = [ServiceProcess(spec, env, self.run_dir) for spec in (PROVIDERS, *SERVICES)]
         self.started.extend(services)
         for service in services:
             service.wait_ready()
@@ -199,6 +212,7 @@ def run(args: argparse.Namespace) -> None:
             _say(f"{key}={value}")
         for service in SERVICES:
             _say(f"{service.name} AsyncAPI docs: {env[service.url_var]}/docs/asyncapi")
+        _say(f"messages sent to participants: {env[PROVIDERS.url_var]}/")
         if args.exit:
             return
         _say("stack keeps running; Ctrl-C stops it")

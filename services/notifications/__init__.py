@@ -1,0 +1,1 @@
+"""Participant-facing messages in Bahasa Indonesia over WhatsApp, SMS and e-mail."""

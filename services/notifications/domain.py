@@ -1,0 +1,88 @@
+"""Which channel, when, and what text: the notification rules. Pure: no I/O, no clock."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from typing import Any, Literal, get_args, get_origin
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel
+
+JAKARTA = ZoneInfo("Asia/Jakarta")
+Channel = Literal["whatsapp", "sms", "email"]
+CHANNEL_ORDER: tuple[Channel, ...] = ("whatsapp", "sms", "email")
+
+
+def channels_for(
+    phone: str | None, email: str | None, preferred: str | None = None
+) -> list[Channel]:
+    """Preference first, else WhatsApp, SMS (both need a phone), then e-mail: the order in
+    which a permanent failure falls through to the next."""
+    usable: list[Channel] = [c for c in CHANNEL_ORDER if (phone if c != "email" else email)]
+    for channel in usable:
+        if channel == preferred:
+            usable.remove(channel)
+            usable.insert(0, channel)
+            break
+    return usable
+
+
+def _local_at(day: date, hour: int) -> datetime:
+    return datetime.combine(day, time(hour), tzinfo=JAKARTA)
+
+
+def day_window(now: datetime) -> tuple[datetime, datetime]:
+    """The Jakarta calendar day ``now`` falls in, as aware datetimes."""
+    day = now.astimezone(JAKARTA).date()
+    return _local_at(day, 0), _local_at(day + timedelta(days=1), 0)
+
+
+def defer_until(
+    now: datetime, sent_today: int, daily_limit: int, quiet_start: int = 21, quiet_end: int = 7
+) -> datetime | None:
+    """When a message due ``now`` may go out instead, or None if it may go now.
+
+    Quiet hours (21:00-07:00 Jakarta) push it to their end; past the daily limit it waits
+    for the next day, after its quiet hours."""
+    local = now.astimezone(JAKARTA)
+    if local.hour >= quiet_start:
+        return _local_at(local.date() + timedelta(days=1), quiet_end)
+    if local.hour < quiet_end:
+        return _local_at(local.date(), quiet_end)
+    if sent_today >= daily_limit:
+        return _local_at(local.date() + timedelta(days=1), quiet_end)
+    return None
+
+
+def split_message(text: str) -> tuple[str, str]:
+    """A rendered template is ``Subjek: <subject>`` on its first line, then the body."""
+    first, _, body = text.partition("\n")
+    subject = first.removeprefix("Subjek:").strip()
+    return subject, body.strip()
+
+
+def example(model: type[BaseModel]) -> dict[str, Any]:
+    """A plausible instance of a contract, as JSON data: templates are rendered against it
+    at start-up, so a template naming a field that does not exist fails there."""
+    return {name: _example(info.annotation) for name, info in model.model_fields.items()}
+
+
+def _example(annotation: Any) -> Any:
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Literal:
+        return args[0]
+    if origin is list:
+        return [_example(args[0])]
+    if args and type(None) in args:  # Optional[X]
+        return _example(next(a for a in args if a is not type(None)))
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return example(annotation)
+    samples: dict[Any, Any] = {
+        str: "contoh",
+        int: 1,
+        float: 0.75,
+        bool: True,
+        datetime: "2024-05-01T09:00:00+07:00",
+        date: "2024-05-01",
+    }
+    return samples.get(annotation, "contoh")
