@@ -18,12 +18,14 @@ import pytest_asyncio
 from aiokafka import AIOKafkaProducer
 
 from deploy.local.launcher import Kafka, Mongod, free_port, stop_all
+from shared.logging import configure_logging
 
 # Each service's in-process fixture, visible to every test (the e2e flows use several).
 pytest_plugins = [
     "tests.registry.fixtures",
     "tests.coaching.fixtures",
     "tests.marketplace.fixtures",
+    "tests.notifications.fixtures",
 ]
 
 
@@ -103,9 +105,12 @@ def topic_prefix() -> str:
 
 
 @pytest.fixture(scope="session")
-def log_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Where in-process services log (JSON, masked), so tests can read what was written."""
-    return tmp_path_factory.mktemp("logs") / "services.log"
+def log_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Where the in-process services log (JSON, masked, DEBUG), so tests can read it."""
+    path = tmp_path_factory.mktemp("logs") / "services.log"
+    with path.open("a") as stream:
+        configure_logging("tests", "DEBUG", stream=stream, json=True)
+        yield path
 
 
 @pytest_asyncio.fixture(scope="session")

@@ -144,7 +144,14 @@ async def serving(app: Any, port: int) -> AsyncIterator[str]:
     """Serve an ASGI service app in this process with uvicorn; yields its base URL once
     ``/readyz`` answers 200, and shuts it down (lifespan and all) afterwards."""
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_config=None,
+            lifespan="on",
+            timeout_graceful_shutdown=5,  # a request left hanging must not hold the teardown
+        )
     )
     task = asyncio.create_task(server.serve())
     url = f"http://127.0.0.1:{port}"

@@ -6,7 +6,8 @@ can look when no real provider is configured:
 - an SMTP sink (aiosmtpd) that keeps every mail it receives
 - ``GET /`` lists the latest messages (HTML), ``GET /_messages`` as JSON
 
-Tests drive it through ``POST /_control`` ({"whatsapp": "ok" | "500" | "400" | "hang", ...}).
+Tests drive it through ``POST /_control`` ({"whatsapp": "ok" | "500" | "500x2" | "400" |
+"hang", ...}; "500x2" fails the next two requests, then serves).
 ``python -m deploy.local.providers --http-port 8025 --smtp-port 2525`` runs it alone.
 """
 
@@ -86,6 +87,8 @@ class ProviderStandIn:
             status, answer = 200, dict(self.modes)
         elif method == "GET" and path == "/_messages":
             status, answer = 200, self.messages
+        elif method == "GET" and path == "/readyz":
+            status, answer = 200, {"status": "ready"}
         elif method == "GET" and path == "/":
             await _respond(send, 200, self._page().encode(), "text/html; charset=utf-8")
             return
@@ -98,8 +101,12 @@ class ProviderStandIn:
     ) -> tuple[int, Any]:
         self.calls[channel] += 1
         mode = self.modes.get(channel, "ok")
-        if mode == "hang":
-            await asyncio.sleep(3600)
+        if mode.startswith("500x"):  # "500x2": answer 500 twice, then serve
+            left = int(mode[4:])
+            self.modes[channel] = f"500x{left - 1}" if left > 1 else "ok"
+            mode = "500"
+        if mode == "hang":  # longer than any client waits, short enough to end by itself
+            await asyncio.sleep(60)
         if mode in ("500", "400"):
             return int(mode), {"error": {"message": f"stand-in told to answer {mode}"}}
         if channel == "whatsapp" and not headers.get("authorization", "").startswith("Bearer "):

@@ -14,7 +14,6 @@ from deploy.local.launcher import free_port
 from services.registry.app import RegistrySettings, create_app
 from shared.contracts import ParticipantRegistered, RegistrationRejected, RegistrationSubmitted
 from shared.kafka import dlq_topic
-from shared.logging import configure_logging
 from tests.conftest import Servers, random_id
 from tests.kafka_helpers import Collector, Seen, send, serving
 from tools.registrations import Generator, headers_for
@@ -85,8 +84,6 @@ async def registry(
         outbox_relay_interval_s=0.2,
         log_level="DEBUG",
     )
-    stream = log_file.open("a")
-    configure_logging("registry", "DEBUG", stream=stream, json=True)
     async with serving(create_app(settings), settings.http_port) as url:
         submit_topic = settings.topic(RegistrationSubmitted.name)
         outcomes = await Collector(
@@ -103,4 +100,3 @@ async def registry(
         yield Registry(settings, url, producer, outcomes, mongo, Generator(seed=None))
         await outcomes.stop()
         await mongo.close()
-    stream.close()

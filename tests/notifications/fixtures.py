@@ -1,0 +1,153 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest_asyncio
+from aiokafka import AIOKafkaProducer
+
+from deploy.local.launcher import free_port
+from deploy.local.providers import ProviderStandIn
+from services.notifications.app import NotificationSettings, create_app
+from services.notifications.domain import JAKARTA
+from services.notifications.handlers import CONSUMES, PRODUCES
+from shared.contracts import Event, ParticipantRegistered, TrainingEnrolled
+from shared.envelope import new_envelope
+from shared.kafka import dlq_topic
+from tests.conftest import Servers, random_id
+from tests.kafka_helpers import Collector, Seen, send, serving
+
+
+def jakarta(day_offset: int, hour: int, minute: int = 0) -> datetime:
+    today = datetime.now(JAKARTA).date() + timedelta(days=day_offset)
+    return datetime.combine(today, time(hour, minute), tzinfo=JAKARTA).astimezone(UTC)
+
+
+class Clock:
+    """The service's clock in these tests: daytime in Jakarta unless a test moves it."""
+
+    def __init__(self) -> None:
+        self.now = jakarta(0, 10)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
+class NotificationsUnderTest:
+    settings: NotificationSettings
+    url: str
+    producer: AIOKafkaProducer
+    events: Collector
+    providers: ProviderStandIn
+    providers_url: str
+    clock: Clock
+
+    def topic(self, event: type[Event]) -> str:
+        return self.settings.topic(event.name)
+
+    async def send(self, fact: Event, ce_id: str | None = None) -> str:
+        headers = new_envelope(type=fact.ce_type(), source="test-system").headers()
+        if ce_id:
+            headers["ce_id"] = ce_id
+        pid: str = getattr(fact, "participant_id")  # noqa: B009
+        value = fact.model_dump_json().encode()
+        await send(self.producer, self.topic(type(fact)), value, pid.encode(), headers)
+        return headers["ce_id"]
+
+    async def control(self, **modes: str) -> None:
+        async with httpx.AsyncClient() as http:
+            await http.post(f"{self.providers_url}/_control", json=modes)
+
+    def delivered_to(self, address: str) -> list[dict[str, Any]]:
+        plain = address.removeprefix("+")
+        return [m for m in self.providers.messages if m["to"].removeprefix("+") == plain]
+
+    def of(self, event: type[Event], pid: str) -> list[Seen]:
+        return self.events.matching(
+            lambda r: r.topic == self.topic(event) and r.json().get("participant_id") == pid
+        )
+
+    async def wait(self, event: type[Event], pid: str, count: int = 1) -> list[Seen]:
+        return await self.events.wait_for(
+            lambda r: r.topic == self.topic(event) and r.json().get("participant_id") == pid,
+            count,
+        )
+
+
+def registered(pid: str, phone: str | None, email: str | None = None) -> ParticipantRegistered:
+    return ParticipantRegistered.model_validate(
+        {
+            "participant_id": pid,
+            "submission_id": str(uuid.uuid4()),
+            "registered_at": datetime.now(UTC),
+            "city": "Jakarta Timur",
+            "kecamatan": "Cakung",
+            "kelurahan": "Pulo Gebang",
+            "sector": "kuliner",
+            "has_business": True,
+            "gender": "P",
+            "birth_year": 1990,
+            "display_name": "Wati",
+            "contact": {"phone": phone or "", "email": email},
+        }
+    )
+
+
+def enrolled(pid: str) -> TrainingEnrolled:
+    return TrainingEnrolled(
+        participant_id=pid,
+        cohort_id=random_id("kelas-"),
+        sector="kuliner",
+        city="Jakarta Timur",
+        session_count=4,
+    )
+
+
+def new_phone() -> str:
+    return f"+62812{uuid.uuid4().int % 10**8:08d}"
+
+
+@pytest_asyncio.fixture(scope="session")
+async def notifications(
+    servers: Servers, producer: AIOKafkaProducer, topic_prefix: str, log_file: Path
+) -> AsyncIterator[NotificationsUnderTest]:
+    stand_in = ProviderStandIn()
+    smtp_port, http_port = free_port(), free_port()
+    smtp = stand_in.start_smtp(smtp_port)
+    clock = Clock()
+    settings = NotificationSettings(
+        kafka_bootstrap_servers=servers.kafka_bootstrap_servers,
+        mongodb_uri=servers.mongodb_uri,
+        topic_prefix=topic_prefix,
+        mongodb_database=random_id("notifications_"),
+        http_port=free_port(),
+        outbox_relay_interval_s=0.2,
+        whatsapp_base_url=f"http://127.0.0.1:{http_port}/whatsapp",
+        sms_base_url=f"http://127.0.0.1:{http_port}/sms",
+        smtp_port=smtp_port,
+        provider_timeout_s=1,
+        provider_attempts=3,
+        provider_backoff_s=0.05,
+        contact_wait_s=3600,
+        dispatch_interval_s=0.2,
+    )
+    try:
+        async with (
+            serving(stand_in, http_port) as providers_url,
+            serving(create_app(settings, clock), settings.http_port) as url,
+        ):
+            topics = [settings.topic(e.name) for e in PRODUCES]
+            topics += [dlq_topic(settings.topic(e.name)) for e in CONSUMES]
+            events = await Collector(servers.kafka_bootstrap_servers, topics).start()
+            yield NotificationsUnderTest(
+                settings, url, producer, events, stand_in, providers_url, clock
+            )
+            await events.stop()
+    finally:
+        smtp.stop()

@@ -1,0 +1,71 @@
+"""Notification rules and templates, without I/O."""
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from services.notifications import domain
+from services.notifications.domain import JAKARTA, channels_for, defer_until
+from services.notifications.handlers import CONSUMES
+from services.notifications.templates import TEMPLATE_DIR, TemplateProblem, Templates
+from shared.contracts import ParticipantRegistered, TrainingEnrolled
+
+
+def at(hour: int, minute: int = 0, day: int = 1) -> datetime:
+    return datetime(2024, 5, day, hour, minute, tzinfo=JAKARTA)
+
+
+def test_channel_order_preference_first_then_whatsapp_sms_email() -> None:
+    assert channels_for("+628123", "a@b.id") == ["whatsapp", "sms", "email"]
+    assert channels_for("+628123", None) == ["whatsapp", "sms"]
+    assert channels_for(None, "a@b.id") == ["email"]
+    assert channels_for("", None) == []
+    assert channels_for("+628123", "a@b.id", preferred="email") == ["email", "whatsapp", "sms"]
+    assert channels_for("+628123", None, preferred="email") == ["whatsapp", "sms"]
+
+
+@pytest.mark.parametrize(
+    ("now", "sent", "expected"),
+    [
+        (at(10), 0, None),
+        (at(20, 59), 4, None),
+        (at(21), 0, at(7, day=2)),  # quiet hours start at 21:00 Jakarta
+        (at(23, 30), 0, at(7, day=2)),
+        (at(3), 0, at(7)),
+        (at(6, 59), 0, at(7)),
+        (at(7), 0, None),
+        (at(10), 5, at(7, day=2)),  # the daily limit: tomorrow, after quiet hours
+    ],
+)
+def test_quiet_hours_and_daily_limit(now: datetime, sent: int, expected: datetime | None) -> None:
+    assert defer_until(now.astimezone(UTC), sent, daily_limit=5) == expected
+
+
+def test_the_day_is_jakartas() -> None:
+    start, end = domain.day_window(datetime(2024, 5, 1, 18, 0, tzinfo=UTC))  # 01:00 on 2 May
+    assert (start, end) == (at(0, day=2), at(0, day=3))
+
+
+def test_every_consumed_event_has_a_template_in_bahasa_indonesia() -> None:
+    templates = Templates(CONSUMES)
+    example = domain.example(TrainingEnrolled)
+    subject, body = templates.render("training-enrolled", "Budi", example)
+    assert subject and body.startswith("Halo Budi")
+    assert {p.stem.removesuffix(".txt") for p in TEMPLATE_DIR.glob("*.j2")} == {
+        e.name for e in CONSUMES
+    }
+
+
+def test_a_missing_or_broken_template_fails_at_start_up(tmp_path: Path) -> None:
+    (tmp_path / "participant-registered.j2").write_text("Subjek: Hai\nHalo {{ nama }")
+    with pytest.raises(TemplateProblem, match=r"participant-registered\.j2"):
+        Templates([ParticipantRegistered], tmp_path)
+    (tmp_path / "participant-registered.j2").write_text("Subjek: Hai\n{{ event.no_such_field }}")
+    with pytest.raises(TemplateProblem, match="no_such_field"):
+        Templates([ParticipantRegistered], tmp_path)
+    with pytest.raises(TemplateProblem, match=r"training-enrolled\.j2"):
+        Templates([TrainingEnrolled], tmp_path)
+    (tmp_path / "training-enrolled.j2").write_text("no subject line")
+    with pytest.raises(TemplateProblem, match="Subjek"):
+        Templates([TrainingEnrolled], tmp_path)
