@@ -115,8 +115,10 @@ def new_phone() -> str:
 
 @pytest_asyncio.fixture(scope="session")
 async def notifications(
-    servers: Servers, producer: AIOKafkaProducer, topic_prefix: str, log_file: Path
+    servers: Servers, producer: AIOKafkaProducer, log_file: Path
 ) -> AsyncIterator[NotificationsUnderTest]:
+    """On topics of its own: what the other services publish in this session must not add
+    messages (or provider calls) that these tests count."""
     stand_in = ProviderStandIn()
     smtp_port, http_port = free_port(), free_port()
     smtp = stand_in.start_smtp(smtp_port)
@@ -124,7 +126,7 @@ async def notifications(
     settings = NotificationSettings(
         kafka_bootstrap_servers=servers.kafka_bootstrap_servers,
         mongodb_uri=servers.mongodb_uri,
-        topic_prefix=topic_prefix,
+        topic_prefix=random_id("notif-") + ".",
         mongodb_database=random_id("notifications_"),
         http_port=free_port(),
         outbox_relay_interval_s=0.2,
