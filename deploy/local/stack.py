@@ -212,7 +212,8 @@ def run(args: argparse.Namespace) -> None:
             _say(f"{key}={value}")
         for service in SERVICES:
             _say(f"{service.name} AsyncAPI docs: {env[service.url_var]}/docs/asyncapi")
-        _say(f"messages sent to participants: {env[PROVIDERS.url_var]}/")
+        _say(f"messages sent to participants: {env[PROVIDERS.url_var]}/ (between 21:00 and "
+             "07:00 WIB they wait for 07:00: quiet hours)")  # fmt: skip
         if args.exit:
             return
         _say("stack keeps running; Ctrl-C stops it")
