@@ -15,7 +15,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker
 from faststream.kafka.message import KafkaMessage
+from pydantic import ValidationError
 
+from shared.contracts import Event
 from shared.envelope import Envelope, EnvelopeError, OutgoingEvent
 from shared.logging import get_logger
 from shared.retry import retry_transient
@@ -142,6 +144,20 @@ def read_object(record: Record) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise DeadLetter("invalid-json", "value is not a JSON object")
     return raw
+
+
+def read_event(
+    record: Record, by_type: Mapping[str, type[Event]], strict: bool = True
+) -> tuple[Envelope, Event]:
+    """The record's envelope and its contract (chosen by ``ce_type``), or :class:`DeadLetter`
+    saying which fields are wrong (names only: values may be personal data)."""
+    envelope = read_envelope(record, *by_type)
+    try:
+        event = by_type[envelope.type].model_validate_json(record.value, strict=strict)
+    except ValidationError as exc:
+        fields = ", ".join(".".join(map(str, e["loc"])) or "value" for e in exc.errors())
+        raise DeadLetter("invalid-payload", f"invalid fields: {fields}") from None
+    return envelope, event
 
 
 async def dead_letter(

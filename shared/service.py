@@ -74,7 +74,6 @@ def service_app(
     produces: Sequence[type[Event]],
     handle_batch: BatchHandler,
     prepare: Callable[[], Awaitable[Any]],
-    batch_size: int = 200,
     periodic: Sequence[Periodic] = (),
     path_routes: Sequence[tuple[str, PathHandler]] = (),
 ) -> ServiceApp:
@@ -86,7 +85,7 @@ def service_app(
         *(settings.topic(e.name) for e in consumes),
         group_id=settings.consumer_group,
         batch=True,
-        max_records=batch_size,
+        max_records=settings.batch_size,
         auto_offset_reset="earliest",
         # Commit only after the whole batch is handled. The handler deals with each record's
         # errors itself; anything escaping it is unforeseen, so the batch is redelivered

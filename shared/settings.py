@@ -51,6 +51,7 @@ class ServiceSettings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     log_level: str = "INFO"
+    batch_size: int = Field(default=200, ge=1, description="Records consumed and decided together.")
     outbox_relay_interval_s: float = Field(
         default=1.0, gt=0, description="How often the relay looks for events left unpublished."
     )

@@ -36,7 +36,6 @@ class CoachingSettings(ServiceSettings):
     expiry_check_interval_s: float = Field(
         default=3600, gt=0, description="How often certificates are checked for expiry."
     )
-    batch_size: int = Field(default=200, ge=1)
 
 
 def create_app(settings: CoachingSettings | None = None) -> ServiceApp:
@@ -73,7 +72,6 @@ def create_app(settings: CoachingSettings | None = None) -> ServiceApp:
         produces=PRODUCES,
         handle_batch=lambda records: handle_facts(records, deps),
         prepare=prepare,
-        batch_size=settings.batch_size,
         periodic=[(settings.expiry_check_interval_s, lambda: check_expiries(deps))],
         path_routes=[("/participants/{participant_id}/coaching", coaching)],
     )

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from faststream.kafka import KafkaBroker
-from pydantic import ValidationError
 
 from services.coaching import domain
 from services.coaching.domain import Certified, Coaching, Expiring, Lapsed
@@ -39,7 +38,7 @@ from shared.contracts import (
     TrainingNotCompleted,
 )
 from shared.envelope import Envelope, OutgoingEvent, new_envelope
-from shared.kafka import DeadLetter, Record, dead_letter, read_envelope
+from shared.kafka import DeadLetter, Record, dead_letter, read_event
 from shared.logging import get_logger
 from shared.mongo import Outbox, claim_many, transact
 from shared.retry import retry_transient
@@ -103,14 +102,7 @@ class _Emitter:
 
 
 def read_fact(record: Record) -> tuple[Envelope, Event]:
-    """The record's envelope and contract, or :class:`DeadLetter` saying why not."""
-    envelope = read_envelope(record, *_BY_TYPE)
-    try:
-        fact = _BY_TYPE[envelope.type].model_validate_json(record.value, strict=True)
-    except ValidationError as exc:
-        fields = ", ".join(".".join(map(str, e["loc"])) or "value" for e in exc.errors())
-        raise DeadLetter("invalid-payload", f"invalid fields: {fields}") from None
-    return envelope, fact
+    return read_event(record, _BY_TYPE)
 
 
 async def _apply(deps: Deps, session: Session, state: Coaching, fact: Event) -> None:

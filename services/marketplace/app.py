@@ -31,7 +31,6 @@ class MarketplaceSettings(ServiceSettings):
     export_programme: str = Field(
         default="Jakpreneur Go-International", description="Export facilitation programme."
     )
-    batch_size: int = Field(default=200, ge=1)
 
 
 def create_app(settings: MarketplaceSettings | None = None) -> ServiceApp:
@@ -83,7 +82,6 @@ def create_app(settings: MarketplaceSettings | None = None) -> ServiceApp:
         produces=PRODUCES,
         handle_batch=lambda records: handle_facts(records, deps),
         prepare=store.ensure_indexes,
-        batch_size=settings.batch_size,
         path_routes=[
             ("/participants/{participant_id}/sales", sales),
             ("/participants/{participant_id}/marketplace", marketplace),

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from faststream.kafka import KafkaBroker
-from pydantic import ValidationError
 
 from services.marketplace import domain
 from services.marketplace.domain import (
@@ -49,7 +48,7 @@ from shared.contracts import (
     TrainingCompleted,
 )
 from shared.envelope import Envelope, OutgoingEvent
-from shared.kafka import DeadLetter, Record, dead_letter, read_envelope
+from shared.kafka import DeadLetter, Record, dead_letter, read_event
 from shared.logging import get_logger
 from shared.mongo import Outbox, claim_many, transact
 from shared.retry import retry_transient
@@ -113,13 +112,7 @@ class Outcome:
 
 
 def read_fact(record: Record) -> tuple[Envelope, Event]:
-    envelope = read_envelope(record, *_BY_TYPE)
-    try:
-        fact = _BY_TYPE[envelope.type].model_validate_json(record.value, strict=True)
-    except ValidationError as exc:
-        fields = ", ".join(".".join(map(str, e["loc"])) or "value" for e in exc.errors())
-        raise DeadLetter("invalid-payload", f"invalid fields: {fields}") from None
-    return envelope, fact
+    return read_event(record, _BY_TYPE)
 
 
 class _Decision:

@@ -60,7 +60,6 @@ class NotificationSettings(ServiceSettings):
         default=24 * 3600, gt=0, description="How long a message waits for its contact."
     )
     dispatch_interval_s: float = Field(default=1.0, gt=0)
-    batch_size: int = Field(default=200, ge=1)
 
 
 def create_app(
@@ -129,7 +128,6 @@ def create_app(
         produces=PRODUCES,
         handle_batch=lambda records: handle_events(records, deps),
         prepare=prepare,
-        batch_size=settings.batch_size,
         periodic=[(settings.dispatch_interval_s, lambda: dispatch_due(deps))],
         path_routes=[("/participants/{participant_id}/notifications", notifications)],
     )

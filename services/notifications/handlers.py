@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from faststream.kafka import KafkaBroker
-from pydantic import ValidationError
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from services.notifications import domain
@@ -41,7 +40,7 @@ from shared.contracts import (
     TrainingNotCompleted,
 )
 from shared.envelope import Envelope, OutgoingEvent
-from shared.kafka import DeadLetter, Record, dead_letter, read_envelope
+from shared.kafka import DeadLetter, Record, dead_letter, read_event
 from shared.logging import get_logger
 from shared.mongo import Document, Outbox, in_transaction
 from shared.retry import retry_transient
@@ -91,13 +90,8 @@ class Deps:
 
 
 def read_fact(record: Record) -> tuple[Envelope, Event]:
-    envelope = read_envelope(record, *_BY_TYPE)
-    try:
-        fact = _BY_TYPE[envelope.type].model_validate_json(record.value)
-    except ValidationError as exc:
-        fields = ", ".join(".".join(map(str, e["loc"])) or "value" for e in exc.errors())
-        raise DeadLetter("invalid-payload", f"invalid fields: {fields}") from None
-    return envelope, fact
+    """Events of our own services, read as JSON types (not strictly)."""
+    return read_event(record, _BY_TYPE, strict=False)
 
 
 async def _accept(deps: Deps, envelope: Envelope, fact: Event) -> None:

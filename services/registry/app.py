@@ -33,7 +33,6 @@ class RegistrySettings(ServiceSettings):
     pii_encryption_key: str = Field(
         default=DEV_ENCRYPTION_KEY, description="Fernet key encrypting NIK and KK at rest."
     )
-    batch_size: int = Field(default=200, ge=1, description="Records handled together.")
 
 
 CONSUMES = (RegistrationSubmitted,)
@@ -70,6 +69,5 @@ def create_app(settings: RegistrySettings | None = None) -> ServiceApp:
         produces=PRODUCES,
         handle_batch=lambda records: handle_submissions(records, deps),
         prepare=prepare,
-        batch_size=settings.batch_size,
         path_routes=[("/participants/{participant_id}", participant)],
     )
