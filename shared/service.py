@@ -122,7 +122,10 @@ def service_app(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await outbox.relay_pending()  # flush whatever the fast path left behind
+        try:
+            await outbox.relay_pending()  # flush whatever the fast path left behind
+        except TRANSIENT_ERRORS as exc:  # the relay of the next start sends it
+            log.warning("outbox not flushed at shutdown", error_type=type(exc).__name__)
 
     async def ready() -> dict[str, bool]:
         mongo_ok = True
