@@ -1,7 +1,8 @@
 """HTTP on the FastStream ASGI app: probes, JSON responses and routes with path parameters.
 
 ``AsgiFastStream`` routes exact paths only; :class:`ServiceApp` adds ``/a/{name}`` routes so
-a service can expose ``GET /participants/{participant_id}`` on the same app and port.
+a service can expose ``GET /participants/{participant_id}`` on the same app and port. Their
+handlers get the path and query parameters in one dict.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import json
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
+from urllib.parse import parse_qsl
 
 from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.asgi.types import Receive, Scope, Send
@@ -49,8 +51,9 @@ class ServiceApp(AsgiFastStream):
                     continue
                 if scope["method"] not in ("GET", "HEAD"):
                     response = json_response({"error": "method not allowed"}, 405)
-                else:
-                    response = await handler(match.groupdict())
+                else:  # query parameters too; a path parameter wins over one of them
+                    query = dict(parse_qsl(scope.get("query_string", b"").decode()))
+                    response = await handler({**query, **match.groupdict()})
                 await response(scope, receive, send)
                 return
         await super().__call__(scope, receive, send)

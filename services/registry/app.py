@@ -6,10 +6,16 @@ from faststream.asgi import AsgiResponse
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from services.registry.handlers import Deps, handle_submissions
+from services.registry import journey
+from services.registry.handlers import JOURNEY_EVENTS, Deps, handle_batch
 from services.registry.store import PiiVault, RegistryStore
-from shared.contracts import ParticipantRegistered, RegistrationRejected, RegistrationSubmitted
-from shared.http import ServiceApp, document_response
+from shared.contracts import (
+    Event,
+    ParticipantRegistered,
+    RegistrationRejected,
+    RegistrationSubmitted,
+)
+from shared.http import ServiceApp, document_response, json_response
 from shared.kafka import make_broker
 from shared.logging import get_logger
 from shared.mongo import Outbox, make_client
@@ -35,7 +41,7 @@ class RegistrySettings(ServiceSettings):
     )
 
 
-CONSUMES = (RegistrationSubmitted,)
+CONSUMES: tuple[type[Event], ...] = (RegistrationSubmitted, *JOURNEY_EVENTS)
 PRODUCES = (ParticipantRegistered, RegistrationRejected)
 
 
@@ -60,6 +66,19 @@ def create_app(settings: RegistrySettings | None = None) -> ServiceApp:
         doc = await store.get_participant(params["participant_id"])
         return document_response(doc, "participant not found")
 
+    async def participant_journey(params: dict[str, str]) -> AsgiResponse:
+        doc = await store.journey(params["participant_id"])
+        return document_response(doc, "participant has no journey")
+
+    async def funnel(params: dict[str, str]) -> AsgiResponse:
+        """The programme funnel; filters: city, kecamatan, sector, has_business,
+        registered_month (YYYY-MM)."""
+        match = journey.parse_filters(params)
+        result = journey.funnel(await store.journeys_matching(match))
+        return json_response(
+            {"filters": {k: params[k] for k in journey.FILTERS if params.get(k)}, **result}
+        )
+
     return service_app(
         settings,
         broker=broker,
@@ -67,7 +86,11 @@ def create_app(settings: RegistrySettings | None = None) -> ServiceApp:
         outbox=outbox,
         consumes=CONSUMES,
         produces=PRODUCES,
-        handle_batch=lambda records: handle_submissions(records, deps),
+        handle_batch=lambda records: handle_batch(records, deps),
         prepare=prepare,
-        path_routes=[("/participants/{participant_id}", participant)],
+        path_routes=[
+            ("/participants/{participant_id}/journey", participant_journey),
+            ("/participants/{participant_id}", participant),
+            ("/funnel", funnel),
+        ],
     )

@@ -20,19 +20,39 @@ from zoneinfo import ZoneInfo
 from faststream.kafka import KafkaBroker
 from pymongo.asynchronous.client_session import AsyncClientSession
 
-from services.registry import domain
+from services.registry import domain, journey
 from services.registry.store import RegistryStore
 from shared.contracts import (
     Contact,
     Event,
+    ExportFacilitated,
+    FinancialReportRecorded,
+    FinancingApproved,
+    FinancingDeclined,
+    FinancingReferred,
+    MentoringAssigned,
+    MentoringCompleted,
     ParticipantRegistered,
+    ProductCertified,
+    ProductCurated,
+    ProductListed,
     Reason,
     RegistrationRejected,
     RegistrationSubmitted,
+    TrainingCompleted,
+    TrainingEnrolled,
+    TrainingNotCompleted,
     validate_fields,
 )
 from shared.envelope import Envelope, OutgoingEvent
-from shared.kafka import DeadLetter, Record, dead_letter, read_envelope, read_object
+from shared.kafka import (
+    DeadLetter,
+    Record,
+    dead_letter,
+    read_envelope,
+    read_event,
+    read_object,
+)
 from shared.logging import get_logger
 from shared.mongo import Outbox, claim_many, transact
 from shared.retry import retry_transient
@@ -129,6 +149,23 @@ async def _decide(
         pid = registered.participant_id
         events.append(_event(deps, registered, key=pid, subject=pid, cause=sub.envelope, now=now))
     await deps.store.insert_participants(session, participants)
+    await deps.store.start_journeys(
+        session,
+        [
+            {
+                "_id": p["_id"],
+                "registered_at": now,
+                "profile": {
+                    "city": p["city"],
+                    "kecamatan": p["kecamatan"],
+                    "sector": p["sector"],
+                    "has_business": p["has_business"],
+                    "registered_month": now.astimezone(JAKARTA).strftime("%Y-%m"),
+                },
+            }
+            for p in participants
+        ],
+    )
     await deps.outbox.add(session, events)
     return events
 
@@ -218,3 +255,45 @@ async def handle_submissions(records: list[Record], deps: Deps) -> None:
         answered_before=len(subs) - len(events),
         dead_lettered=len(records) - len(subs),
     )
+
+
+# The other services' events that move a participant along the journey.
+JOURNEY_EVENTS: tuple[type[Event], ...] = (
+    TrainingEnrolled,
+    TrainingCompleted,
+    TrainingNotCompleted,
+    MentoringAssigned,
+    MentoringCompleted,
+    ProductCertified,
+    ProductCurated,
+    ProductListed,
+    ExportFacilitated,
+    FinancialReportRecorded,
+    FinancingReferred,
+    FinancingApproved,
+    FinancingDeclined,
+)
+_JOURNEY_BY_TYPE = {event.ce_type(): event for event in JOURNEY_EVENTS}
+
+
+async def handle_batch(records: list[Record], deps: Deps) -> None:
+    """Submissions are answered; the other services' events update the journeys."""
+    submitted = deps.settings.topic(RegistrationSubmitted.name)
+    await handle_submissions([r for r in records if r.topic == submitted], deps)
+    await record_journeys([r for r in records if r.topic != submitted], deps)
+
+
+async def record_journeys(records: list[Record], deps: Deps) -> None:
+    """Each event's stage at the event's time; the first time a stage is reached wins, so
+    redelivered or replayed events change nothing."""
+    reached: list[tuple[str, str, datetime, str | None]] = []
+    for record in records:
+        try:
+            envelope, event = read_event(record, _JOURNEY_BY_TYPE, strict=False)
+        except DeadLetter as exc:
+            await dead_letter(deps.broker, record, exc, deps.settings.service_name)
+            continue
+        month = event.period if isinstance(event, FinancialReportRecorded) else None
+        pid: str = getattr(event, "participant_id")  # noqa: B009 - every journey event has it
+        reached.append((pid, journey.STAGE_OF_EVENT[event.name], envelope.time, month))
+    await retry_transient(lambda: deps.store.record_stages(reached))

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from datetime import datetime
 from typing import Any
 
 from cryptography.fernet import Fernet
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -41,10 +42,13 @@ class RegistryStore:
         self.db: AsyncDatabase[Document] = client[database]
         self.vault = vault
         self.participants = self.db.participants
+        self.journeys = self.db.journeys
 
     async def ensure_indexes(self) -> None:
         await self.participants.create_index("nik_hash", unique=True)
         await self.participants.create_index("submission_id", unique=True)
+        for name in ("city", "kecamatan", "sector", "has_business", "registered_month"):
+            await self.journeys.create_index(f"profile.{name}")
 
     async def participants_by_hash(
         self, session: AsyncClientSession, nik_hashes: set[str]
@@ -75,6 +79,46 @@ class RegistryStore:
     async def get_participant(self, participant_id: str) -> Document | None:
         """The participant as other callers may see it: no NIK or KK, not even encrypted."""
         return await self.participants.find_one({"_id": participant_id}, _HIDDEN)
+
+    # ----------------------------------------------------------------- the journey model
+
+    async def start_journeys(
+        self, session: AsyncClientSession, journeys: list[dict[str, Any]]
+    ) -> None:
+        """Registration opens the journey (inside the registration's transaction)."""
+        if journeys:
+            await self.journeys.bulk_write(
+                [
+                    UpdateOne(
+                        {"_id": j["_id"]},
+                        {
+                            "$set": {"profile": j["profile"]},
+                            "$min": {"stages.registered": j["registered_at"]},
+                        },
+                        upsert=True,
+                    )
+                    for j in journeys
+                ],
+                session=session,
+            )
+
+    async def record_stages(self, reached: list[tuple[str, str, datetime, str | None]]) -> None:
+        """(participant, stage, when, sales month): first time wins, so replays change nothing."""
+        if not reached:
+            return
+        updates = []
+        for participant_id, stage, at, month in reached:
+            update: dict[str, Any] = {"$min": {f"stages.{stage}": at}}
+            if month:
+                update["$addToSet"] = {"sales_months": month}
+            updates.append(UpdateOne({"_id": participant_id}, update, upsert=True))
+        await self.journeys.bulk_write(updates, ordered=True)
+
+    async def journey(self, participant_id: str) -> Document | None:
+        return await self.journeys.find_one({"_id": participant_id})
+
+    async def journeys_matching(self, match: dict[str, Any]) -> list[Document]:
+        return await self.journeys.find(match, {"stages": 1}).to_list()
 
     async def count_participants(self) -> int:
         return await self.participants.count_documents({})

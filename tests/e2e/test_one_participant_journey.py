@@ -4,6 +4,9 @@ each reacting to what the services publish, as the real ones would)."""
 
 from __future__ import annotations
 
+import asyncio
+
+import httpx
 import pytest
 
 from shared.contracts import (
@@ -100,3 +103,25 @@ async def test_from_registration_to_a_bank_dki_referral(
         await marketplace.send(sales(pid, period))
     [referred] = await marketplace.wait(FinancingReferred, pid)
     assert len(referred.json()["stages"]) == 6
+
+    # and the registry's journey shows every stage the participant passed
+    deadline = asyncio.get_running_loop().time() + 60
+    async with httpx.AsyncClient() as http:
+        while True:
+            path = f"{registry.url}/participants/{pid}/journey"
+            stages = set((await http.get(path)).json().get("stages", {}))
+            if "financing-referred" in stages or asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.2)
+    assert stages >= {
+        "registered",
+        "training-enrolled",
+        "training-completed",
+        "mentoring-assigned",
+        "mentoring-completed",
+        "product-certified",
+        "product-curated",
+        "product-listed",
+        "sales-reported",
+        "financing-referred",
+    }

@@ -315,22 +315,25 @@ async def test_the_relay_publishes_what_a_crash_left_in_the_outbox(registry: Reg
     outbox. The relay finds it and publishes it, and marks it sent."""
     from shared.envelope import OutgoingEvent, new_envelope
 
-    participant_id = str(uuid.uuid4())
-    event = OutgoingEvent(
-        topic=registry.registered_topic,
-        key=participant_id,
-        envelope=new_envelope(
-            type=ParticipantRegistered.ce_type(), source="registry", subject=participant_id
-        ),
-        value=json.dumps({"submission_id": f"left-behind-{participant_id}"}).encode(),
+    submission_id = f"left-behind-{uuid.uuid4()}"
+    rejected = RegistrationRejected(
+        submission_id=submission_id,
+        rejected_at=datetime.now(UTC),
+        reasons=[{"code": "invalid-nik", "field": "nik", "message": "NIK must be 16 digits."}],
+    )
+    event = OutgoingEvent.of(
+        rejected,
+        topic=registry.rejected_topic,
+        key=submission_id,
+        envelope=new_envelope(type=RegistrationRejected.ce_type(), source="registry"),
     )
     outbox = registry.mongo[registry.settings.mongodb_database].outbox
     an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
     await outbox.insert_one({**event.to_document(), "created_at": an_hour_ago, "sent_at": None})
 
-    [published] = await registry.outcomes_for(f"left-behind-{participant_id}")
+    [published] = await registry.outcomes_for(submission_id)
     assert published.headers["ce_id"] == event.envelope.id
-    assert published.key == participant_id.encode()
+    assert published.key == submission_id.encode()
     for _ in range(100):
         doc = await outbox.find_one({"_id": event.envelope.id})
         if doc and doc["sent_at"] is not None:
