@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test up down lint install infra schemas clean
+.PHONY: run test up down lint install infra chromium schemas clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
@@ -22,7 +22,11 @@ infra: $(STAMP)  ## download the Kafka jars and mongod into the cache (once)
 run: infra  ## the main job: the stack, a batch of registrations, a tally; Ctrl-C stops it
 	$(PY) -m deploy.local run
 
-test: infra  ## the whole suite on a real Kafka broker and a real mongod
+chromium:  ## Debian's chromium, for the dashboard test (headless)
+	@command -v chromium >/dev/null || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+test: infra chromium  ## the whole suite on a real Kafka broker and a real mongod
 	$(PY) -m pytest
 
 up: infra  ## the stack in the background; writes .run/stack.env

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from faststream.asgi import AsgiResponse
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
@@ -41,6 +43,12 @@ class RegistrySettings(ServiceSettings):
     )
 
 
+DASHBOARD_DIR = Path(__file__).with_name("dashboard")
+DASHBOARD_TYPES = {
+    "index.html": "text/html; charset=utf-8",
+    "dashboard.js": "text/javascript; charset=utf-8",
+    "dashboard.css": "text/css; charset=utf-8",
+}
 CONSUMES: tuple[type[Event], ...] = (RegistrationSubmitted, *JOURNEY_EVENTS)
 PRODUCES = (ParticipantRegistered, RegistrationRejected)
 
@@ -79,6 +87,14 @@ def create_app(settings: RegistrySettings | None = None) -> ServiceApp:
             {"filters": {k: params[k] for k in journey.FILTERS if params.get(k)}, **result}
         )
 
+    async def dashboard_asset(params: dict[str, str]) -> AsgiResponse:
+        """The dashboard's own files; nothing comes from a CDN."""
+        name = params.get("asset", "index.html")
+        if name not in DASHBOARD_TYPES:
+            return json_response({"error": "not found"}, 404)
+        body = (DASHBOARD_DIR / name).read_bytes()
+        return AsgiResponse(body, 200, {"content-type": DASHBOARD_TYPES[name]})
+
     return service_app(
         settings,
         broker=broker,
@@ -92,5 +108,7 @@ def create_app(settings: RegistrySettings | None = None) -> ServiceApp:
             ("/participants/{participant_id}/journey", participant_journey),
             ("/participants/{participant_id}", participant),
             ("/funnel", funnel),
+            ("/dashboard", dashboard_asset),
+            ("/dashboard/{asset}", dashboard_asset),
         ],
     )

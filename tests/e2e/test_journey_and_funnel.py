@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
+from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -62,3 +65,65 @@ async def test_the_funnel_counts_registrations_and_enrolments_with_filters(
         journey = (await http.get(f"{registry.url}/participants/{pids[0]}/journey")).json()
     assert set(journey["stages"]) == {"registered", "training-enrolled"}
     assert journey["profile"]["kecamatan"] == kecamatan
+
+
+class _Bars(HTMLParser):
+    """The funnel rows as the browser left them in the DOM."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: dict[str, tuple[int, str]] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if a.get("class") == "row" and a.get("data-stage"):
+            self.rows[str(a["data-stage"])] = (
+                int(a["data-count"] or 0),
+                a.get("data-conversion") or "",
+            )
+
+
+async def test_the_dashboard_in_headless_chromium_shows_the_funnels_numbers(
+    registry: Registry, coaching: CoachingUnderTest, tmp_path: Path
+) -> None:
+    kecamatan = random_id("Kec-")
+    for _ in range(3):
+        data = registry.generator.valid(kecamatan=kecamatan)
+        await registry.submit(data)
+        [answer] = await registry.outcomes_for(data["submission_id"])
+        pid = ParticipantRegistered.model_validate_json(answer.value).participant_id
+        await coaching.wait(TrainingEnrolled, pid)
+    funnel_url = f"{registry.url}/funnel?kecamatan={kecamatan}"
+    funnel = await poll(
+        funnel_url,
+        lambda b: next(r for r in b["stages"] if r["stage"] == "training-enrolled")["count"] == 3,
+    )
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is installed by `make test` (make chromium)"
+    command = [
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=10000",
+        "--dump-dom",
+        f"{registry.url}/dashboard?kecamatan={kecamatan}",
+    ]
+    proc = await asyncio.create_subprocess_exec(
+        *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+    )
+    dom, _ = await asyncio.wait_for(proc.communicate(), timeout=90)
+    bars = _Bars()
+    bars.feed(dom.decode())
+    assert set(bars.rows) == {row["stage"] for row in funnel["stages"]}
+    for row in funnel["stages"]:
+        count, conversion = bars.rows[row["stage"]]
+        assert count == row["count"], row["stage"]
+        expected = None if row["conversion"] is None else float(row["conversion"])
+        assert (float(conversion) if conversion else None) == expected, row["stage"]
+    assert bars.rows["registered"][0] == 3 and bars.rows["training-enrolled"][0] == 3
+    assert "3 peserta" in dom.decode()
