@@ -69,6 +69,7 @@ def create_app(settings: RegistrySettings | None = None) -> ServiceApp:
         if settings.pii_hash_key == DEV_HASH_KEY:
             log.warning("using development PII keys; set REGISTRY_PII_* in a deployment")
         await store.ensure_indexes()
+        await store.backfill_journeys()
 
     async def participant(params: dict[str, str]) -> AsgiResponse:
         doc = await store.get_participant(params["participant_id"])

@@ -102,6 +102,47 @@ class RegistryStore:
                 session=session,
             )
 
+    async def backfill_journeys(self) -> None:
+        """Open the journey of every participant registered before the journey model existed
+        (or whose opening was lost): idempotent, run at start-up."""
+        await self.participants.aggregate(
+            [
+                {
+                    "$project": {
+                        "profile": {
+                            "city": "$city",
+                            "kecamatan": "$kecamatan",
+                            "sector": "$sector",
+                            "has_business": "$has_business",
+                            "registered_month": {
+                                "$dateToString": {
+                                    "date": "$registered_at",
+                                    "format": "%Y-%m",
+                                    "timezone": "Asia/Jakarta",
+                                }
+                            },
+                        },
+                        "stages.registered": "$registered_at",
+                    }
+                },
+                {
+                    "$merge": {
+                        "into": "journeys",
+                        "on": "_id",
+                        "whenNotMatched": "insert",
+                        "whenMatched": [
+                            {
+                                "$set": {
+                                    "profile": "$$new.profile",
+                                    "stages.registered": "$$new.stages.registered",
+                                }
+                            }
+                        ],
+                    }
+                },
+            ]
+        )
+
     async def record_stages(self, reached: list[tuple[str, str, datetime, str | None]]) -> None:
         """(participant, stage, when, sales month): first time wins, so replays change nothing."""
         if not reached:

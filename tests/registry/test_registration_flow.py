@@ -342,6 +342,44 @@ async def test_the_relay_publishes_what_a_crash_left_in_the_outbox(registry: Reg
     assert doc is not None and doc["sent_at"] is not None
 
 
+async def test_participants_registered_before_the_journey_model_get_one_at_start_up(
+    registry: Registry,
+) -> None:
+    from services.registry.store import PiiVault, RegistryStore
+
+    db = registry.mongo[registry.settings.mongodb_database]
+    pid = str(uuid.uuid4())
+    at = datetime(2024, 4, 30, 20, 0, tzinfo=UTC)  # 1 May 03:00 in Jakarta
+    await db.participants.insert_one(
+        {
+            "_id": pid,
+            "registered_at": at,
+            "city": "Jakarta Utara",
+            "kecamatan": "Koja",
+            "sector": "kriya",
+            "has_business": False,
+        }
+    )
+    settings = registry.settings
+    store = RegistryStore(
+        registry.mongo,
+        settings.mongodb_database,
+        PiiVault(settings.pii_hash_key, settings.pii_encryption_key),
+    )
+    await store.backfill_journeys()
+    await store.backfill_journeys()  # idempotent
+    journey = await db.journeys.find_one({"_id": pid})
+    assert journey is not None
+    assert journey["stages"]["registered"].replace(tzinfo=UTC) == at
+    assert journey["profile"] == {
+        "city": "Jakarta Utara",
+        "kecamatan": "Koja",
+        "sector": "kriya",
+        "has_business": False,
+        "registered_month": "2024-05",
+    }
+
+
 def test_zz_logs_hold_no_nik_kk_phone_or_email(registry: Registry, log_file: object) -> None:
     """Runs last in this module: everything submitted above has been logged about by now."""
     from pathlib import Path
