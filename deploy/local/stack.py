@@ -195,8 +195,8 @@ def down(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    """The main job: a fresh stack, a batch of registrations, the tally, then wait."""
-    from tools.demo import print_tally, submit_and_tally
+    """The main job: a fresh stack, the simulated programme, the funnel, then wait."""
+    from tools.simulate import print_funnel, settled_funnel, simulate
 
     if PID_FILE.exists():
         sys.exit("a stack started by `make up` is running; `make down` first")
@@ -204,16 +204,20 @@ def run(args: argparse.Namespace) -> None:
     stack = Stack(RUN_DIR, *_ports(args))
     try:
         env = stack.start()
-        tally = asyncio.run(
-            submit_and_tally(env["KAFKA_BOOTSTRAP_SERVERS"], count=args.count, seed=args.seed)
+        _say(f"simulating {args.participants} participants through the 7P")
+        result = asyncio.run(
+            simulate(env["KAFKA_BOOTSTRAP_SERVERS"], participants=args.participants, seed=args.seed)
         )
-        print_tally(tally)
+        print_funnel(result, settled_funnel(env["REGISTRY_URL"], result.intended))
         for key, value in env.items():
             _say(f"{key}={value}")
         for service in SERVICES:
             _say(f"{service.name} AsyncAPI docs: {env[service.url_var]}/docs/asyncapi")
-        _say(f"messages sent to participants: {env[PROVIDERS.url_var]}/ (between 21:00 and "
-             "07:00 WIB they wait for 07:00: quiet hours)")  # fmt: skip
+        _say(
+            f"messages sent to participants: {env[PROVIDERS.url_var]}/ (between 21:00 and "
+            "07:00 WIB they wait for 07:00: quiet hours)"
+        )
+        _say(f"the funnel dashboard: {env['REGISTRY_URL']}/dashboard")
         if args.exit:
             return
         _say("stack keeps running; Ctrl-C stops it")
@@ -235,8 +239,8 @@ def main() -> None:
         )
         p.add_argument("--mongo-port", type=int, default=int(os.environ.get("MONGO_PORT", 27017)))
         if name == "run":
-            p.add_argument("--count", type=int, default=2000, help="registrations to submit")
-            p.add_argument("--seed", type=int, default=None)
+            p.add_argument("--participants", type=int, default=1000)
+            p.add_argument("--seed", type=int, default=2021)
             p.add_argument("--exit", action="store_true", help="stop after the tally")
     sub.add_parser("down")
     sub.add_parser("install")
