@@ -42,15 +42,20 @@ def defer_until(
 ) -> datetime | None:
     """When a message due ``now`` may go out instead, or None if it may go now.
 
-    Quiet hours (21:00-07:00 Jakarta) push it to their end; past the daily limit it waits
-    for the next day, after its quiet hours."""
+    Quiet hours (21:00-07:00 Jakarta; equal hours mean none) push it to their end; past the
+    daily limit it waits for the next day, after that day's quiet hours."""
     local = now.astimezone(JAKARTA)
-    if local.hour >= quiet_start:
-        return _local_at(local.date() + timedelta(days=1), quiet_end)
-    if local.hour < quiet_end:
-        return _local_at(local.date(), quiet_end)
+    overnight = quiet_start > quiet_end
+    if quiet_start != quiet_end and (
+        (overnight and (local.hour >= quiet_start or local.hour < quiet_end))
+        or (not overnight and quiet_start <= local.hour < quiet_end)
+    ):
+        after = local.date() + timedelta(days=1 if local.hour >= quiet_end else 0)
+        return _local_at(after, quiet_end)
     if sent_today >= daily_limit:
-        return _local_at(local.date() + timedelta(days=1), quiet_end)
+        next_day = local.date() + timedelta(days=1)
+        overnight_quiet = quiet_start != quiet_end and overnight
+        return _local_at(next_day, quiet_end if overnight_quiet else 0)
     return None
 
 

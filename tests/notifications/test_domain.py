@@ -42,6 +42,13 @@ def test_quiet_hours_and_daily_limit(now: datetime, sent: int, expected: datetim
     assert defer_until(now.astimezone(UTC), sent, daily_limit=5) == expected
 
 
+def test_quiet_hours_can_be_switched_off_or_fall_in_the_day() -> None:
+    assert defer_until(at(23).astimezone(UTC), 0, 5, quiet_start=0, quiet_end=0) is None
+    assert defer_until(at(12).astimezone(UTC), 0, 5, quiet_start=12, quiet_end=13) == at(13)
+    assert defer_until(at(14).astimezone(UTC), 0, 5, quiet_start=12, quiet_end=13) is None
+    assert defer_until(at(14).astimezone(UTC), 5, 5, quiet_start=0, quiet_end=0) == at(0, day=2)
+
+
 def test_the_day_is_jakartas() -> None:
     start, end = domain.day_window(datetime(2024, 5, 1, 18, 0, tzinfo=UTC))  # 01:00 on 2 May
     assert (start, end) == (at(0, day=2), at(0, day=3))
