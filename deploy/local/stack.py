@@ -82,8 +82,16 @@ class ServiceProcess(Server):
 
 
 class Stack:
-    def __init__(self, run_dir: Path, kafka_port: int, controller_port: int, mongo_port: int):
+    def __init__(
+        self,
+        run_dir: Path,
+        kafka_port: int,
+        controller_port: int,
+        mongo_port: int,
+        service_env: dict[str, str] | None = None,
+    ):
         self.run_dir = run_dir
+        self.service_env = service_env or {}
         self.kafka = Kafka(run_dir / "data" / "kafka", kafka_port, controller_port)
         self.mongod = Mongod(run_dir / "data" / "mongod", mongo_port)
         self.started: list[Server] = []
@@ -96,7 +104,10 @@ class Stack:
             "KAFKA_BOOTSTRAP_SERVERS": self.kafka.bootstrap_servers,
             "MONGODB_URI": self.mongod.uri,
         }
-        services = [ServiceProcess(spec, env, self.run_dir) for spec in (PROVIDERS, *SERVICES)]
+        child_env = {**env, **self.service_env}
+        services = [
+            ServiceProcess(spec, child_env, self.run_dir) for spec in (PROVIDERS, *SERVICES)
+        ]
         self.started.extend(services)
         for service in services:
             service.wait_ready()

@@ -1,0 +1,359 @@
+"""``make bench``: the pipeline under load on a fresh local stack, beside a bare aiokafka
+baseline with the same number of hops, in the same run.
+
+It submits N registrations (default 50,000; ``--participants 377625`` is the 2024
+population) as fast as the broker takes them (or ``--rate R`` per second), and runs until
+every submission has its outcome, every registered participant is enrolled in training and
+has been sent the welcome message (to the local provider stand-in). It reports throughput
+per stage and end to end, latency p50/p95/p99 from submission to `participant-registered`,
+`training-enrolled` and `notification-sent` (from the events' own times), and peak RSS and
+CPU seconds of each service, Kafka and mongod. Then the baseline: three consume->produce
+hops, no validation and no database, over as many messages: the ceiling of this broker on
+this machine. Output: JSON (``--out``) and a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import shutil
+import statistics
+import sys
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from deploy.local.launcher import Server
+from deploy.local.stack import RUN_DIR, Stack
+from shared.contracts import (
+    NotificationSent,
+    ParticipantRegistered,
+    RegistrationRejected,
+    RegistrationSubmitted,
+    TrainingEnrolled,
+)
+from shared.envelope import new_envelope
+from tools.registrations import Generator
+
+console = Console(stderr=True)
+COLUMNS = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+HOPS = 3  # registration -> registered -> enrolled -> welcomed
+
+
+def _percentiles(values: list[float]) -> dict[str, float | None]:
+    if len(values) < 2:
+        return {"p50": None, "p95": None, "p99": None}
+    q = statistics.quantiles(values, n=100, method="inclusive")
+    return {"p50": round(q[49], 1), "p95": round(q[94], 1), "p99": round(q[98], 1)}
+
+
+def _resources(servers: list[Server]) -> dict[str, dict[str, float]]:
+    """Peak RSS (MB) and CPU seconds of each process, read from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for server in servers:
+        if server.process is None:
+            continue
+        pid = server.process.pid
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        hwm = next(line for line in status.splitlines() if line.startswith("VmHWM"))
+        out[server.name] = {
+            "peak_rss_mb": round(int(hwm.split()[1]) / 1024, 1),
+            "cpu_s": round((int(stat[11]) + int(stat[12])) / tick, 1),
+        }
+    return out
+
+
+async def _consumer(bootstrap: str, topics: list[str]) -> AIOKafkaConsumer:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    await consumer.start()
+    partitions = []
+    for topic in topics:
+        for _ in range(100):
+            found = consumer.partitions_for_topic(topic)
+            if found:
+                break
+            await consumer._client.force_metadata_update()
+            await asyncio.sleep(0.2)
+        partitions += [TopicPartition(topic, p) for p in sorted(found or ())]
+    consumer.assign(partitions)
+    await consumer.seek_to_end(*partitions)
+    for tp in partitions:
+        await consumer.position(tp)
+    return consumer
+
+
+async def pipeline(bootstrap: str, participants: int, rate: float | None) -> dict[str, Any]:
+    batch = Generator(seed=377625).batch(participants, invalid_rate=0.02, duplicate_rate=0.0)
+    topics = [
+        ParticipantRegistered.name,
+        RegistrationRejected.name,
+        TrainingEnrolled.name,
+        NotificationSent.name,
+    ]
+    consumer = await _consumer(bootstrap, topics)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=10,
+        max_batch_size=256 * 1024,
+    )
+    await producer.start()
+    submitted_at: dict[str, datetime] = {}
+    registered_at: dict[str, datetime] = {}  # participant -> submission time
+    lat: dict[str, list[float]] = {"registered": [], "enrolled": [], "welcomed": []}
+    last: dict[str, float] = {}
+    outcomes = enrolled = welcomed = 0
+    started = time.monotonic()
+
+    async def submit(progress: Progress, task: Any) -> None:
+        for i, (data, _) in enumerate(batch):
+            if rate:
+                await asyncio.sleep(max(0.0, started + i / rate - time.monotonic()))
+            envelope = new_envelope(type=RegistrationSubmitted.ce_type(), source="bench")
+            submitted_at[data["submission_id"]] = envelope.time
+            await producer.send(
+                RegistrationSubmitted.name,
+                json.dumps(data).encode(),
+                key=data["submission_id"].encode(),
+                headers=[(k, v.encode()) for k, v in envelope.headers().items()],
+            )
+            if i % 1000 == 0:
+                progress.update(task, completed=i)
+        await producer.flush()
+        progress.update(task, completed=len(batch))
+        last["submitted"] = time.monotonic()
+
+    try:
+        with Progress(*COLUMNS, console=console) as progress:
+            sending = progress.add_task("submitted", total=participants)
+            answering = progress.add_task("answered ", total=participants)
+            enrolling = progress.add_task("enrolled ", total=None)
+            welcoming = progress.add_task("welcomed ", total=None)
+            sender = asyncio.create_task(submit(progress, sending))
+            deadline, quiet_since = time.monotonic() + 3600, time.monotonic()
+            while time.monotonic() < deadline and time.monotonic() - quiet_since < 120:
+                polled = await consumer.getmany(timeout_ms=500, max_records=10_000)
+                now = time.monotonic()
+                for records in polled.values():
+                    for r in records:
+                        quiet_since = now
+                        headers = {k: v.decode() for k, v in r.headers}
+                        at = datetime.fromisoformat(headers["ce_time"])
+                        data = json.loads(r.value)
+                        if r.topic == ParticipantRegistered.name:
+                            sent = submitted_at.get(data["submission_id"])
+                            if sent:
+                                registered_at[data["participant_id"]] = sent
+                                lat["registered"].append((at - sent).total_seconds() * 1000)
+                            outcomes += 1
+                            last["answered"] = now
+                        elif r.topic == RegistrationRejected.name:
+                            outcomes += 1
+                            last["answered"] = now
+                        elif r.topic == TrainingEnrolled.name:
+                            sent = registered_at.get(data["participant_id"])
+                            if sent:
+                                lat["enrolled"].append((at - sent).total_seconds() * 1000)
+                            enrolled += 1
+                            last["enrolled"] = now
+                        elif data.get("template") == ParticipantRegistered.name:
+                            sent = registered_at.get(data["participant_id"])
+                            if sent:
+                                lat["welcomed"].append((at - sent).total_seconds() * 1000)
+                            welcomed += 1
+                            last["welcomed"] = now
+                registered = len(registered_at)
+                progress.update(answering, completed=outcomes)
+                progress.update(enrolling, completed=enrolled, total=registered)
+                progress.update(welcoming, completed=welcomed, total=registered)
+                if outcomes >= participants and enrolled >= registered and welcomed >= registered:
+                    break
+            await sender
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    registered = len(registered_at)
+
+    def rate_of(stage: str, count: int) -> float | None:
+        return round(count / (last[stage] - started), 1) if stage in last else None
+
+    return {
+        "participants": participants,
+        "registered": registered,
+        "answered": outcomes,
+        "enrolled": enrolled,
+        "welcomed": welcomed,
+        "complete": outcomes >= participants and enrolled >= registered and welcomed >= registered,
+        "seconds_end_to_end": round(max(last.values()) - started, 1),
+        "throughput_per_s": {
+            "submitted": rate_of("submitted", participants),
+            "answered": rate_of("answered", outcomes),
+            "enrolled": rate_of("enrolled", enrolled),
+            "welcomed": rate_of("welcomed", welcomed),
+        },
+        "latency_ms": {stage: _percentiles(values) for stage, values in lat.items()},
+    }
+
+
+async def baseline(bootstrap: str, messages: int) -> dict[str, Any]:
+    """Bare aiokafka: HOPS consume->produce relays, no validation, no database."""
+    run = uuid.uuid4().hex[:8]
+    topics = [f"bench-baseline-{run}.hop{n}" for n in range(HOPS + 1)]
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    await admin.create_topics([NewTopic(t, 6, 1) for t in topics])
+    await admin.close()
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=10,
+        max_batch_size=256 * 1024,
+    )
+    await producer.start()
+
+    async def relay(source: str, target: str) -> None:
+        consumer = AIOKafkaConsumer(
+            source,
+            bootstrap_servers=bootstrap,
+            group_id=f"{source}-g",
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        await consumer.start()
+        try:
+            while True:
+                polled = await consumer.getmany(timeout_ms=200, max_records=5000)
+                for records in polled.values():
+                    for r in records:
+                        await producer.send(target, r.value, key=r.key)
+                await producer.flush()
+                if polled:
+                    await consumer.commit()
+        finally:
+            await consumer.stop()
+
+    sink = await _consumer(bootstrap, [topics[-1]])
+    relays = [asyncio.create_task(relay(a, b)) for a, b in itertools.pairwise(topics)]
+    started = time.monotonic()
+    payload = b'{"submission_id": "x", "padding": "' + b"x" * 400 + b'"}'
+    for i in range(messages):
+        await producer.send(topics[0], payload, key=str(i).encode())
+    await producer.flush()
+    received = 0
+    with Progress(*COLUMNS, console=console) as progress:
+        task = progress.add_task("baseline ", total=messages)
+        while received < messages and time.monotonic() - started < 1800:
+            polled = await sink.getmany(timeout_ms=500, max_records=10_000)
+            received += sum(len(r) for r in polled.values())
+            progress.update(task, completed=received)
+    seconds = time.monotonic() - started
+    for t in relays:
+        t.cancel()
+    await asyncio.gather(*relays, return_exceptions=True)
+    await sink.stop()
+    await producer.stop()
+    return {
+        "messages": messages,
+        "hops": HOPS,
+        "seconds": round(seconds, 1),
+        "throughput_per_s": round(received / seconds, 1),
+    }
+
+
+def markdown(report: dict[str, Any]) -> str:
+    p, b = report["pipeline"], report["baseline"]
+    lines = [
+        f"# Benchmark: {p['participants']:,} registrations ({report['mode']})",
+        "",
+        f"Machine: {report['machine']}",
+        "",
+        "| measure | value |",
+        "|---|---|",
+        f"| end to end (all answered, enrolled, welcomed) | {p['seconds_end_to_end']} s |",
+    ]
+    for stage, value in p["throughput_per_s"].items():
+        lines.append(f"| throughput, {stage} | {value} /s |")
+    for stage, values in p["latency_ms"].items():
+        lines.append(
+            f"| latency submit -> {stage} p50 / p95 / p99 | "
+            f"{values['p50']} / {values['p95']} / {values['p99']} ms |"
+        )
+    lines.append(f"| pipeline, end to end | {report['pipeline_end_to_end_per_s']} /s |")
+    lines.append(f"| baseline ({b['hops']} bare hops) | {b['throughput_per_s']} /s |")
+    lines.append(f"| pipeline / baseline | {report['pipeline_to_baseline']:.1%} |")
+    for name, r in report["resources"].items():
+        lines.append(f"| {name}: peak RSS / CPU | {r['peak_rss_mb']} MB / {r['cpu_s']} s |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__)
+    parser.add_argument("--participants", type=int, default=50_000)
+    parser.add_argument("--rate", type=float, default=None, help="submissions/s; default: burst")
+    parser.add_argument("--out", type=Path, default=RUN_DIR / "bench.json")
+    args = parser.parse_args()
+    if (RUN_DIR / "stack.pid").exists():
+        sys.exit("a stack started by `make up` is running; `make down` first")
+    shutil.rmtree(RUN_DIR / "data", ignore_errors=True)
+    # No quiet hours: a benchmark run at night must still see its welcome messages sent.
+    stack = Stack(
+        RUN_DIR,
+        9092,
+        9093,
+        27017,
+        service_env={
+            "NOTIFICATIONS_QUIET_START_HOUR": "0",
+            "NOTIFICATIONS_QUIET_END_HOUR": "0",
+            "REGISTRY_LOG_LEVEL": "WARNING",
+            "COACHING_LOG_LEVEL": "WARNING",
+            "MARKETPLACE_LOG_LEVEL": "WARNING",
+            "NOTIFICATIONS_LOG_LEVEL": "WARNING",
+        },
+    )
+    try:
+        env = stack.start()
+        bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
+        result = asyncio.run(pipeline(bootstrap, args.participants, args.rate))
+        resources = _resources(stack.started)
+        base = asyncio.run(baseline(bootstrap, args.participants))
+    finally:
+        stack.stop()
+    end_to_end = result["participants"] / max(result["seconds_end_to_end"], 0.001)
+    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**30
+    report = {
+        "mode": f"steady {args.rate}/s" if args.rate else "burst",
+        "machine": f"{os.cpu_count()} cores, {memory_gib} GiB, Python {sys.version.split()[0]}",
+        "pipeline": result,
+        "baseline": base,
+        "pipeline_end_to_end_per_s": round(end_to_end, 1),
+        "pipeline_to_baseline": end_to_end / base["throughput_per_s"],
+        "resources": resources,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    sys.stdout.write(markdown(report))
+
+
+if __name__ == "__main__":
+    main()
