@@ -8,6 +8,7 @@ or `notification-failed`, is written with the job's final state (outbox).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -251,13 +252,19 @@ async def dispatch_due(deps: Deps, limit: int = 200) -> int:
                 code="no-contact", channel=None, message="no participant-registered arrived in time"
             )
             events.append(await _fail(deps, job, [reason]))
+    by_participant: dict[str, list[Document]] = {}
     for job in await store.due(now, limit):
-        claimed = await store.claim(job["_id"])
-        if claimed is None:
-            continue
-        outcome = await _send(deps, claimed)
-        if outcome is not None:
-            events.append(outcome)
+        by_participant.setdefault(job["participant_id"], []).append(job)
+
+    async def in_turn(jobs: list[Document]) -> None:
+        """One participant's jobs one after another (the daily limit counts them)."""
+        for job in jobs:
+            claimed = await store.claim(job["_id"])
+            if claimed is not None and (outcome := await _send(deps, claimed)) is not None:
+                events.append(outcome)
+
+    # Participants concurrently: a provider's round trip no longer paces the whole queue.
+    await asyncio.gather(*(in_turn(jobs) for jobs in by_participant.values()))
     if events:
         await retry_transient(lambda: deps.outbox.publish(events))
     return len(events)
