@@ -273,6 +273,12 @@ async def baseline(bootstrap: str, messages: int) -> dict[str, Any]:
     await asyncio.gather(*relays, return_exceptions=True)
     await sink.stop()
     await producer.stop()
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics(topics)  # the baseline leaves nothing behind
+    finally:
+        await admin.close()
     return {
         "messages": messages,
         "hops": HOPS,

@@ -1,0 +1,330 @@
+"""``jakpreneur``: the ops team's command line — topics, the dead-letter queues, the stack.
+
+    jakpreneur topics list | describe TOPIC | create
+    jakpreneur dlq list [--topic T] [--type CE_TYPE] [--since ISO] [--until ISO]
+                        [--correlation-id C]
+    jakpreneur dlq show DLQ_TOPIC PARTITION OFFSET
+    jakpreneur dlq replay DLQ_TOPIC PARTITION OFFSET --by NAME
+    jakpreneur stack up | down | status
+    jakpreneur simulate [--participants N]      jakpreneur bench [--participants N]
+
+A replay republishes the original record (value, key and envelope, without the ``dlq_*``
+headers) to the topic it failed on, and records who replayed what on ``dlq-replays``. The
+service's inbox makes a second replay of the same record a no-op.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from rich.console import Console
+from rich.table import Table
+
+from shared.kafka import DLQ_SUFFIX
+
+app = typer.Typer(help=__doc__, no_args_is_help=True)
+topics_app = typer.Typer(help="Topics and their partitions.", no_args_is_help=True)
+dlq_app = typer.Typer(help="Dead-letter queues: inspect and replay.", no_args_is_help=True)
+stack_app = typer.Typer(help="The local stack (Kafka, mongod, services).", no_args_is_help=True)
+app.add_typer(topics_app, name="topics")
+app.add_typer(dlq_app, name="dlq")
+app.add_typer(stack_app, name="stack")
+console = Console()
+REPLAYS_TOPIC = "dlq-replays"
+
+Bootstrap = Annotated[str, typer.Option(envvar="KAFKA_BOOTSTRAP_SERVERS")]
+
+
+def _default_bootstrap() -> str:
+    from tools.demo import stack_env
+
+    return stack_env().get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+
+
+# ----------------------------------------------------------------------------- topics
+
+
+async def list_topics(bootstrap: str) -> list[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        return sorted(t for t in await admin.list_topics() if not t.startswith("__"))
+    finally:
+        await admin.close()
+
+
+@topics_app.command("list")
+def topics_list(bootstrap: Bootstrap = "") -> None:
+    for topic in asyncio.run(list_topics(bootstrap or _default_bootstrap())):
+        console.print(topic)
+
+
+@topics_app.command("describe")
+def topics_describe(topic: str, bootstrap: Bootstrap = "") -> None:
+    async def describe() -> list[Any]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap or _default_bootstrap())
+        await admin.start()
+        try:
+            return list(await admin.describe_topics([topic]))
+        finally:
+            await admin.close()
+
+    for entry in asyncio.run(describe()):
+        console.print_json(json.dumps(entry, default=str))
+
+
+@topics_app.command("create")
+def topics_create() -> None:
+    """Create every service's topics (and their .dlq), partitions and retention from settings."""
+    from services.coaching.app import CoachingSettings
+    from services.coaching.handlers import CONSUMES as C1
+    from services.coaching.handlers import PRODUCES as P1
+    from services.marketplace.app import MarketplaceSettings
+    from services.marketplace.handlers import CONSUMES as C2
+    from services.marketplace.handlers import PRODUCES as P2
+    from services.notifications.app import NotificationSettings
+    from services.notifications.handlers import CONSUMES as C3
+    from services.notifications.handlers import PRODUCES as P3
+    from services.registry.app import CONSUMES as C0
+    from services.registry.app import PRODUCES as P0
+    from services.registry.app import RegistrySettings
+    from shared.contracts import Event
+    from shared.kafka import ensure_topics
+    from shared.settings import ServiceSettings
+
+    async def create() -> list[str]:
+        made: list[str] = []
+        services: list[tuple[ServiceSettings, tuple[type[Event], ...]]] = [
+            (RegistrySettings(), (*C0, *P0)),
+            (CoachingSettings(), (*C1, *P1)),
+            (MarketplaceSettings(), (*C2, *P2)),
+            (NotificationSettings(), (*C3, *P3)),
+        ]
+        for settings, events in services:
+            made += await ensure_topics(settings, [e.name for e in events])
+        return sorted(set(made))
+
+    console.print(f"{len(asyncio.run(create()))} topics present")
+
+
+# -------------------------------------------------------------------------------- DLQ
+
+
+async def read_dlq(bootstrap: str, topics: list[str]) -> list[dict[str, Any]]:
+    """Every record of the given DLQ topics, from their beginning to their current end."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    out: list[dict[str, Any]] = []
+    try:
+        await consumer._client.force_metadata_update()
+        partitions = [
+            TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or ())
+        ]
+        if not partitions:
+            return out
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+
+        async def behind() -> bool:
+            return any([await consumer.position(tp) < end for tp, end in ends.items()])
+
+        while await behind():
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for r in records:
+                    out.append(
+                        {
+                            "topic": r.topic,
+                            "partition": r.partition,
+                            "offset": r.offset,
+                            "key": r.key,
+                            "value": r.value,
+                            "headers": {
+                                k: (v or b"").decode("utf-8", "replace") for k, v in r.headers
+                            },
+                        }
+                    )
+    finally:
+        # aiokafka's stop() of a consumer that never had an assignment can raise
+        # CancelledError from its own committed-offsets task; nothing is lost by it.
+        with contextlib.suppress(asyncio.CancelledError):
+            await consumer.stop()
+    return out
+
+
+def _matches(
+    record: dict[str, Any],
+    ce_type: str | None,
+    since: str | None,
+    until: str | None,
+    correlation_id: str | None,
+) -> bool:
+    h = record["headers"]
+    failed_at = h.get("dlq_failed_at", "")
+    return (
+        (ce_type is None or h.get("ce_type") == ce_type)
+        and (since is None or failed_at >= since)
+        and (until is None or failed_at <= until)
+        and (correlation_id is None or h.get("ce_correlationid") == correlation_id)
+    )
+
+
+@dlq_app.command("list")
+def dlq_list(
+    topic: Annotated[str | None, typer.Option(help="an event topic or its .dlq")] = None,
+    ce_type: Annotated[str | None, typer.Option("--type")] = None,
+    since: Annotated[str | None, typer.Option(help="ISO time, failed at or after")] = None,
+    until: Annotated[str | None, typer.Option(help="ISO time, failed at or before")] = None,
+    correlation_id: Annotated[str | None, typer.Option()] = None,
+    bootstrap: Bootstrap = "",
+) -> None:
+    server = bootstrap or _default_bootstrap()
+    if topic:
+        dlqs = [topic if topic.endswith(DLQ_SUFFIX) else topic + DLQ_SUFFIX]
+    else:
+        dlqs = [t for t in asyncio.run(list_topics(server)) if t.endswith(DLQ_SUFFIX)]
+    records = asyncio.run(read_dlq(server, dlqs))
+    table = Table("dlq topic", "partition", "offset", "error", "message", "failed at", "ce_type")
+    for r in records:
+        if _matches(r, ce_type, since, until, correlation_id):
+            h = r["headers"]
+            table.add_row(
+                r["topic"],
+                str(r["partition"]),
+                str(r["offset"]),
+                h.get("dlq_error_type", ""),
+                h.get("dlq_error_message", "")[:60],
+                h.get("dlq_failed_at", "")[:19],
+                h.get("ce_type", ""),
+            )
+    console.print(table)
+
+
+@dlq_app.command("show")
+def dlq_show(dlq_topic: str, partition: int, offset: int, bootstrap: Bootstrap = "") -> None:
+    record = _find(bootstrap or _default_bootstrap(), dlq_topic, partition, offset)
+    console.print_json(
+        json.dumps(
+            {"headers": record["headers"], "value": record["value"].decode("utf-8", "replace")}
+        )
+    )
+
+
+def _find(bootstrap: str, dlq_topic: str, partition: int, offset: int) -> dict[str, Any]:
+    for record in asyncio.run(read_dlq(bootstrap, [dlq_topic])):
+        if record["partition"] == partition and record["offset"] == offset:
+            return record
+    raise typer.BadParameter(f"no record {dlq_topic}[{partition}]@{offset}")
+
+
+async def replay(bootstrap: str, record: dict[str, Any], by: str) -> dict[str, Any]:
+    """Republish a dead-lettered record where it failed, and record the replay."""
+    headers = {k: v for k, v in record["headers"].items() if not k.startswith("dlq_")}
+    target = record["headers"]["dlq_original_topic"]
+    entry = {
+        "by": by,
+        "at": datetime.now(UTC).isoformat(),
+        "dlq_topic": record["topic"],
+        "dlq_partition": record["partition"],
+        "dlq_offset": record["offset"],
+        "original_topic": target,
+        "ce_id": headers.get("ce_id"),
+        "error_type": record["headers"].get("dlq_error_type"),
+    }
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        if REPLAYS_TOPIC not in await admin.list_topics():
+            from aiokafka.admin import NewTopic
+
+            await admin.create_topics([NewTopic(REPLAYS_TOPIC, 1, 1)])
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            target,
+            record["value"],
+            key=record["key"],
+            headers=[(k, v.encode()) for k, v in headers.items()],
+        )
+        await producer.send_and_wait(REPLAYS_TOPIC, json.dumps(entry).encode())
+    finally:
+        await producer.stop()
+    return entry
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    dlq_topic: str,
+    partition: int,
+    offset: int,
+    by: Annotated[str, typer.Option(help="who replays (recorded on dlq-replays)")],
+    bootstrap: Bootstrap = "",
+) -> None:
+    server = bootstrap or _default_bootstrap()
+    entry = asyncio.run(replay(server, _find(server, dlq_topic, partition, offset), by))
+    console.print(f"replayed to {entry['original_topic']} (ce_id {entry['ce_id']}) by {by}")
+
+
+# ------------------------------------------------------------------------------ stack
+
+
+@stack_app.command("up")
+def stack_up() -> None:
+    from deploy.local.stack import main as stack_main
+
+    _run_stack(stack_main, "up")
+
+
+@stack_app.command("down")
+def stack_down() -> None:
+    from deploy.local.stack import main as stack_main
+
+    _run_stack(stack_main, "down")
+
+
+@stack_app.command("status")
+def stack_status() -> None:
+    from deploy.local.stack import ENV_FILE, PID_FILE
+
+    if not PID_FILE.exists():
+        console.print("no stack running")
+        return
+    console.print(f"supervisor pid {PID_FILE.read_text().strip()}")
+    console.print(ENV_FILE.read_text() if ENV_FILE.exists() else "starting…")
+
+
+def _run_stack(entry: Any, command: str) -> None:
+    import sys
+
+    sys.argv = ["python -m deploy.local", command]
+    entry()
+
+
+@app.command("simulate")
+def simulate_command(participants: int = 1000, seed: int = 2021) -> None:
+    """Run the simulator against the running stack."""
+    from tools.simulate import simulate
+
+    result = asyncio.run(simulate(_default_bootstrap(), participants=participants, seed=seed))
+    console.print_json(json.dumps({"intended": result.intended, "settled": result.settled}))
+
+
+@app.command("bench")
+def bench_command(participants: int = 50_000) -> None:
+    """Run the benchmark (it starts its own stack)."""
+    import sys
+
+    from tools.bench import main as bench_main
+
+    sys.argv = ["jakpreneur bench", "--participants", str(participants)]
+    bench_main()
