@@ -13,9 +13,11 @@ from typing import Annotated, Any
 
 import uvicorn
 from faststream import AckPolicy
-from faststream.asgi import AsyncAPIRoute
+from faststream.asgi import AsgiResponse, AsyncAPIRoute, get
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 from pydantic import WithJsonSchema
 from pymongo import AsyncMongoClient
 
@@ -80,6 +82,22 @@ def service_app(
     """The service's ASGI app. ``prepare`` (indexes, reference data) runs before consuming."""
     Batch = Annotated[list[bytes], WithJsonSchema(_payload_schema(consumes))]
     tasks: list[asyncio.Task[None]] = []
+    # Prometheus: messages consumed and published per topic (a `.dlq` topic counts what was
+    # dead-lettered) and handler latency, from FastStream's middleware; the outbox backlog.
+    metrics = CollectorRegistry()
+    broker.add_middleware(
+        KafkaPrometheusMiddleware(registry=metrics, app_name=settings.service_name)
+    )
+    backlog = Gauge(
+        "jakpreneur_outbox_backlog",
+        "Events written to the outbox and not yet published.",
+        ["service"],
+        registry=metrics,
+    )
+
+    async def measure_backlog() -> None:
+        count = await outbox.collection.count_documents({"sent_at": None})
+        backlog.labels(settings.service_name).set(count)
 
     @broker.subscriber(
         *(settings.topic(e.name) for e in consumes),
@@ -116,6 +134,7 @@ def service_app(
     async def start_background() -> None:
         tasks.append(asyncio.create_task(outbox.run_relay(settings.outbox_relay_interval_s)))
         tasks.extend(asyncio.create_task(_every(i, job)) for i, job in periodic)
+        tasks.append(asyncio.create_task(_every(5.0, measure_backlog)))
 
     async def stop_background() -> None:
         for task in tasks:
@@ -135,12 +154,17 @@ def service_app(
             mongo_ok = False
         return {"kafka": await broker.ping(timeout=2), "mongodb": mongo_ok}
 
+    @get(include_in_schema=False)
+    async def metrics_endpoint(scope: Any) -> AsgiResponse:
+        await measure_backlog()
+        return AsgiResponse(generate_latest(metrics), 200, {"content-type": CONTENT_TYPE_LATEST})
+
     return ServiceApp(
         broker,
         lifespan=lifespan,
         after_startup=[start_background],
         on_shutdown=[stop_background],
-        asgi_routes=probes(ready),
+        asgi_routes=[*probes(ready), ("/metrics", metrics_endpoint)],
         path_routes=path_routes,
         asyncapi_path=AsyncAPIRoute("/docs/asyncapi", asyncapi_json_path="/docs/asyncapi.json"),
         logger=get_logger("jakpreneur.faststream"),

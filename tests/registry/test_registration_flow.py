@@ -310,6 +310,24 @@ async def test_probes_and_asyncapi_docs(registry: Registry) -> None:
     assert "16 digits" in text  # the contract's field descriptions reach the docs
 
 
+async def test_prometheus_metrics(registry: Registry) -> None:
+    """Runs after the tests above: messages were consumed, published and dead-lettered."""
+    async with httpx.AsyncClient() as http:
+        response = await http.get(f"{registry.url}/metrics")
+    assert response.status_code == 200
+    lines = response.text.splitlines()
+
+    def value(prefix: str, *labels: str) -> float:
+        found = [ln for ln in lines if ln.startswith(prefix) and all(x in ln for x in labels)]
+        return sum(float(ln.rsplit(" ", 1)[1]) for ln in found)
+
+    assert value("faststream_received_messages_total", registry.submit_topic) > 0
+    assert value("faststream_published_messages_total", registry.registered_topic) > 0
+    assert value("faststream_published_messages_total", registry.dlq) > 0
+    assert value("faststream_received_processed_messages_duration_seconds_count") > 0
+    assert value("jakpreneur_outbox_backlog", 'service="registry"') == 0
+
+
 async def test_the_relay_publishes_what_a_crash_left_in_the_outbox(registry: Registry) -> None:
     """As if the service died between its commit and its publish: the event is only in the
     outbox. The relay finds it and publishes it, and marks it sent."""
