@@ -38,10 +38,11 @@ from shared.contracts import (
     TrainingNotCompleted,
 )
 from shared.envelope import Envelope, OutgoingEvent, new_envelope
-from shared.kafka import DeadLetter, Record, dead_letter, read_event
+from shared.kafka import Record, read_event
 from shared.logging import get_logger
 from shared.mongo import Outbox, claim_many, transact
 from shared.retry import retry_transient
+from shared.service import apply_in_order
 from shared.settings import ServiceSettings
 
 log = get_logger(__name__)
@@ -274,23 +275,20 @@ async def _apply_record(deps: Deps, record: Record) -> list[OutgoingEvent]:
 
 
 async def handle_facts(records: list[Record], deps: Deps) -> None:
-    """Apply a batch in order (one participant's facts keep their order), then publish.
-
-    A record that cannot be read, contradicts the state (attendance for someone not in the
+    """A record that cannot be read, contradicts the state (attendance for someone not in the
     cohort, say) or cannot be decided goes to the DLQ with its reason; outages are waited out.
     """
-    events: list[OutgoingEvent] = []
-    for record in records:
-        try:
-            events += await _apply_record(deps, record)
-        except (DeadLetter, domain.NotApplicable) as exc:
-            await dead_letter(deps.broker, record, exc, deps.settings.service_name)
-        except Exception as exc:
-            log.exception("record could not be applied; sent to the DLQ", offset=record.offset)
-            await dead_letter(deps.broker, record, exc, deps.settings.service_name)
-    if events:
-        await retry_transient(lambda: deps.outbox.publish(events))
-    log.info("batch applied", records=len(records), events=len(events))
+
+    async def apply(record: Record) -> tuple[list[OutgoingEvent], list[tuple[Record, Exception]]]:
+        return await _apply_record(deps, record), []
+
+    await apply_in_order(
+        records,
+        apply,
+        broker=deps.broker,
+        outbox=deps.outbox,
+        service=deps.settings.service_name,
+    )
 
 
 async def _recheck(deps: Deps, session: Session, participant_id: str) -> list[OutgoingEvent]:

@@ -48,10 +48,10 @@ from shared.contracts import (
     TrainingCompleted,
 )
 from shared.envelope import Envelope, OutgoingEvent
-from shared.kafka import DeadLetter, Record, dead_letter, read_event
+from shared.kafka import DeadLetter, Record, read_event
 from shared.logging import get_logger
 from shared.mongo import Outbox, claim_many, transact
-from shared.retry import retry_transient
+from shared.service import apply_in_order
 from shared.settings import ServiceSettings
 
 log = get_logger(__name__)
@@ -331,21 +331,15 @@ async def _apply_record(deps: Deps, record: Record) -> Outcome:
 
 async def handle_facts(records: list[Record], deps: Deps) -> None:
     """Apply a batch in order, then publish. What cannot be applied goes to the DLQ."""
-    events: list[OutgoingEvent] = []
-    service = deps.settings.service_name
-    for record in records:
-        try:
-            outcome = await _apply_record(deps, record)
-        except (DeadLetter, NotApplicable) as exc:
-            await dead_letter(deps.broker, record, exc, service)
-            continue
-        except Exception as exc:
-            log.exception("record could not be applied; sent to the DLQ", offset=record.offset)
-            await dead_letter(deps.broker, record, exc, service)
-            continue
-        events += outcome.events
-        for parked, problem in outcome.dead:
-            await dead_letter(deps.broker, parked, problem, service)
-    if events:
-        await retry_transient(lambda: deps.outbox.publish(events))
-    log.info("batch applied", records=len(records), events=len(events))
+
+    async def apply(record: Record) -> tuple[list[OutgoingEvent], list[tuple[Record, Exception]]]:
+        outcome = await _apply_record(deps, record)
+        return outcome.events, outcome.dead
+
+    await apply_in_order(
+        records,
+        apply,
+        broker=deps.broker,
+        outbox=deps.outbox,
+        service=deps.settings.service_name,
+    )
