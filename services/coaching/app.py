@@ -60,7 +60,7 @@ def create_app(settings: CoachingSettings | None = None) -> ServiceApp:
         log.info("pendamping roster loaded", mentors=count, file=str(settings.mentors_file))
 
     async def coaching(params: dict[str, str]) -> AsgiResponse:
-        doc = await store.get(params["participant_id"])
+        doc = await store.states.get(params["participant_id"])
         return document_response(doc, "participant not known to coaching")
 
     return service_app(

@@ -256,11 +256,11 @@ async def _decide(
     else:
         participant_id = getattr(fact, "participant_id")  # noqa: B009 - every other fact has it
     now = datetime.now(UTC)
-    state = await store.load(session, participant_id)
+    state = await store.states.load(session, participant_id)
     await _apply(deps, session, state, fact)
     emit = _Emitter(deps, envelope, participant_id, now)
     await _settle(deps, session, state, emit, now)
-    await store.save(session, state)
+    await store.states.save(session, state)
     await deps.outbox.add(session, emit.events)
     return emit.events
 
@@ -293,13 +293,13 @@ async def handle_facts(records: list[Record], deps: Deps) -> None:
 
 async def _recheck(deps: Deps, session: Session, participant_id: str) -> list[OutgoingEvent]:
     now = datetime.now(UTC)
-    state = await deps.store.load(session, participant_id)
+    state = await deps.store.states.load(session, participant_id)
     cause = new_envelope(
         type=EXPIRY_CHECK_TYPE, source=deps.settings.service_name, subject=participant_id
     )
     emit = _Emitter(deps, cause, participant_id, now)
     await _settle(deps, session, state, emit, now)
-    await deps.store.save(session, state)
+    await deps.store.states.save(session, state)
     await deps.outbox.add(session, emit.events)
     return emit.events
 

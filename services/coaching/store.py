@@ -33,17 +33,6 @@ class CoachingStore:
         await self.db.mentors.create_index([("kecamatan", 1), ("active", 1)])
         await self.db.mentors.create_index([("city", 1), ("active", 1)])
 
-    # ------------------------------------------------------------------ participants' state
-
-    async def load(self, session: Session, participant_id: str) -> Coaching:
-        return await self.states.load(session, participant_id)
-
-    async def save(self, session: Session, state: Coaching) -> None:
-        await self.states.save(session, state)
-
-    async def get(self, participant_id: str) -> Document | None:
-        return await self.states.get(participant_id)
-
     async def due_for_check(self, now: datetime, limit: int = 500) -> list[str]:
         cursor = self.db.participants.find({"next_check_at": {"$lte": now}}, {"_id": 1})
         return [str(doc["_id"]) async for doc in cursor.limit(limit)]
