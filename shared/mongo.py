@@ -14,7 +14,7 @@ from typing import Any, Generic, TypeVar
 
 from faststream.kafka import KafkaBroker
 from pydantic import BaseModel
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, ReplaceOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -114,6 +114,44 @@ class StateDocuments(Generic[M]):
 
     async def get(self, participant_id: str) -> Document | None:
         return await self.collection.find_one({"_id": participant_id})
+
+
+class StateCache(Generic[M]):
+    """One batch's view of state documents inside its transaction: read in bulk, changed in
+    memory, written back with one bulk write. Each :meth:`load` returns a fresh model, so a
+    decision that fails half-way leaves the cached state as it was."""
+
+    def __init__(self, documents: StateDocuments[M], session: AsyncClientSession) -> None:
+        self.documents, self.session = documents, session
+        self._docs: dict[str, Document | None] = {}
+        self._dirty: dict[str, Document] = {}
+
+    async def prefetch(self, participant_ids: Iterable[str]) -> None:
+        wanted = {pid for pid in participant_ids if pid not in self._docs}
+        if not wanted:
+            return
+        self._docs.update(dict.fromkeys(wanted))
+        cursor = self.documents.collection.find(
+            {"_id": {"$in": list(wanted)}}, session=self.session
+        )
+        async for doc in cursor:
+            self._docs[str(doc.pop("_id"))] = doc
+
+    async def load(self, participant_id: str) -> M:
+        await self.prefetch([participant_id])
+        doc = self._docs[participant_id] or {}
+        return self.documents.model.model_validate({**doc, "participant_id": participant_id})
+
+    def save(self, state: M) -> None:
+        participant_id: str = getattr(state, "participant_id")  # noqa: B009 - every state has it
+        doc = state.model_dump(exclude={"participant_id"})
+        self._docs[participant_id] = self._dirty[participant_id] = doc
+
+    async def flush(self) -> None:
+        writes = [ReplaceOne({"_id": pid}, doc, upsert=True) for pid, doc in self._dirty.items()]
+        if writes:
+            await self.documents.collection.bulk_write(writes, ordered=False, session=self.session)
+        self._dirty.clear()
 
 
 class Outbox:

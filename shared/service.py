@@ -22,11 +22,9 @@ from pydantic import WithJsonSchema
 from pymongo import AsyncMongoClient
 
 from shared.contracts import Event
-from shared.envelope import OutgoingEvent
 from shared.http import PathHandler, ServiceApp, probes
 from shared.kafka import (
     Record,
-    dead_letter,
     ensure_topics,
     raw_body,
     records_of,
@@ -72,37 +70,6 @@ async def _every(interval_s: float, job: Callable[[], Awaitable[Any]]) -> None:
             log.warning("periodic job waiting for infrastructure", error_type=type(exc).__name__)
         except Exception:
             log.exception("periodic job failed; it runs again next interval")
-
-
-async def apply_in_order(
-    records: list[Record],
-    apply: Callable[
-        [Record], Awaitable[tuple[list[OutgoingEvent], list[tuple[Record, Exception]]]]
-    ],
-    *,
-    broker: KafkaBroker,
-    outbox: Outbox,
-    service: str,
-) -> None:
-    """Apply a batch one record after another (one participant's facts keep their order),
-    then publish what they caused. ``apply`` returns the events and any parked records it
-    found it must dead-letter. A record that cannot be applied goes to the DLQ: with its
-    reason code when it has one (an expected refusal), with a logged traceback when not."""
-    events: list[OutgoingEvent] = []
-    for record in records:
-        try:
-            caused, dead = await apply(record)
-        except Exception as exc:
-            if getattr(exc, "code", None) is None:
-                log.exception("record could not be applied; sent to the DLQ", offset=record.offset)
-            await dead_letter(broker, record, exc, service)
-            continue
-        events += caused
-        for parked, problem in dead:
-            await dead_letter(broker, parked, problem, service)
-    if events:
-        await retry_transient(lambda: outbox.publish(events))
-    log.info("batch applied", records=len(records), events=len(events))
 
 
 def service_app(

@@ -18,6 +18,7 @@ from faststream.kafka import KafkaBroker
 from services.coaching import domain
 from services.coaching.domain import Certified, Coaching, Expiring, Lapsed
 from services.coaching.store import CoachingStore, Session
+from shared.batch import Fact, Outcome, decide_batch
 from shared.contracts import (
     CertificateRef,
     CertificationExpiring,
@@ -40,9 +41,8 @@ from shared.contracts import (
 from shared.envelope import Envelope, OutgoingEvent, new_envelope
 from shared.kafka import Record, read_event
 from shared.logging import get_logger
-from shared.mongo import Outbox, claim_many, transact
+from shared.mongo import Outbox, StateCache, transact
 from shared.retry import retry_transient
-from shared.service import apply_in_order
 from shared.settings import ServiceSettings
 
 log = get_logger(__name__)
@@ -242,51 +242,43 @@ def _certification_event(pid: str, change: Certified | Lapsed | Expiring) -> Eve
 
 
 async def _decide(
-    deps: Deps, session: Session, envelope: Envelope, fact: Event
-) -> list[OutgoingEvent]:
-    store = deps.store
-    if not await claim_many(store.db, session, [f"{envelope.type}:{envelope.id}"]):
-        return []  # a redelivery
-    if isinstance(fact, CertificationRevoked):
-        holder = await store.holder_of(session, fact.certificate_id)
+    deps: Deps, session: Session, states: StateCache[Coaching], fact: Fact
+) -> Outcome:
+    store, event = deps.store, fact.event
+    if isinstance(event, CertificationRevoked):
+        holder = await store.holder_of(session, event.certificate_id)
         if holder is None:  # its certificate has not arrived yet
-            await store.park_revocation(session, fact.certificate_id, fact.reason)
-            return []
+            await store.park_revocation(session, event.certificate_id, event.reason)
+            return Outcome()
         participant_id = holder
     else:
-        participant_id = getattr(fact, "participant_id")  # noqa: B009 - every other fact has it
+        participant_id = getattr(event, "participant_id")  # noqa: B009 - every other fact has it
     now = datetime.now(UTC)
-    state = await store.states.load(session, participant_id)
-    await _apply(deps, session, state, fact)
-    emit = _Emitter(deps, envelope, participant_id, now)
+    state = await states.load(participant_id)
+    await _apply(deps, session, state, event)
+    emit = _Emitter(deps, fact.envelope, participant_id, now)
     await _settle(deps, session, state, emit, now)
-    await store.states.save(session, state)
-    await deps.outbox.add(session, emit.events)
-    return emit.events
-
-
-async def _apply_record(deps: Deps, record: Record) -> list[OutgoingEvent]:
-    envelope, fact = read_fact(record)
-
-    async def work(session: Session) -> list[OutgoingEvent]:
-        return await _decide(deps, session, envelope, fact)
-
-    return await transact(deps.store.client, work)
+    states.save(state)
+    return Outcome(emit.events)
 
 
 async def handle_facts(records: list[Record], deps: Deps) -> None:
-    """A record that cannot be read, contradicts the state (attendance for someone not in the
-    cohort, say) or cannot be decided goes to the DLQ with its reason; outages are waited out.
-    """
+    """A batch decided in one transaction (:func:`shared.batch.decide_batch`). A record that
+    cannot be read, contradicts the state (attendance for someone not in the cohort, say) or
+    cannot be decided goes to the DLQ with its reason; outages are waited out."""
 
-    async def apply(record: Record) -> tuple[list[OutgoingEvent], list[tuple[Record, Exception]]]:
-        return await _apply_record(deps, record), []
+    async def decide(session: Session, states: StateCache[Coaching], fact: Fact) -> Outcome:
+        return await _decide(deps, session, states, fact)
 
-    await apply_in_order(
+    await decide_batch(
         records,
-        apply,
-        broker=deps.broker,
+        read=read_fact,
+        decide=decide,
+        client=deps.store.client,
+        db=deps.store.db,
+        states=deps.store.states,
         outbox=deps.outbox,
+        broker=deps.broker,
         service=deps.settings.service_name,
     )
 

@@ -26,6 +26,7 @@ from services.marketplace.domain import (
     Rejected,
 )
 from services.marketplace.store import MarketplaceStore, Session
+from shared.batch import Fact, Outcome, decide_batch
 from shared.contracts import (
     CertificationIssued,
     CurationReviewed,
@@ -50,8 +51,7 @@ from shared.contracts import (
 from shared.envelope import Envelope, OutgoingEvent
 from shared.kafka import DeadLetter, Record, read_event
 from shared.logging import get_logger
-from shared.mongo import Outbox, claim_many, transact
-from shared.service import apply_in_order
+from shared.mongo import Outbox, StateCache
 from shared.settings import ServiceSettings
 
 log = get_logger(__name__)
@@ -103,14 +103,6 @@ class Deps:
     export_programme: str
 
 
-@dataclass
-class Outcome:
-    """What one transaction decided: events to publish, parked facts to dead-letter."""
-
-    events: list[OutgoingEvent]
-    dead: list[tuple[Record, Exception]]
-
-
 def read_fact(record: Record) -> tuple[Envelope, Event]:
     return read_event(record, _BY_TYPE)
 
@@ -121,7 +113,7 @@ class _Decision:
     def __init__(self, deps: Deps, session: Session, state: Marketplace, cause: Envelope):
         self.deps, self.session, self.state, self.cause = deps, session, state, cause
         self.now = datetime.now(UTC)
-        self.outcome = Outcome([], [])
+        self.outcome = Outcome()
 
     def emit(self, data: Event) -> None:
         settings, pid = self.deps.settings, self.state.participant_id
@@ -293,53 +285,45 @@ class _Decision:
 
 
 async def _decide(
-    deps: Deps, session: Session, record: Record, envelope: Envelope, fact: Event
+    deps: Deps, session: Session, states: StateCache[Marketplace], fact: Fact
 ) -> Outcome:
-    store = deps.store
-    if not await claim_many(store.db, session, [f"{envelope.type}:{envelope.id}"]):
-        return Outcome([], [])  # a redelivery
-    if isinstance(fact, CurationReviewed):
-        holder = await store.holder(session, "product", fact.product_id)
+    store, event = deps.store, fact.event
+    if isinstance(event, CurationReviewed):
+        holder = await store.holder(session, "product", event.product_id)
         if holder is None:  # its product's certification has not arrived yet
-            await store.park(session, f"product:{fact.product_id}", record)
-            return Outcome([], [])
+            await store.park(session, f"product:{event.product_id}", fact.record)
+            return Outcome()
         participant_id = holder
-    elif isinstance(fact, FinancingDecided):
-        holder = await store.holder(session, "referral", fact.referral_id)
+    elif isinstance(event, FinancingDecided):
+        holder = await store.holder(session, "referral", event.referral_id)
         if holder is None:
-            raise NotApplicable("unknown-referral", f"no referral {fact.referral_id} was made")
+            raise NotApplicable("unknown-referral", f"no referral {event.referral_id} was made")
         participant_id = holder
     else:
-        participant_id = getattr(fact, "participant_id")  # noqa: B009 - the others have it
-    state = await store.states.load(session, participant_id)
-    decision = _Decision(deps, session, state, envelope)
-    await decision.apply(fact)
+        participant_id = getattr(event, "participant_id")  # noqa: B009 - the others have it
+    state = await states.load(participant_id)
+    decision = _Decision(deps, session, state, fact.envelope)
+    await decision.apply(event)
     await decision.settle()
-    await store.states.save(session, state)
-    await deps.outbox.add(session, decision.outcome.events)
+    states.save(state)
     return decision.outcome
 
 
-async def _apply_record(deps: Deps, record: Record) -> Outcome:
-    envelope, fact = read_fact(record)
-
-    async def work(session: Session) -> Outcome:
-        return await _decide(deps, session, record, envelope, fact)
-
-    return await transact(deps.store.client, work)
-
-
 async def handle_facts(records: list[Record], deps: Deps) -> None:
-    """Apply a batch in order, then publish. What cannot be applied goes to the DLQ."""
+    """A batch decided in one transaction (:func:`shared.batch.decide_batch`), then
+    published. What cannot be applied goes to the DLQ."""
 
-    async def apply(record: Record) -> tuple[list[OutgoingEvent], list[tuple[Record, Exception]]]:
-        outcome = await _apply_record(deps, record)
-        return outcome.events, outcome.dead
+    async def decide(session: Session, states: StateCache[Marketplace], fact: Fact) -> Outcome:
+        return await _decide(deps, session, states, fact)
 
-    await apply_in_order(
+    await decide_batch(
         records,
-        apply,
-        broker=deps.broker,
+        read=read_fact,
+        decide=decide,
+        client=deps.store.client,
+        db=deps.store.db,
+        states=deps.store.states,
         outbox=deps.outbox,
+        broker=deps.broker,
         service=deps.settings.service_name,
     )

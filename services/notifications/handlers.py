@@ -95,50 +95,55 @@ def read_fact(record: Record) -> tuple[Envelope, Event]:
     return read_event(record, _BY_TYPE, strict=False)
 
 
-async def _accept(deps: Deps, envelope: Envelope, fact: Event) -> None:
-    store, now = deps.store, deps.clock()
-    pid: str = getattr(fact, "participant_id")  # noqa: B009 - every consumed event has it
-    if isinstance(fact, ParticipantRegistered):
-        await store.save_contact(
-            pid,
-            {
-                "display_name": fact.display_name,
-                "phone": fact.contact.phone,
-                "email": fact.contact.email,
-            },
-        )
-        released = await store.release_waiting(pid, now)
-        if released:
-            log.info("contact arrived; waiting messages released", participant_id=pid)
-    known = await store.contact(pid) is not None
-    await store.add_job(
-        {
-            "_id": f"{envelope.id}:{pid}",
-            "participant_id": pid,
-            "template": fact.name,
-            "data": fact.model_dump(mode="json"),
-            "cause": envelope.headers(),
-            "status": PENDING if known else WAITING,
-            "not_before": now,
-            "wait_until": now + deps.rules.contact_wait,
-            "created_at": now,
-        }
-    )
-
-
 async def handle_events(records: list[Record], deps: Deps) -> None:
-    """Turn a batch of participant-facing events into message jobs; then send what is due."""
+    """Turn a batch of participant-facing events into message jobs (a few bulk writes for the
+    whole batch); then send what is due."""
+    store, now = deps.store, deps.clock()
+    facts: list[tuple[Envelope, Event]] = []
     for record in records:
         try:
-            envelope, fact = read_fact(record)
-
-            async def accept(e: Envelope = envelope, f: Event = fact) -> None:
-                await _accept(deps, e, f)
-
-            await retry_transient(accept)
+            facts.append(read_fact(record))
         except DeadLetter as exc:
             await dead_letter(deps.broker, record, exc, deps.settings.service_name)
+    contacts = {
+        fact.participant_id: {
+            "display_name": fact.display_name,
+            "phone": fact.contact.phone,
+            "email": fact.contact.email,
+        }
+        for _, fact in facts
+        if isinstance(fact, ParticipantRegistered)
+    }
+
+    async def accept() -> None:
+        # Contacts first, so that this batch's own messages to them are pending at once.
+        await store.save_contacts(contacts)
+        if contacts and (released := await store.release_waiting(contacts, now)):
+            log.info("contacts arrived; waiting messages released", count=released)
+        known = await store.contacts_of(_participant(fact) for _, fact in facts)
+        await store.add_jobs(
+            [
+                {
+                    "_id": f"{envelope.id}:{_participant(fact)}",
+                    "participant_id": _participant(fact),
+                    "template": fact.name,
+                    "data": fact.model_dump(mode="json"),
+                    "cause": envelope.headers(),
+                    "status": PENDING if _participant(fact) in known else WAITING,
+                    "not_before": now,
+                    "wait_until": now + deps.rules.contact_wait,
+                    "created_at": now,
+                }
+                for envelope, fact in facts
+            ]
+        )
+
+    await retry_transient(accept)
     await dispatch_due(deps)
+
+
+def _participant(fact: Event) -> str:
+    return str(getattr(fact, "participant_id"))  # noqa: B009 - every consumed event has it
 
 
 def _outcome_event(deps: Deps, job: Document, data: Event, now: datetime) -> OutgoingEvent:
@@ -154,37 +159,63 @@ def _outcome_event(deps: Deps, job: Document, data: Event, now: datetime) -> Out
     )
 
 
-async def _finish(
-    deps: Deps, job: Document, fields: dict[str, object], data: Event
-) -> OutgoingEvent:
-    event = _outcome_event(deps, job, data, deps.clock())
+class _Round:
+    """One dispatch round: what happened to each claimed job, written together at the end
+    (every job's final state and its outcome event in one transaction)."""
 
-    async def work(session: AsyncClientSession) -> None:
-        await deps.store.finish(session, job["_id"], fields)
-        await deps.outbox.add(session, [event])
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+        self.finished: dict[str, dict[str, object]] = {}
+        self.events: list[OutgoingEvent] = []
+        self.later: dict[str, datetime] = {}
 
-    await retry_transient(lambda: in_transaction(deps.store.client, work))
-    return event
+    def finish(self, job: Document, fields: dict[str, object], data: Event) -> None:
+        self.finished[job["_id"]] = fields
+        self.events.append(_outcome_event(self.deps, job, data, self.deps.clock()))
+
+    def fail(self, job: Document, problems: list[DeliveryProblem]) -> None:
+        failed = NotificationFailed(
+            participant_id=job["participant_id"],
+            template=job["template"],
+            cause_event_id=job["cause"]["ce_id"],
+            reasons=problems,
+        )
+        fields = {
+            "status": FAILED,
+            "failed_at": self.deps.clock(),
+            "problems": [p.model_dump() for p in problems],
+        }
+        self.finish(job, fields, failed)
+
+    async def commit(self) -> int:
+        deps = self.deps
+
+        async def work(session: AsyncClientSession) -> None:
+            await deps.store.finish(session, self.finished)
+            await deps.outbox.add(session, self.events)
+
+        await retry_transient(lambda: deps.store.reschedule(self.later))
+        if self.finished:
+            await retry_transient(lambda: in_transaction(deps.store.client, work))
+            await retry_transient(lambda: deps.outbox.publish(self.events))
+        return len(self.events)
 
 
-async def _send(deps: Deps, job: Document) -> OutgoingEvent | None:
-    store, rules, now, pid = deps.store, deps.rules, deps.clock(), job["participant_id"]
-    contact = await store.contact(pid)
+async def _send(
+    deps: Deps, round_: _Round, job: Document, contact: Document | None, sent_today: int
+) -> bool:
+    """Send one job (or defer it); True if it was sent."""
+    rules, now, pid = deps.rules, deps.clock(), job["participant_id"]
     if contact is None:  # cannot happen for a pending job; keep it waiting all the same
-        await store.reschedule(job["_id"], now + timedelta(minutes=1))
-        return None
-    start, end = domain.day_window(now)
+        round_.later[job["_id"]] = now + timedelta(minutes=1)
+        return False
     later = domain.defer_until(
-        now,
-        await store.sent_between(pid, start, end),
-        rules.daily_limit,
-        rules.quiet_start_hour,
-        rules.quiet_end_hour,
+        now, sent_today, rules.daily_limit, rules.quiet_start_hour, rules.quiet_end_hour
     )
     if later is not None:
-        await store.reschedule(job["_id"], later)
+        round_.later[job["_id"]] = later
         log.info("message deferred", participant_id=pid, until=later.isoformat())
-        return None
+        return False
     subject, body = deps.templates.render(job["template"], contact["display_name"], job["data"])
     problems: list[DeliveryProblem] = []
     for channel in domain.channels_for(contact.get("phone"), contact.get("email")):
@@ -217,57 +248,47 @@ async def _send(deps: Deps, job: Document) -> OutgoingEvent | None:
             "sent_at": now,
             "problems": [p.model_dump() for p in problems],
         }
-        return await _finish(deps, job, fields, sent)
+        round_.finish(job, fields, sent)
+        return True
     if not problems:
         problems.append(
             DeliveryProblem(
                 code="no-channel", channel=None, message="the contact has neither phone nor e-mail"
             )
         )
-    return await _fail(deps, job, problems)
+    round_.fail(job, problems)
+    return False
 
 
-async def _fail(deps: Deps, job: Document, problems: list[DeliveryProblem]) -> OutgoingEvent:
-    failed = NotificationFailed(
-        participant_id=job["participant_id"],
-        template=job["template"],
-        cause_event_id=job["cause"]["ce_id"],
-        reasons=problems,
-    )
-    fields = {
-        "status": FAILED,
-        "failed_at": deps.clock(),
-        "problems": [p.model_dump() for p in problems],
-    }
-    return await _finish(deps, job, fields, failed)
+async def dispatch_due(deps: Deps, limit: int = 500) -> int:
+    """Send every job that is due (and give up on those that waited too long for a contact).
 
-
-async def dispatch_due(deps: Deps, limit: int = 200) -> int:
-    """Send every job that is due (and give up on those that waited too long for a contact)."""
+    One round: claim the due jobs, read their contacts and today's counts in bulk, send
+    (participants concurrently, each one's messages in turn, since the daily limit counts
+    them), then write every outcome in one transaction and publish."""
     store, now = deps.store, deps.clock()
-    events: list[OutgoingEvent] = []
-    for job in await store.expired_waiting(now):
-        if await store.claim(job["_id"], from_status=WAITING) is not None:
-            reason = DeliveryProblem(
-                code="no-contact", channel=None, message="no participant-registered arrived in time"
-            )
-            events.append(await _fail(deps, job, [reason]))
+    round_ = _Round(deps)
+    no_contact = DeliveryProblem(
+        code="no-contact", channel=None, message="no participant-registered arrived in time"
+    )
+    for job in await store.claim(await store.expired_waiting(now), from_status=WAITING):
+        round_.fail(job, [no_contact])
     by_participant: dict[str, list[Document]] = {}
-    for job in await store.due(now, limit):
+    for job in await store.claim(await store.due(now, limit)):
         by_participant.setdefault(job["participant_id"], []).append(job)
+    if by_participant:
+        contacts = await store.contacts_of(by_participant)
+        start, end = domain.day_window(now)
+        counts = await store.sent_between(by_participant, start, end)
 
-    async def in_turn(jobs: list[Document]) -> None:
-        """One participant's jobs one after another (the daily limit counts them)."""
-        for job in jobs:
-            claimed = await store.claim(job["_id"])
-            if claimed is not None and (outcome := await _send(deps, claimed)) is not None:
-                events.append(outcome)
+        async def in_turn(pid: str, jobs: list[Document]) -> None:
+            sent = counts.get(pid, 0)
+            for job in jobs:
+                sent += await _send(deps, round_, job, contacts.get(pid), sent)
 
-    # Participants concurrently: a provider's round trip no longer paces the whole queue.
-    await asyncio.gather(*(in_turn(jobs) for jobs in by_participant.values()))
-    if events:
-        await retry_transient(lambda: deps.outbox.publish(events))
-    return len(events)
+        # Participants concurrently: a provider's round trip does not pace the whole queue.
+        await asyncio.gather(*(in_turn(pid, jobs) for pid, jobs in by_participant.items()))
+    return await round_.commit()
 
 
 def system_clock() -> datetime:

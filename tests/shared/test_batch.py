@@ -1,0 +1,171 @@
+"""``decide_batch`` against a real MongoDB and Kafka: one transaction per batch, and a record
+that cannot be applied leaves no trace but its DLQ entry, while the rest of its batch commits."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+import pytest_asyncio
+from pydantic import BaseModel
+from pymongo.asynchronous.client_session import AsyncClientSession
+
+from shared.batch import Fact, Outcome, decide_batch
+from shared.contracts import Event, TrainingEnrolled
+from shared.envelope import Envelope, OutgoingEvent, new_envelope
+from shared.kafka import DeadLetter, Record, ensure_topics, make_broker
+from shared.mongo import Document, Outbox, StateCache, StateDocuments, make_client
+from shared.settings import ServiceSettings
+from tests.conftest import Servers, random_id
+from tests.kafka_helpers import Collector
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+ENROLLED = TrainingEnrolled.ce_type()
+
+
+class Tally(BaseModel):
+    participant_id: str
+    cohorts: list[str] = []
+
+
+class Refusal(Exception):
+    code = "not-this-one"
+
+
+@dataclass
+class World:
+    settings: ServiceSettings
+    topic: str
+    db_name: str
+    states: StateDocuments[Tally]
+    outbox: Outbox
+    dlq: Collector
+    published: Collector
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def world(servers: Servers) -> AsyncIterator[World]:
+    settings = ServiceSettings(
+        service_name="batch-test",
+        kafka_bootstrap_servers=servers.kafka_bootstrap_servers,
+        mongodb_uri=servers.mongodb_uri,
+        topic_prefix=random_id("batch-") + ".",
+        topic_partitions=1,
+    )
+    await ensure_topics(settings, ["training-enrolled"])
+    topic = settings.topic("training-enrolled")
+    broker = make_broker(settings)
+    await broker.connect()
+    client = make_client(servers.mongodb_uri)
+    db = client[random_id("batch_")]
+    dlq = await Collector(servers.kafka_bootstrap_servers, [f"{topic}.dlq"]).start()
+    published = await Collector(servers.kafka_bootstrap_servers, [topic]).start()
+    try:
+        yield World(
+            settings,
+            topic,
+            db.name,
+            StateDocuments(db.participants, Tally),
+            Outbox(db, broker),
+            dlq,
+            published,
+        )
+    finally:
+        await dlq.stop()
+        await published.stop()
+        await client.drop_database(db.name)
+        await client.close()
+        await broker.stop()
+
+
+def record(topic: str, offset: int, participant: str, cohort: str) -> Record:
+    envelope = new_envelope(type=ENROLLED, source="test", subject=participant)
+    event = TrainingEnrolled(
+        participant_id=participant, cohort_id=cohort, sector="kuliner", city="X", session_count=4
+    )
+    return Record(
+        topic, 0, offset, participant.encode(), event.model_dump_json().encode(), envelope.headers()
+    )
+
+
+def read(rec: Record) -> tuple[Envelope, Event]:
+    if rec.value == b"unreadable":
+        raise DeadLetter("malformed", "not JSON")
+    return Envelope.from_headers(rec.headers), TrainingEnrolled.model_validate_json(rec.value)
+
+
+async def run(world: World, records: list[Record]) -> None:
+    async def decide(session: AsyncClientSession, states: StateCache[Tally], fact: Fact) -> Outcome:
+        event = fact.event
+        assert isinstance(event, TrainingEnrolled)
+        state = await states.load(event.participant_id)
+        state.cohorts.append(event.cohort_id)
+        # A write of its own in the batch's transaction, to see it rolled back with a refusal.
+        side = states.documents.collection.database.side
+        await side.insert_one({"cohort": event.cohort_id}, session=session)
+        if event.cohort_id == "refused":
+            raise Refusal("refused by the rules")
+        if event.cohort_id == "bug":
+            raise ZeroDivisionError("a bug")
+        states.save(state)
+        out = OutgoingEvent.caused_by(
+            fact.envelope,
+            event,
+            topic=world.topic,
+            key=event.participant_id,
+            source="batch-test",
+            subject=event.participant_id,
+            time=fact.envelope.time,
+        )
+        return Outcome([out])
+
+    await decide_batch(
+        records,
+        read=read,
+        decide=decide,
+        client=world.states.collection.database.client,
+        db=world.states.collection.database,
+        states=world.states,
+        outbox=world.outbox,
+        broker=world.outbox.broker,
+        service="batch-test",
+    )
+
+
+async def test_refused_records_leave_only_a_dlq_entry_and_the_rest_commits(world: World) -> None:
+    t = world.topic
+    good = record(t, 0, "p1", "a")
+    batch = [
+        good,
+        record(t, 1, "p1", "refused"),
+        record(t, 2, "p2", "b"),
+        Record(t, 0, 3, b"p3", b"unreadable", {}),
+        record(t, 4, "p2", "bug"),
+        record(t, 5, "p1", "c"),
+        good,  # the same record twice in one batch
+    ]
+    await run(world, batch)
+
+    db = world.states.collection.database
+    assert await world.states.get("p1") == {"_id": "p1", "cohorts": ["a", "c"]}
+    assert await world.states.get("p2") == {"_id": "p2", "cohorts": ["b"]}
+    assert sorted(d["cohort"] for d in await db.side.find().to_list()) == ["a", "b", "c"]
+    outbox = await db.outbox.find().to_list()
+    assert len(outbox) == 3 and all(doc["sent_at"] is not None for doc in outbox)
+    await world.published.wait_for(lambda s: True, count=3)
+    dead = await world.dlq.wait_for(lambda s: True, count=3)
+    assert {s.headers["dlq_original_offset"]: s.headers["dlq_error_type"] for s in dead} == {
+        "1": "not-this-one",
+        "3": "malformed",
+        "4": "ZeroDivisionError",
+    }
+
+    # Redelivered (a crash before the offsets were committed): nothing is decided twice.
+    await run(world, [good, batch[2], batch[5]])
+    assert await world.states.get("p1") == {"_id": "p1", "cohorts": ["a", "c"]}
+    assert await db.side.count_documents({}) == 3
+    assert await db.outbox.count_documents({}) == 3
+    await asyncio.sleep(0.5)
+    assert len(world.published.records) == 3
