@@ -84,8 +84,10 @@ def service_app(
     prepare: Callable[[], Awaitable[Any]],
     periodic: Sequence[Periodic] = (),
     path_routes: Sequence[tuple[str, PathHandler]] = (),
+    cleanup: Callable[[], Awaitable[Any]] | None = None,
 ) -> ServiceApp:
-    """The service's ASGI app. ``prepare`` (indexes, reference data) runs before consuming."""
+    """The service's ASGI app. ``prepare`` (indexes, reference data) runs before consuming;
+    ``cleanup`` (the service's own clients) after it stopped."""
     Batch = Annotated[list[bytes], WithJsonSchema(_payload_schema(consumes))]
     tasks: list[asyncio.Task[None]] = []
     # Prometheus: messages consumed and published per topic (a `.dlq` topic counts what was
@@ -135,6 +137,8 @@ def service_app(
         names = [e.name for e in (*consumes, *produces)]
         await retry_transient(lambda: ensure_topics(settings, names))
         yield
+        if cleanup is not None:
+            await cleanup()
         await client.close()
 
     async def start_background() -> None:

@@ -50,6 +50,22 @@ COLUMNS = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), 
 HOPS = 3  # registration -> registered -> enrolled -> welcomed
 
 
+class _Lines:
+    """On a terminal rich draws the bars; elsewhere (CI, a log file) a line every 5 s."""
+
+    def __init__(self) -> None:
+        self.due = time.monotonic() + 5
+
+    def __call__(self, progress: Progress) -> None:
+        if console.is_terminal or time.monotonic() < self.due:
+            return
+        self.due = time.monotonic() + 5
+        counts = (
+            f"{t.description.strip()} {t.completed:.0f}/{t.total or 0:.0f}" for t in progress.tasks
+        )
+        console.print(" | ".join(counts), highlight=False)
+
+
 def _percentiles(values: list[float]) -> dict[str, float | None]:
     if len(values) < 2:
         return {"p50": None, "p95": None, "p99": None}
@@ -151,6 +167,7 @@ async def pipeline(bootstrap: str, participants: int, rate: float | None) -> dic
             welcoming = progress.add_task("welcomed ", total=None)
             sender = asyncio.create_task(submit(progress, sending))
             deadline, quiet_since = time.monotonic() + 3600, time.monotonic()
+            lines = _Lines()
             while time.monotonic() < deadline and time.monotonic() - quiet_since < 120:
                 polled = await consumer.getmany(timeout_ms=500, max_records=10_000)
                 now = time.monotonic()
@@ -186,6 +203,7 @@ async def pipeline(bootstrap: str, participants: int, rate: float | None) -> dic
                 progress.update(answering, completed=outcomes)
                 progress.update(enrolling, completed=enrolled, total=registered)
                 progress.update(welcoming, completed=welcomed, total=registered)
+                lines(progress)
                 if outcomes >= participants and enrolled >= registered and welcomed >= registered:
                     break
             await sender
@@ -263,10 +281,12 @@ async def baseline(bootstrap: str, messages: int) -> dict[str, Any]:
     received = 0
     with Progress(*COLUMNS, console=console) as progress:
         task = progress.add_task("baseline ", total=messages)
+        lines = _Lines()
         while received < messages and time.monotonic() - started < 1800:
             polled = await sink.getmany(timeout_ms=500, max_records=10_000)
             received += sum(len(r) for r in polled.values())
             progress.update(task, completed=received)
+            lines(progress)
     seconds = time.monotonic() - started
     for t in relays:
         t.cancel()

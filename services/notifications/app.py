@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-import httpx
 from faststream.asgi import AsgiResponse
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
@@ -73,7 +72,6 @@ def create_app(
     store = NotificationStore(client, settings.mongodb_database)
     outbox = Outbox(store.db, broker)
     templates = Templates(CONSUMES)  # a missing or broken template fails here, at start-up
-    http = httpx.AsyncClient()
     providers = Providers(
         ProviderConfig(
             whatsapp_base_url=settings.whatsapp_base_url,
@@ -87,8 +85,7 @@ def create_app(
             timeout_s=settings.provider_timeout_s,
             attempts=settings.provider_attempts,
             backoff_s=settings.provider_backoff_s,
-        ),
-        http,
+        )
     )
     deps = Deps(
         settings=settings,
@@ -130,4 +127,5 @@ def create_app(
         prepare=prepare,
         periodic=[(settings.dispatch_interval_s, lambda: dispatch_due(deps))],
         path_routes=[("/participants/{participant_id}/notifications", notifications)],
+        cleanup=providers.close,
     )

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import make_msgid
 
+import aiohttp
 import aiosmtplib
-import httpx
 from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
@@ -45,9 +45,26 @@ class ProviderConfig:
 
 
 class Providers:
-    def __init__(self, config: ProviderConfig, http: httpx.AsyncClient) -> None:
+    """aiohttp for the HTTP providers: per request it costs a fraction of httpx's CPU, which
+    mattered once notifications were the pipeline's slowest stage (see docs/benchmark.md)."""
+
+    def __init__(self, config: ProviderConfig) -> None:
         self.config = config
-        self.http = http
+        self._http: aiohttp.ClientSession | None = None
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        if self._http is None:  # made on first use: a session belongs to the running loop
+            self._http = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.config.timeout_s),
+                connector=aiohttp.TCPConnector(limit=100),
+            )
+        return self._http
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
 
     async def send(
         self, channel: str, to: str, subject: str, body: str, idempotency_key: str
@@ -62,10 +79,10 @@ class Providers:
             with attempt:
                 if channel == "email":
                     return await self._email(to, subject, body, idempotency_key)
-                return await self._http(channel, to, body, idempotency_key)
+                return await self._post(channel, to, body, idempotency_key)
         raise AssertionError("unreachable")
 
-    async def _http(self, channel: str, to: str, body: str, key: str) -> str:
+    async def _post(self, channel: str, to: str, body: str, key: str) -> str:
         c = self.config
         if channel == "whatsapp":
             url = f"{c.whatsapp_base_url}/{c.whatsapp_phone_number_id}/messages"
@@ -80,19 +97,19 @@ class Providers:
             url, headers = f"{c.sms_base_url}/messages", {"X-API-Key": c.sms_api_key}
             payload = {"to": to, "text": body}
         try:
-            response = await self.http.post(
-                url,
-                json=payload,
-                headers={**headers, "Idempotency-Key": key},
-                timeout=c.timeout_s,
-            )
-        except httpx.TransportError as exc:  # timeouts and refused connections
+            async with self.http.post(
+                url, json=payload, headers={**headers, "Idempotency-Key": key}
+            ) as response:
+                status = response.status
+                data = await response.json(content_type=None) if status < 400 else None
+        except (aiohttp.ClientError, TimeoutError) as exc:  # timeouts, refused connections
             raise TransientFailure(f"{channel}: {type(exc).__name__}") from None
-        if response.status_code >= 500:
-            raise TransientFailure(f"{channel}: HTTP {response.status_code}")
-        if response.status_code >= 400:
-            raise PermanentFailure(f"{channel}: HTTP {response.status_code}")
-        data = response.json()
+        if status >= 500:
+            raise TransientFailure(f"{channel}: HTTP {status}")
+        if status >= 400:
+            raise PermanentFailure(f"{channel}: HTTP {status}")
+        if not isinstance(data, dict):
+            raise PermanentFailure(f"{channel}: HTTP {status} with an unreadable answer")
         if channel == "whatsapp":
             return str(data["messages"][0]["id"])
         return str(data["message_id"])
