@@ -16,12 +16,11 @@ are not the record's fault: they are waited out and the batch is decided again.
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from faststream.kafka import KafkaBroker
-from pydantic import BaseModel
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
@@ -31,11 +30,22 @@ from shared.contracts import Event
 from shared.envelope import Envelope, OutgoingEvent
 from shared.kafka import DeadLetter, Record, dead_letter
 from shared.logging import get_logger
-from shared.mongo import Document, Outbox, StateCache, StateDocuments, claim_many, transact
+from shared.mongo import Document, Outbox, claim_many, transact
 from shared.retry import is_transient, retry_transient
 
 log = get_logger(__name__)
-M = TypeVar("M", bound=BaseModel)
+
+
+class Unit(Protocol):
+    """One transaction's working set (e.g. a :class:`shared.mongo.StateCache`): read in bulk
+    before the batch's records are decided, written back in bulk after them."""
+
+    async def prefetch(self, participant_ids: Iterable[str]) -> None: ...
+
+    async def flush(self) -> None: ...
+
+
+U = TypeVar("U", bound=Unit)
 
 
 @dataclass(frozen=True)
@@ -64,7 +74,7 @@ class Outcome:
         self.dead += other.dead
 
 
-Decide = Callable[[AsyncClientSession, StateCache[M], Fact], Awaitable[Outcome]]
+Decide = Callable[[AsyncClientSession, U, Fact], Awaitable[Outcome]]
 
 
 class _Refused(Exception):
@@ -79,15 +89,16 @@ async def decide_batch(
     records: list[Record],
     *,
     read: Callable[[Record], tuple[Envelope, Event]],
-    decide: Decide[M],
+    begin: Callable[[AsyncClientSession], U],
+    decide: Decide[U],
     client: AsyncMongoClient[Document],
     db: AsyncDatabase[Document],
-    states: StateDocuments[M],
     outbox: Outbox,
     broker: KafkaBroker,
     service: str,
 ) -> None:
-    """Decide ``records`` in order in one transaction (see the module's docstring), publish
+    """Decide ``records`` in order in one transaction (see the module's docstring), each
+    transaction with a fresh working set from ``begin``; publish
     what they caused, and dead-letter what could not be read or applied, with its reason code
     when it has one (an expected refusal) or a logged traceback when not (a bug)."""
     facts: list[Fact] = []
@@ -102,8 +113,8 @@ async def decide_batch(
     async def work(session: AsyncClientSession, segment: list[int]) -> Outcome:
         keys = list(dict.fromkeys(facts[i].key for i in segment))
         new = await claim_many(db, session, keys)
-        cache = StateCache(states, session)
-        await cache.prefetch(
+        unit = begin(session)
+        await unit.prefetch(
             pid
             for i in segment
             if isinstance(pid := getattr(facts[i].event, "participant_id", None), str)
@@ -115,14 +126,14 @@ async def decide_batch(
                 continue  # a redelivery, or a repeat within this batch
             new.discard(fact.key)
             try:
-                outcome.add(await decide(session, cache, fact))
+                outcome.add(await decide(session, unit, fact))
             except DuplicateKeyError:
                 raise  # a race with another instance: transact() decides again
             except Exception as exc:
                 if is_transient(exc):
                     raise
                 raise _Refused(index, exc) from exc
-        await cache.flush()
+        await unit.flush()
         await outbox.add(session, outcome.events)
         return outcome
 

@@ -98,20 +98,6 @@ class StateDocuments(Generic[M]):
         self.collection = collection
         self.model = model
 
-    async def load(self, session: AsyncClientSession, participant_id: str) -> M:
-        doc = await self.collection.find_one({"_id": participant_id}, session=session)
-        if doc is None:
-            return self.model.model_validate({"participant_id": participant_id})
-        doc.pop("_id")
-        return self.model.model_validate({**doc, "participant_id": participant_id})
-
-    async def save(self, session: AsyncClientSession, state: M) -> None:
-        doc = state.model_dump(exclude={"participant_id"})
-        participant_id = getattr(state, "participant_id")  # noqa: B009 - every state has it
-        await self.collection.replace_one(
-            {"_id": participant_id}, doc, upsert=True, session=session
-        )
-
     async def get(self, participant_id: str) -> Document | None:
         return await self.collection.find_one({"_id": participant_id})
 

@@ -17,7 +17,7 @@ from faststream.kafka import KafkaBroker
 
 from services.coaching import domain
 from services.coaching.domain import Certified, Coaching, Expiring, Lapsed
-from services.coaching.store import CoachingStore, Session
+from services.coaching.store import CoachingStore, Session, Unit
 from shared.batch import Fact, Outcome, decide_batch
 from shared.contracts import (
     CertificateRef,
@@ -41,7 +41,7 @@ from shared.contracts import (
 from shared.envelope import Envelope, OutgoingEvent, new_envelope
 from shared.kafka import Record, read_event
 from shared.logging import get_logger
-from shared.mongo import Outbox, StateCache, transact
+from shared.mongo import Outbox, transact
 from shared.retry import retry_transient
 from shared.settings import ServiceSettings
 
@@ -147,15 +147,13 @@ async def _apply(deps: Deps, session: Session, state: Coaching, fact: Event) -> 
 
 
 async def _settle(
-    deps: Deps, session: Session, state: Coaching, emit: _Emitter, now: datetime
+    deps: Deps, session: Session, unit: Unit, state: Coaching, emit: _Emitter, now: datetime
 ) -> None:
     """Every decision the state now allows, each made once."""
     pid = state.participant_id
     profile = state.profile
     if profile is not None and state.enrollment is None:
-        state.enrollment = await deps.store.enroll(
-            session, profile.sector, profile.city, deps.cohort_capacity, deps.cohort_sessions
-        )
+        state.enrollment = await unit.seats.take(profile.sector, profile.city)
         e = state.enrollment
         emit(
             TrainingEnrolled(
@@ -241,9 +239,7 @@ def _certification_event(pid: str, change: Certified | Lapsed | Expiring) -> Eve
     )
 
 
-async def _decide(
-    deps: Deps, session: Session, states: StateCache[Coaching], fact: Fact
-) -> Outcome:
+async def _decide(deps: Deps, session: Session, unit: Unit, fact: Fact) -> Outcome:
     store, event = deps.store, fact.event
     if isinstance(event, CertificationRevoked):
         holder = await store.holder_of(session, event.certificate_id)
@@ -254,11 +250,11 @@ async def _decide(
     else:
         participant_id = getattr(event, "participant_id")  # noqa: B009 - every other fact has it
     now = datetime.now(UTC)
-    state = await states.load(participant_id)
+    state = await unit.states.load(participant_id)
     await _apply(deps, session, state, event)
     emit = _Emitter(deps, fact.envelope, participant_id, now)
-    await _settle(deps, session, state, emit, now)
-    states.save(state)
+    await _settle(deps, session, unit, state, emit, now)
+    unit.states.save(state)
     return Outcome(emit.events)
 
 
@@ -267,31 +263,37 @@ async def handle_facts(records: list[Record], deps: Deps) -> None:
     cannot be read, contradicts the state (attendance for someone not in the cohort, say) or
     cannot be decided goes to the DLQ with its reason; outages are waited out."""
 
-    async def decide(session: Session, states: StateCache[Coaching], fact: Fact) -> Outcome:
-        return await _decide(deps, session, states, fact)
+    async def decide(session: Session, unit: Unit, fact: Fact) -> Outcome:
+        return await _decide(deps, session, unit, fact)
 
     await decide_batch(
         records,
         read=read_fact,
+        begin=lambda session: _unit(deps, session),
         decide=decide,
         client=deps.store.client,
         db=deps.store.db,
-        states=deps.store.states,
         outbox=deps.outbox,
         broker=deps.broker,
         service=deps.settings.service_name,
     )
 
 
+def _unit(deps: Deps, session: Session) -> Unit:
+    return Unit(deps.store, session, deps.cohort_capacity, deps.cohort_sessions)
+
+
 async def _recheck(deps: Deps, session: Session, participant_id: str) -> list[OutgoingEvent]:
     now = datetime.now(UTC)
-    state = await deps.store.states.load(session, participant_id)
+    unit = _unit(deps, session)
+    state = await unit.states.load(participant_id)
     cause = new_envelope(
         type=EXPIRY_CHECK_TYPE, source=deps.settings.service_name, subject=participant_id
     )
     emit = _Emitter(deps, cause, participant_id, now)
-    await _settle(deps, session, state, emit, now)
-    await deps.store.states.save(session, state)
+    await _settle(deps, session, unit, state, emit, now)
+    unit.states.save(state)
+    await unit.flush()
     await deps.outbox.add(session, emit.events)
     return emit.events
 

@@ -4,15 +4,17 @@ certificate index that lets a revocation (which names only a certificate) find i
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, AsyncMongoClient, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, InsertOne, ReturnDocument, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.coaching.domain import Coaching, Enrollment
-from shared.mongo import Document, StateDocuments
+from shared.mongo import Document, StateCache, StateDocuments
 
 Session = AsyncClientSession
 
@@ -36,43 +38,6 @@ class CoachingStore:
     async def due_for_check(self, now: datetime, limit: int = 500) -> list[str]:
         cursor = self.db.participants.find({"next_check_at": {"$lte": now}}, {"_id": 1})
         return [str(doc["_id"]) async for doc in cursor.limit(limit)]
-
-    # ---------------------------------------------------------------------------- cohorts
-
-    async def enroll(
-        self, session: Session, sector: str, city: str, capacity: int, session_count: int
-    ) -> Enrollment:
-        """A seat in the oldest open cohort for (sector, city); a new cohort when all are full."""
-        cohort = await self.db.cohorts.find_one_and_update(
-            {"sector": sector, "city": city, "size": {"$lt": capacity}},
-            {"$inc": {"size": 1}},
-            sort=[("seq", ASCENDING)],
-            return_document=ReturnDocument.AFTER,
-            session=session,
-        )
-        if cohort is None:
-            seq = (
-                await self.db.cohorts.count_documents(
-                    {"sector": sector, "city": city}, session=session
-                )
-                + 1
-            )
-            cohort = {
-                "_id": f"{_slug(city)}-{sector}-{seq:04d}",
-                "sector": sector,
-                "city": city,
-                "seq": seq,
-                "capacity": capacity,
-                "session_count": session_count,
-                "size": 1,
-            }
-            await self.db.cohorts.insert_one(cohort, session=session)  # a race: DuplicateKeyError
-        return Enrollment(
-            cohort_id=cohort["_id"],
-            session_count=cohort["session_count"],
-            sector=sector,
-            city=city,
-        )
 
     # ---------------------------------------------------------------------------- mentors
 
@@ -147,3 +112,85 @@ class CoachingStore:
             {"_id": certificate_id}, session=session
         )
         return result.deleted_count > 0
+
+
+class Seats:
+    """Cohort seats given out in one transaction: a (sector, city)'s open cohorts are read
+    once, seats are taken in memory, oldest cohort first, a new cohort opens when all are
+    full, and the sizes are written back in one bulk write. Another instance seating the same
+    cohort concurrently makes one transaction conflict and decide again."""
+
+    def __init__(
+        self, cohorts: AsyncCollection[Document], session: Session, capacity: int, sessions: int
+    ) -> None:
+        self.cohorts, self.session = cohorts, session
+        self.capacity, self.sessions = capacity, sessions
+        self._open: dict[tuple[str, str], list[Document]] = {}
+        self._last_seq: dict[tuple[str, str], int] = {}
+        self._taken: dict[str, int] = {}  # existing cohort id -> seats taken here
+        self._new: dict[str, Document] = {}
+
+    async def take(self, sector: str, city: str) -> Enrollment:
+        key = (sector, city)
+        if key not in self._open:
+            query = {"sector": sector, "city": city, "size": {"$lt": self.capacity}}
+            cursor = self.cohorts.find(query, session=self.session).sort("seq", ASCENDING)
+            self._open[key] = await cursor.to_list()
+        open_ = self._open[key]
+        while open_ and open_[0]["size"] >= self.capacity:
+            open_.pop(0)
+        if not open_:
+            seq = await self._next_seq(key)
+            cohort: Document = {
+                "_id": f"{_slug(city)}-{sector}-{seq:04d}",
+                "sector": sector,
+                "city": city,
+                "seq": seq,
+                "capacity": self.capacity,
+                "session_count": self.sessions,
+                "size": 0,
+            }
+            self._new[cohort["_id"]] = cohort
+            open_.append(cohort)
+        cohort = open_[0]
+        cohort["size"] += 1
+        if cohort["_id"] not in self._new:
+            self._taken[cohort["_id"]] = self._taken.get(cohort["_id"], 0) + 1
+        return Enrollment(
+            cohort_id=cohort["_id"], session_count=cohort["session_count"], sector=sector, city=city
+        )
+
+    async def _next_seq(self, key: tuple[str, str]) -> int:
+        if key not in self._last_seq:
+            last = await self.cohorts.find_one(
+                {"sector": key[0], "city": key[1]}, sort=[("seq", DESCENDING)], session=self.session
+            )
+            self._last_seq[key] = 0 if last is None else int(last["seq"])
+        self._last_seq[key] += 1
+        return self._last_seq[key]
+
+    async def flush(self) -> None:
+        writes: list[InsertOne[Document] | UpdateOne] = [
+            UpdateOne({"_id": cohort_id}, {"$inc": {"size": n}})
+            for cohort_id, n in self._taken.items()
+        ]
+        writes += [InsertOne(cohort) for cohort in self._new.values()]  # a race: DuplicateKeyError
+        if writes:
+            await self.cohorts.bulk_write(writes, ordered=False, session=self.session)
+        self._taken.clear()
+        self._new.clear()
+
+
+class Unit:
+    """One coaching transaction's working set: participants' states and cohort seats."""
+
+    def __init__(self, store: CoachingStore, session: Session, capacity: int, sessions: int):
+        self.states = StateCache(store.states, session)
+        self.seats = Seats(store.db.cohorts, session, capacity, sessions)
+
+    async def prefetch(self, participant_ids: Iterable[str]) -> None:
+        await self.states.prefetch(participant_ids)
+
+    async def flush(self) -> None:
+        await self.states.flush()
+        await self.seats.flush()

@@ -319,10 +319,10 @@ async def handle_facts(records: list[Record], deps: Deps) -> None:
     await decide_batch(
         records,
         read=read_fact,
+        begin=lambda session: StateCache(deps.store.states, session),
         decide=decide,
         client=deps.store.client,
         db=deps.store.db,
-        states=deps.store.states,
         outbox=deps.outbox,
         broker=deps.broker,
         service=deps.settings.service_name,

@@ -92,6 +92,14 @@ async def test_registered_participants_fill_cohorts_of_their_sector_and_city(
     enrolled = [(await coaching.wait(TrainingEnrolled, pid))[0].json() for pid in pids]
     cohorts = [e["cohort_id"] for e in enrolled]
     assert sorted(Counter(cohorts).values()) == [1, 3]  # capacity 3: a full cohort opens another
+    db = coaching.mongo[coaching.settings.mongodb_database]
+    stored = await db.cohorts.find({"sector": sector}).sort("seq", 1).to_list()
+    assert [(c["_id"], c["seq"], c["size"]) for c in stored] == [
+        (cohort, seq, count)
+        for seq, (cohort, count) in enumerate(
+            sorted(Counter(cohorts).items(), key=lambda i: -i[1]), 1
+        )
+    ]
     assert all(e["sector"] == sector and e["session_count"] == 4 for e in enrolled)
     record = (await coaching.wait(TrainingEnrolled, pids[0]))[0]
     assert record.key == pids[0].encode()

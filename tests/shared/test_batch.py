@@ -124,10 +124,10 @@ async def run(world: World, records: list[Record]) -> None:
     await decide_batch(
         records,
         read=read,
+        begin=lambda session: StateCache(world.states, session),
         decide=decide,
         client=world.states.collection.database.client,
         db=world.states.collection.database,
-        states=world.states,
         outbox=world.outbox,
         broker=world.outbox.broker,
         service="batch-test",
