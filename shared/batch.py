@@ -32,6 +32,7 @@ from shared.kafka import DeadLetter, Record, dead_letter
 from shared.logging import get_logger
 from shared.mongo import Document, Outbox, claim_many, transact
 from shared.retry import is_transient, retry_transient
+from shared.tracing import processing
 
 log = get_logger(__name__)
 
@@ -114,11 +115,7 @@ async def decide_batch(
         keys = list(dict.fromkeys(facts[i].key for i in segment))
         new = await claim_many(db, session, keys)
         unit = begin(session)
-        await unit.prefetch(
-            pid
-            for i in segment
-            if isinstance(pid := getattr(facts[i].event, "participant_id", None), str)
-        )
+        await unit.prefetch(pid for i in segment if (pid := _participant(facts[i])))
         outcome = Outcome()
         for index in segment:
             fact = facts[index]
@@ -126,7 +123,8 @@ async def decide_batch(
                 continue  # a redelivery, or a repeat within this batch
             new.discard(fact.key)
             try:
-                outcome.add(await decide(session, unit, fact))
+                with processing(fact.envelope, fact.record.topic, _participant(fact)):
+                    outcome.add(await decide(session, unit, fact))
             except DuplicateKeyError:
                 raise  # a race with another instance: transact() decides again
             except Exception as exc:
@@ -162,3 +160,9 @@ async def decide_batch(
     if outcome.events:
         await retry_transient(lambda: outbox.publish(outcome.events))
     log.info("batch applied", records=len(records), events=len(outcome.events), dead=len(dead))
+
+
+def _participant(fact: Fact) -> str | None:
+    """The participant the fact names, if it names one (a revocation names a certificate)."""
+    pid = getattr(fact.event, "participant_id", None)
+    return pid if isinstance(pid, str) else None

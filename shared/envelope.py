@@ -2,7 +2,8 @@
 
 The record value is the JSON ``data``; the attributes travel as ``ce_*`` headers. An event
 caused by another inherits the cause's correlation id (or the cause's id when it had none)
-and names the cause in ``ce_causationid``, so a participant's whole flow can be followed.
+and names the cause in ``ce_causationid``, so a participant's whole flow can be followed;
+its W3C ``traceparent`` header is the span that caused it (:mod:`shared.tracing`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel
+
+from shared.tracing import current_traceparent
 
 SPECVERSION = "1.0"
 CONTENT_TYPE = "application/json"
@@ -33,6 +36,7 @@ class Envelope:
     subject: str | None = None
     correlation_id: str | None = None
     causation_id: str | None = None
+    traceparent: str | None = None
 
     def headers(self) -> dict[str, str]:
         out = {
@@ -49,6 +53,8 @@ class Envelope:
             out["ce_correlationid"] = self.correlation_id
         if self.causation_id is not None:
             out["ce_causationid"] = self.causation_id
+        if self.traceparent is not None:
+            out["traceparent"] = self.traceparent
         return out
 
     @classmethod
@@ -77,10 +83,12 @@ class Envelope:
             subject=text.get("ce_subject") or None,
             correlation_id=text.get("ce_correlationid") or None,
             causation_id=text.get("ce_causationid") or None,
+            traceparent=text.get("traceparent") or None,
         )
 
     def caused(self, *, type: str, source: str, subject: str | None, time: datetime) -> Envelope:
-        """The envelope of an event this one caused."""
+        """The envelope of an event this one caused (in the current span's trace, else in
+        the cause's)."""
         return Envelope(
             id=str(uuid.uuid4()),
             source=source,
@@ -89,6 +97,7 @@ class Envelope:
             subject=subject,
             correlation_id=self.correlation_id or self.id,
             causation_id=self.id,
+            traceparent=current_traceparent() or self.traceparent,
         )
 
 
@@ -102,6 +111,7 @@ def new_envelope(*, type: str, source: str, subject: str | None = None) -> Envel
         time=datetime.now(UTC),
         subject=subject,
         correlation_id=event_id,
+        traceparent=current_traceparent(),
     )
 
 

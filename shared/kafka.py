@@ -15,6 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker
 from faststream.kafka.message import KafkaMessage
+from prometheus_client import CollectorRegistry, Counter
 from pydantic import ValidationError
 
 from shared.contracts import Event
@@ -173,6 +174,16 @@ async def dead_letter(
     )
 
 
+# Process-wide (the dead-letter helpers have no app at hand); ``service`` tells apps apart.
+METRICS = CollectorRegistry()
+DEAD_LETTERS = Counter(
+    "jakpreneur_dead_letters",
+    "Records sent to a dead-letter topic, by original topic and reason code.",
+    ["service", "topic", "reason"],
+    registry=METRICS,
+)
+
+
 async def send_to_dlq(
     broker: KafkaBroker, record: Record, *, error_type: str, error_message: str, service: str
 ) -> None:
@@ -192,6 +203,7 @@ async def send_to_dlq(
     await broker.publish(
         record.value, topic=dlq_topic(record.topic), key=record.key, headers=headers
     )
+    DEAD_LETTERS.labels(service, record.topic, error_type).inc()
     log.warning(
         "record sent to dead-letter queue",
         topic=record.topic,

@@ -23,6 +23,7 @@ from pymongo import AsyncMongoClient
 
 from shared.contracts import Event
 from shared.http import PathHandler, ServiceApp, probes
+from shared.kafka import METRICS as kafka_metrics
 from shared.kafka import (
     Record,
     ensure_topics,
@@ -34,6 +35,7 @@ from shared.logging import configure_logging, get_logger
 from shared.mongo import Document, Outbox
 from shared.retry import TRANSIENT_ERRORS, retry_transient
 from shared.settings import ServiceSettings
+from shared.tracing import configure_tracing
 
 log = get_logger(__name__)
 
@@ -88,10 +90,12 @@ def service_app(
 ) -> ServiceApp:
     """The service's ASGI app. ``prepare`` (indexes, reference data) runs before consuming;
     ``cleanup`` (the service's own clients) after it stopped."""
+    configure_tracing(settings.service_name, settings.otlp_endpoint)
     Batch = Annotated[list[bytes], WithJsonSchema(_payload_schema(consumes))]
     tasks: list[asyncio.Task[None]] = []
-    # Prometheus: messages consumed and published per topic (a `.dlq` topic counts what was
-    # dead-lettered) and handler latency, from FastStream's middleware; the outbox backlog.
+    # Prometheus: messages consumed and published per topic and handler latency, from
+    # FastStream's middleware; dead letters by topic and reason (shared.kafka); the outbox
+    # backlog and the consumer lag, measured every 5 s and on each scrape.
     metrics = CollectorRegistry()
     broker.add_middleware(
         KafkaPrometheusMiddleware(registry=metrics, app_name=settings.service_name)
@@ -103,11 +107,27 @@ def service_app(
         registry=metrics,
     )
 
-    async def measure_backlog() -> None:
+    lag = Gauge(
+        "jakpreneur_consumer_lag",
+        "Records on this instance's partitions not yet fetched (high watermark - position).",
+        ["service", "topic", "partition"],
+        registry=metrics,
+    )
+
+    async def measure() -> None:
         count = await outbox.collection.count_documents({"sent_at": None})
         backlog.labels(settings.service_name).set(count)
+        consumer = inbound.consumer
+        if consumer is None:
+            return
+        lag.clear()  # partitions move between instances on a rebalance
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            if highwater is not None:
+                behind = max(0, highwater - await consumer.position(tp))
+                lag.labels(settings.service_name, tp.topic, str(tp.partition)).set(behind)
 
-    @broker.subscriber(
+    inbound = broker.subscriber(
         *(settings.topic(e.name) for e in consumes),
         group_id=settings.consumer_group,
         batch=True,
@@ -122,6 +142,8 @@ def service_app(
         title=f"{settings.service_name}-inbound",
         description="Consumes: " + "; ".join(f"{e.name}: {e.__doc__}" for e in consumes),
     )
+
+    @inbound
     async def on_batch(body: Batch, message: KafkaMessage) -> None:
         await handle_batch(records_of(message))
 
@@ -144,7 +166,7 @@ def service_app(
     async def start_background() -> None:
         tasks.append(asyncio.create_task(outbox.run_relay(settings.outbox_relay_interval_s)))
         tasks.extend(asyncio.create_task(_every(i, job)) for i, job in periodic)
-        tasks.append(asyncio.create_task(_every(5.0, measure_backlog)))
+        tasks.append(asyncio.create_task(_every(5.0, measure)))
 
     async def stop_background() -> None:
         for task in tasks:
@@ -166,8 +188,9 @@ def service_app(
 
     @get(include_in_schema=False)
     async def metrics_endpoint(scope: Any) -> AsgiResponse:
-        await measure_backlog()
-        return AsgiResponse(generate_latest(metrics), 200, {"content-type": CONTENT_TYPE_LATEST})
+        await measure()
+        body = generate_latest(metrics) + generate_latest(kafka_metrics)
+        return AsgiResponse(body, 200, {"content-type": CONTENT_TYPE_LATEST})
 
     return ServiceApp(
         broker,

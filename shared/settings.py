@@ -47,6 +47,12 @@ class ServiceSettings(BaseSettings):
         default=7 * 24 * 3600 * 1000,
         validation_alias=AliasChoices("topic_retention_ms", "TOPIC_RETENTION_MS"),
     )
+    otlp_endpoint: str = Field(
+        default="",
+        validation_alias=AliasChoices("otlp_endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT"),
+        description="OTLP/HTTP collector base URL (e.g. http://otel-collector:4318); "
+        "empty: spans are not exported.",
+    )
     mongodb_database: str = Field(default="", description="This service's own database.")
     http_host: str = "127.0.0.1"
     http_port: int = 8000

@@ -46,6 +46,7 @@ from shared.logging import get_logger
 from shared.mongo import Document, Outbox, in_transaction
 from shared.retry import retry_transient
 from shared.settings import ServiceSettings
+from shared.tracing import processing
 
 log = get_logger(__name__)
 
@@ -284,7 +285,9 @@ async def dispatch_due(deps: Deps, limit: int = 500) -> int:
         async def in_turn(pid: str, jobs: list[Document]) -> None:
             sent = counts.get(pid, 0)
             for job in jobs:
-                sent += await _send(deps, round_, job, contacts.get(pid), sent)
+                cause = Envelope.from_headers(job["cause"])
+                with processing(cause, deps.settings.topic(job["template"]), pid, name="send"):
+                    sent += await _send(deps, round_, job, contacts.get(pid), sent)
 
         # Participants concurrently: a provider's round trip does not pace the whole queue.
         await asyncio.gather(*(in_turn(pid, jobs) for pid, jobs in by_participant.items()))

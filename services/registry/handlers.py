@@ -57,6 +57,7 @@ from shared.logging import get_logger
 from shared.mongo import Outbox, claim_many, transact
 from shared.retry import retry_transient
 from shared.settings import ServiceSettings
+from shared.tracing import processing
 
 log = get_logger(__name__)
 JAKARTA = ZoneInfo("Asia/Jakarta")
@@ -123,31 +124,40 @@ async def _decide(
     now = datetime.now(UTC)
     events: list[OutgoingEvent] = []
     participants: list[dict[str, Any]] = []
+    submitted_topic = deps.settings.topic(RegistrationSubmitted.name)
     for sub in todo:
-        reasons = list(sub.reasons)
-        nik_hash = hashes.get(sub.submission_id)
-        existing = registered_by_hash.get(nik_hash) if nik_hash else None
-        if existing is not None:
-            reasons.append(domain.ALREADY_REGISTERED)
-        if reasons:
-            rejected = RegistrationRejected(
-                submission_id=sub.submission_id,
-                rejected_at=now,
-                reasons=reasons,
-                participant_id=existing,
-            )
-            events.append(
-                _event(
-                    deps, rejected, key=sub.submission_id, subject=None, cause=sub.envelope, now=now
+        with processing(sub.envelope, submitted_topic, None):
+            reasons = list(sub.reasons)
+            nik_hash = hashes.get(sub.submission_id)
+            existing = registered_by_hash.get(nik_hash) if nik_hash else None
+            if existing is not None:
+                reasons.append(domain.ALREADY_REGISTERED)
+            if reasons:
+                rejected = RegistrationRejected(
+                    submission_id=sub.submission_id,
+                    rejected_at=now,
+                    reasons=reasons,
+                    participant_id=existing,
                 )
+                events.append(
+                    _event(
+                        deps,
+                        rejected,
+                        key=sub.submission_id,
+                        subject=None,
+                        cause=sub.envelope,
+                        now=now,
+                    )
+                )
+                continue
+            registered, participant = _register(sub, now)
+            assert nik_hash is not None  # a valid submission has a NIK
+            registered_by_hash[nik_hash] = registered.participant_id
+            participants.append(participant)
+            pid = registered.participant_id
+            events.append(
+                _event(deps, registered, key=pid, subject=pid, cause=sub.envelope, now=now)
             )
-            continue
-        registered, participant = _register(sub, now)
-        assert nik_hash is not None  # a valid submission has a NIK
-        registered_by_hash[nik_hash] = registered.participant_id
-        participants.append(participant)
-        pid = registered.participant_id
-        events.append(_event(deps, registered, key=pid, subject=pid, cause=sub.envelope, now=now))
     await deps.store.insert_participants(session, participants)
     await deps.store.start_journeys(
         session,

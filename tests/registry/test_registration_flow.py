@@ -326,6 +326,10 @@ async def test_prometheus_metrics(registry: Registry) -> None:
     assert value("faststream_published_messages_total", registry.dlq) > 0
     assert value("faststream_received_processed_messages_duration_seconds_count") > 0
     assert value("jakpreneur_outbox_backlog", 'service="registry"') == 0
+    assert value("jakpreneur_dead_letters_total", 'service="registry"', registry.submit_topic) > 0
+    lag = [ln for ln in lines if ln.startswith("jakpreneur_consumer_lag{")]
+    assert any(registry.submit_topic in ln for ln in lag)  # one gauge per assigned partition
+    assert value("jakpreneur_consumer_lag", registry.submit_topic) == 0  # all consumed
 
 
 async def test_the_relay_publishes_what_a_crash_left_in_the_outbox(registry: Registry) -> None:

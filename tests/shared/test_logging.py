@@ -2,7 +2,9 @@ import io
 import json
 import logging
 
+from shared.envelope import new_envelope
 from shared.logging import configure_logging, get_logger
+from shared.tracing import configure_tracing, processing
 
 
 def test_pii_is_masked_in_messages_values_exceptions_and_library_logs() -> None:
@@ -36,3 +38,26 @@ def test_pii_is_masked_in_messages_values_exceptions_and_library_logs() -> None:
     assert lines[0]["kk"] == "[MASKED]"
     assert "[PHONE]" in lines[1]["exception"]
     assert lines[2]["event"] == "user [NIK/KK]" and lines[2]["logger"] == "some.library"
+
+
+def test_lines_written_while_an_event_is_processed_carry_its_ids_and_trace() -> None:
+    stream = io.StringIO()
+    configure_logging("test", "DEBUG", stream=stream, json=True)
+    configure_tracing("test")
+    cause = new_envelope(type="jakpreneur.participant-registered.v1", source="registry")
+    log = get_logger("t")
+    with processing(cause, "participant-registered", "p-42") as span:
+        log.info("deciding")
+        caused = cause.caused(type="x.v1", source="coaching", subject="p-42", time=cause.time)
+    log.info("after")
+    inside, after = (json.loads(line) for line in stream.getvalue().splitlines())
+    trace_id = format(span.get_span_context().trace_id, "032x")
+    assert inside["event_id"] == cause.id and inside["correlation_id"] == cause.correlation_id
+    assert inside["participant_id"] == "p-42" and inside["trace_id"] == trace_id
+    assert inside["event_type"] == "jakpreneur.participant-registered.v1"
+    assert "event_id" not in after and "trace_id" not in after
+    # The event caused inside the span carries the span as its traceparent.
+    span_id = format(span.get_span_context().span_id, "016x")
+    assert caused.traceparent is not None
+    assert caused.traceparent.startswith(f"00-{trace_id}-{span_id}-")
+    assert caused.headers()["traceparent"] == caused.traceparent
