@@ -48,3 +48,26 @@ schemas: $(STAMP)  ## rewrite the contract snapshots after a compatible change
 
 clean:
 	rm -rf .run .pytest_cache .mypy_cache .ruff_cache
+
+# ------------------------------------------------------------------ containers (issue 8)
+# The stack in containers: deploy/compose.yaml, configured by deploy/.env (created once from
+# deploy/.env.example with fresh secrets). Needs a Docker engine with Compose v2.
+COMPOSE := docker compose -f deploy/compose.yaml --env-file deploy/.env
+OVERLAY ?= dev
+
+.PHONY: compose-up compose-down deploy-check k8s-render
+
+deploy/.env:
+	$(PYTHON) -m deploy.envfile deploy/.env.example $@
+
+compose-up: deploy/.env  ## build the image, start Kafka, MongoDB and the services, wait for healthy
+	$(COMPOSE) up -d --build --wait
+
+compose-down: deploy/.env  ## stop and remove the containers; the data volumes stay
+	$(COMPOSE) down
+
+deploy-check: $(STAMP)  ## offline checks of the Dockerfile, compose file and k8s manifests
+	$(PY) -m pytest tests/deploy -q -p no:cacheprovider
+
+k8s-render: $(STAMP)  ## print the rendered manifests of deploy/k8s/overlays/$(OVERLAY)
+	$(PY) -m tests.deploy.tools kustomize deploy/k8s/overlays/$(OVERLAY)

@@ -16,7 +16,7 @@ from shared.batch import Fact, Outcome, decide_batch
 from shared.contracts import Event, TrainingEnrolled
 from shared.envelope import Envelope, OutgoingEvent, new_envelope
 from shared.kafka import DeadLetter, Record, ensure_topics, make_broker
-from shared.mongo import Document, Outbox, StateCache, StateDocuments, make_client
+from shared.mongo import Outbox, StateCache, StateDocuments, make_client
 from shared.settings import ServiceSettings
 from tests.conftest import Servers, random_id
 from tests.kafka_helpers import Collector
