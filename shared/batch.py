@@ -8,9 +8,10 @@ redelivered record finds its claim and adds nothing; state and events commit tog
 
 A record that cannot be applied (a refusal with a reason code, or a bug) must not take the
 others down with it, and MongoDB has no savepoints: the transaction is aborted, the records
-before it and those after it are decided again (each part in its own transaction), and it goes
-to the DLQ. Outages and write conflicts
-are not the record's fault: they are waited out and the batch is decided again.
+before it and those after it are decided again (each part in its own transaction), and it
+goes to the DLQ. A batch whose writes fail (not a record's decision) is decided again record
+by record, so only the record that causes the failure is dead-lettered. Outages and write
+conflicts are not the records' fault: they are waited out and the batch is decided again.
 """
 
 from __future__ import annotations
@@ -99,9 +100,9 @@ async def decide_batch(
     service: str,
 ) -> None:
     """Decide ``records`` in order in one transaction (see the module's docstring), each
-    transaction with a fresh working set from ``begin``; publish
-    what they caused, and dead-letter what could not be read or applied, with its reason code
-    when it has one (an expected refusal) or a logged traceback when not (a bug)."""
+    transaction with a fresh working set from ``begin``; publish what they caused, and
+    dead-letter what could not be read or applied, with its reason code when it has one (an
+    expected refusal) or a logged traceback when not (a bug)."""
     facts: list[Fact] = []
     dead: list[tuple[Record, Exception]] = []
     for record in records:
@@ -147,6 +148,13 @@ async def decide_batch(
             refused[refusal.index] = refusal.error
             at = segment.index(refusal.index)
             segments[:0] = [part for part in (segment[:at], segment[at + 1 :]) if part]
+        except Exception as exc:  # the writes failed: find the record that makes them fail
+            if is_transient(exc):
+                raise  # transact() gave up waiting: the batch is redelivered
+            if len(segment) == 1:
+                refused[segment[0]] = exc
+            else:
+                segments[:0] = [[index] for index in segment]
     dead += [(facts[i].record, error) for i, error in sorted(refused.items())] + outcome.dead
     for record, error in dead:
         if getattr(error, "code", None) is None:

@@ -169,3 +169,43 @@ async def test_refused_records_leave_only_a_dlq_entry_and_the_rest_commits(world
     assert await db.outbox.count_documents({}) == 3
     await asyncio.sleep(0.5)
     assert len(world.published.records) == 3
+
+
+class FailingFlush(StateCache[Tally]):
+    """A working set whose bulk write fails while a state holds the cohort "huge" (as a
+    state grown past MongoDB's document limit would)."""
+
+    async def flush(self) -> None:
+        if any("huge" in doc["cohorts"] for doc in self._dirty.values()):
+            raise ValueError("document too large")
+        await super().flush()
+
+
+async def test_a_batch_whose_writes_fail_is_decided_record_by_record(world: World) -> None:
+    t = world.topic
+    batch = [record(t, 10, "q1", "a"), record(t, 11, "q2", "huge"), record(t, 12, "q3", "b")]
+
+    async def decide(session: AsyncClientSession, states: StateCache[Tally], fact: Fact) -> Outcome:
+        event = fact.event
+        assert isinstance(event, TrainingEnrolled)
+        state = await states.load(event.participant_id)
+        state.cohorts.append(event.cohort_id)
+        states.save(state)
+        return Outcome()
+
+    await decide_batch(
+        batch,
+        read=read,
+        begin=lambda session: FailingFlush(world.states, session),
+        decide=decide,
+        client=world.states.collection.database.client,
+        db=world.states.collection.database,
+        outbox=world.outbox,
+        broker=world.outbox.broker,
+        service="batch-test",
+    )
+    assert await world.states.get("q1") == {"_id": "q1", "cohorts": ["a"]}
+    assert await world.states.get("q3") == {"_id": "q3", "cohorts": ["b"]}
+    assert await world.states.get("q2") is None
+    [dead] = await world.dlq.wait_for(lambda s: s.headers["dlq_original_offset"] == "11")
+    assert dead.headers["dlq_error_type"] == "ValueError"
