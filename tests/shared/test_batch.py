@@ -96,7 +96,9 @@ def read(rec: Record) -> tuple[Envelope, Event]:
     return Envelope.from_headers(rec.headers), TrainingEnrolled.model_validate_json(rec.value)
 
 
-async def run(world: World, records: list[Record]) -> None:
+async def run(
+    world: World, records: list[Record], unit: type[StateCache[Tally]] = StateCache
+) -> None:
     async def decide(session: AsyncClientSession, states: StateCache[Tally], fact: Fact) -> Outcome:
         event = fact.event
         assert isinstance(event, TrainingEnrolled)
@@ -124,7 +126,7 @@ async def run(world: World, records: list[Record]) -> None:
     await decide_batch(
         records,
         read=read,
-        begin=lambda session: StateCache(world.states, session),
+        begin=lambda session: unit(world.states, session),
         decide=decide,
         client=world.states.collection.database.client,
         db=world.states.collection.database,
@@ -185,25 +187,7 @@ async def test_a_batch_whose_writes_fail_is_decided_record_by_record(world: Worl
     t = world.topic
     batch = [record(t, 10, "q1", "a"), record(t, 11, "q2", "huge"), record(t, 12, "q3", "b")]
 
-    async def decide(session: AsyncClientSession, states: StateCache[Tally], fact: Fact) -> Outcome:
-        event = fact.event
-        assert isinstance(event, TrainingEnrolled)
-        state = await states.load(event.participant_id)
-        state.cohorts.append(event.cohort_id)
-        states.save(state)
-        return Outcome()
-
-    await decide_batch(
-        batch,
-        read=read,
-        begin=lambda session: FailingFlush(world.states, session),
-        decide=decide,
-        client=world.states.collection.database.client,
-        db=world.states.collection.database,
-        outbox=world.outbox,
-        broker=world.outbox.broker,
-        service="batch-test",
-    )
+    await run(world, batch, unit=FailingFlush)
     assert await world.states.get("q1") == {"_id": "q1", "cohorts": ["a"]}
     assert await world.states.get("q3") == {"_id": "q3", "cohorts": ["b"]}
     assert await world.states.get("q2") is None
