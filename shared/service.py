@@ -121,11 +121,14 @@ def service_app(
         if consumer is None:
             return
         lag.clear()  # partitions move between instances on a rebalance
-        for tp in consumer.assignment():
-            highwater = consumer.highwater(tp)
-            if highwater is not None:
-                behind = max(0, highwater - await consumer.position(tp))
-                lag.labels(settings.service_name, tp.topic, str(tp.partition)).set(behind)
+        # position() waits while a partition's offset is being reset: never hold a scrape.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2):
+                for tp in consumer.assignment():
+                    highwater = consumer.highwater(tp)
+                    if highwater is not None:
+                        behind = max(0, highwater - await consumer.position(tp))
+                        lag.labels(settings.service_name, tp.topic, str(tp.partition)).set(behind)
 
     inbound = broker.subscriber(
         *(settings.topic(e.name) for e in consumes),
