@@ -29,7 +29,7 @@ from pymongo.errors import DuplicateKeyError
 
 from shared.contracts import Event
 from shared.envelope import Envelope, OutgoingEvent
-from shared.kafka import DeadLetter, Record, dead_letter
+from shared.kafka import Record, dead_letter, readable
 from shared.logging import get_logger
 from shared.mongo import Document, Outbox, claim_many, transact
 from shared.retry import is_transient, retry_transient
@@ -103,13 +103,7 @@ async def decide_batch(
     transaction with a fresh working set from ``begin``; publish what they caused, and
     dead-letter what could not be read or applied, with its reason code when it has one (an
     expected refusal) or a logged traceback when not (a bug)."""
-    facts: list[Fact] = []
-    dead: list[tuple[Record, Exception]] = []
-    for record in records:
-        try:
-            facts.append(Fact(record, *read(record)))
-        except DeadLetter as exc:
-            dead.append((record, exc))
+    facts = [Fact(record, *fact) for record, fact in await readable(records, read, broker, service)]
     refused: dict[int, Exception] = {}
 
     async def work(session: AsyncClientSession, segment: list[int]) -> Outcome:
@@ -155,7 +149,7 @@ async def decide_batch(
                 refused[segment[0]] = exc
             else:
                 segments[:0] = [[index] for index in segment]
-    dead += [(facts[i].record, error) for i, error in sorted(refused.items())] + outcome.dead
+    dead = [(facts[i].record, error) for i, error in sorted(refused.items())] + outcome.dead
     for record, error in dead:
         if getattr(error, "code", None) is None:
             log.error(
@@ -167,7 +161,8 @@ async def decide_batch(
         await dead_letter(broker, record, error, service)
     if outcome.events:
         await retry_transient(lambda: outbox.publish(outcome.events))
-    log.info("batch applied", records=len(records), events=len(outcome.events), dead=len(dead))
+    dead_count = len(records) - len(facts) + len(refused)
+    log.info("batch applied", records=len(records), events=len(outcome.events), dead=dead_count)
 
 
 def _participant(fact: Fact) -> str | None:

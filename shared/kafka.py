@@ -9,7 +9,7 @@ import json
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
@@ -25,6 +25,7 @@ from shared.retry import retry_transient
 from shared.settings import ServiceSettings
 
 log = get_logger(__name__)
+T = TypeVar("T")
 
 DLQ_SUFFIX = ".dlq"
 
@@ -172,6 +173,20 @@ async def dead_letter(
             broker, record, error_type=code, error_message=str(exc), service=service
         )
     )
+
+
+async def readable(
+    records: Iterable[Record], read: Callable[[Record], T], broker: KafkaBroker, service: str
+) -> list[tuple[Record, T]]:
+    """Each record with what ``read`` made of it; a record it cannot read (:class:`DeadLetter`)
+    goes to the DLQ at once, with its reason."""
+    read_ones: list[tuple[Record, T]] = []
+    for record in records:
+        try:
+            read_ones.append((record, read(record)))
+        except DeadLetter as exc:
+            await dead_letter(broker, record, exc, service)
+    return read_ones
 
 
 # Process-wide (the dead-letter helpers have no app at hand); ``service`` tells apps apart.

@@ -41,7 +41,7 @@ from shared.contracts import (
     TrainingNotCompleted,
 )
 from shared.envelope import Envelope, OutgoingEvent
-from shared.kafka import DeadLetter, Record, dead_letter, read_event
+from shared.kafka import Record, read_event, readable
 from shared.logging import get_logger
 from shared.mongo import Document, Outbox, in_transaction
 from shared.retry import retry_transient
@@ -100,12 +100,8 @@ async def handle_events(records: list[Record], deps: Deps) -> None:
     """Turn a batch of participant-facing events into message jobs (a few bulk writes for the
     whole batch); then send what is due."""
     store, now = deps.store, deps.clock()
-    facts: list[tuple[Envelope, Event]] = []
-    for record in records:
-        try:
-            facts.append(read_fact(record))
-        except DeadLetter as exc:
-            await dead_letter(deps.broker, record, exc, deps.settings.service_name)
+    read = await readable(records, read_fact, deps.broker, deps.settings.service_name)
+    facts = [fact for _, fact in read]
     contacts = {
         fact.participant_id: {
             "display_name": fact.display_name,

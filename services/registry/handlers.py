@@ -52,6 +52,7 @@ from shared.kafka import (
     read_envelope,
     read_event,
     read_object,
+    readable,
 )
 from shared.logging import get_logger
 from shared.mongo import Outbox, claim_many, transact
@@ -229,12 +230,7 @@ async def handle_submissions(records: list[Record], deps: Deps) -> None:
     decided even on its own, goes to the DLQ, so it neither crashes the service nor blocks
     the partition, and an operator can replay it once the cause is fixed.
     """
-    subs: list[tuple[Record, Submission]] = []
-    for record in records:
-        try:
-            subs.append((record, read_submission(record)))
-        except DeadLetter as exc:
-            await dead_letter(deps.broker, record, exc, deps.settings.service_name)
+    subs = await readable(records, read_submission, deps.broker, deps.settings.service_name)
     if not subs:
         return
     try:
@@ -297,12 +293,13 @@ async def record_journeys(records: list[Record], deps: Deps) -> None:
     """Each event's stage at the event's time; the first time a stage is reached wins, so
     redelivered or replayed events change nothing."""
     reached: list[tuple[str, str, datetime, str | None]] = []
-    for record in records:
-        try:
-            envelope, event = read_event(record, _JOURNEY_BY_TYPE, strict=False)
-        except DeadLetter as exc:
-            await dead_letter(deps.broker, record, exc, deps.settings.service_name)
-            continue
+
+    def read(record: Record) -> tuple[Envelope, Event]:
+        return read_event(record, _JOURNEY_BY_TYPE, strict=False)
+
+    for _, (envelope, event) in await readable(
+        records, read, deps.broker, deps.settings.service_name
+    ):
         month = event.period if isinstance(event, FinancialReportRecorded) else None
         pid: str = getattr(event, "participant_id")  # noqa: B009 - every journey event has it
         reached.append((pid, journey.STAGE_OF_EVENT[event.name], envelope.time, month))
