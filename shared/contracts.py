@@ -9,14 +9,77 @@ Run ``python -m shared.contracts`` to write the snapshots after a compatible cha
 from __future__ import annotations
 
 import json
+import re
 import sys
-from datetime import date, datetime
+import unicodedata
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 SCHEMA_DIR = Path(__file__).with_name("schemas")
+
+# ------------------------------------------------------------------ limits, as data
+# Every value a contract carries is bounded, so a hostile record is refused where it is read
+# (a reason code, or the DLQ) and never reaches a store, a log or a comparison that would
+# choke on it. The JSON Schemas (and so the AsyncAPI documents) show each bound.
+
+MAX_RECORD_BYTES = 64 * 1024  # a record's value; the largest real one is under 2 KB
+MAX_ITEMS = 50  # entries of a list
+MAX_SESSIONS = 100  # training or mentoring sessions
+MAX_COUNT = 1_000_000_000  # transactions in a month
+MAX_RUPIAH = 10**15  # Rp 1,000 trillion: above any UMKM figure, far inside int64
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+
+# C0/C1 controls (but tab and newlines in free text), DEL, and lone surrogates, which no
+# store or provider can encode.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_CONTROL_MULTILINE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def in_bounds(time: datetime) -> datetime:
+    """``time`` in UTC if it lies in [2000, 2100), else ValueError: no later conversion or
+    comparison can overflow (a year 9999 at -12:00 does) and no producer's clock can pass a
+    date this programme cannot have. A time without an offset is taken as UTC."""
+    if time.tzinfo is None:
+        time = time.replace(tzinfo=UTC)
+    try:
+        utc = time.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("time out of range") from None
+    if not EARLIEST <= utc < LATEST:
+        raise ValueError(f"time outside [{EARLIEST.year}, {LATEST.year})")
+    return utc
+
+
+def _plain(value: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError("control characters and lone surrogates are not allowed")
+    return value
+
+
+def _plain_multiline(value: str) -> str:
+    if _CONTROL_MULTILINE.search(value):
+        raise ValueError("control characters and lone surrogates are not allowed")
+    return value
+
+
+def _nfkc(value: str) -> str:
+    """Fullwidth and other compatibility digits become ASCII ones (U+FF13 -> "3"), so one
+    number has one spelling; what is still not ASCII digits its owner's rule refuses."""
+    return _plain(unicodedata.normalize("NFKC", value))
+
+
+Id = Annotated[str, AfterValidator(_plain), Field(min_length=1, max_length=100)]
+Name = Annotated[str, AfterValidator(_plain), Field(max_length=200)]
+Text = Annotated[str, AfterValidator(_plain_multiline), Field(max_length=2000)]
+Digits = Annotated[str, AfterValidator(_nfkc), Field(max_length=32)]
+Phone = Annotated[str, AfterValidator(_nfkc), Field(max_length=32)]
+Email = Annotated[str, AfterValidator(_nfkc), Field(max_length=254)]
+Month = Annotated[str, Field(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$", max_length=7)]
+Instant = Annotated[datetime, AfterValidator(in_bounds)]
 
 
 class Part(BaseModel):
@@ -33,6 +96,7 @@ class Event(Part):
 
     name: ClassVar[str]
     version: ClassVar[int] = 1
+    max_bytes: ClassVar[int] = MAX_RECORD_BYTES
 
     @classmethod
     def ce_type(cls) -> str:
@@ -51,24 +115,24 @@ class RegistrationSubmitted(Event):
 
     name: ClassVar[str] = "registration-submitted"
 
-    submission_id: str = Field(min_length=1, description="Unique per submission; idempotency key.")
-    nik: str = Field(description="Nomor Induk Kependudukan, 16 digits, a DKI Jakarta KTP.")
-    kk: str = Field(description="Nomor Kartu Keluarga, 16 digits.")
-    full_name: str = Field(description="Name as on the KTP.")
+    submission_id: Id = Field(description="Unique per submission; idempotency key.")
+    nik: Digits = Field(description="Nomor Induk Kependudukan, 16 digits, a DKI Jakarta KTP.")
+    kk: Digits = Field(description="Nomor Kartu Keluarga, 16 digits.")
+    full_name: Name = Field(description="Name as on the KTP.")
     birth_date: date = Field(description="YYYY-MM-DD; must agree with NIK digits 7-12.")
-    gender: str = Field(description="`L` (laki-laki) or `P` (perempuan).")
-    phone: str = Field(description="Indonesian mobile number: 0812..., 62812... or +62812...")
-    email: str | None = Field(default=None, description="Optional e-mail address.")
-    city: str = Field(
+    gender: Name = Field(description="`L` (laki-laki) or `P` (perempuan).")
+    phone: Phone = Field(description="Indonesian mobile number: 0812..., 62812... or +62812...")
+    email: Email | None = Field(default=None, description="Optional e-mail address.")
+    city: Name = Field(
         description="Jakarta Pusat | Jakarta Utara | Jakarta Barat | Jakarta Selatan | "
         "Jakarta Timur | Kepulauan Seribu"
     )
-    kecamatan: str = Field(description="District of residence.")
-    kelurahan: str = Field(description="Sub-district of residence.")
-    sector: str = Field(description="kuliner | fashion | kriya | jasa | agribisnis | lainnya")
+    kecamatan: Name = Field(description="District of residence.")
+    kelurahan: Name = Field(description="Sub-district of residence.")
+    sector: Name = Field(description="kuliner | fashion | kriya | jasa | agribisnis | lainnya")
     has_business: bool = Field(description="Whether the person already runs a business.")
-    business_name: str | None = Field(default=None, description="Name of the business, if any.")
-    nib: str | None = Field(default=None, description="Nomor Induk Berusaha, 13 digits, if any.")
+    business_name: Name | None = Field(default=None, description="Name of the business, if any.")
+    nib: Digits | None = Field(default=None, description="Nomor Induk Berusaha, 13 digits, if any.")
     consent: bool = Field(description="Consent to processing of personal data; must be true.")
     channel: Literal["portal", "jaki", "kelurahan"] = Field(
         description="Where the submission was made."
@@ -76,8 +140,8 @@ class RegistrationSubmitted(Event):
 
 
 class Contact(Part):
-    phone: str = Field(description="E.164 mobile number, e.g. +6281234567890.")
-    email: str | None = Field(default=None, description="E-mail address, if given.")
+    phone: Phone = Field(description="E.164 mobile number, e.g. +6281234567890.")
+    email: Email | None = Field(default=None, description="E-mail address, if given.")
 
 
 class ParticipantRegistered(Event):
@@ -85,24 +149,26 @@ class ParticipantRegistered(Event):
 
     name: ClassVar[str] = "participant-registered"
 
-    participant_id: str = Field(description="Random UUID; not derivable from the NIK.")
-    submission_id: str = Field(description="The submission this answers.")
-    registered_at: datetime = Field(description="When the registry accepted it.")
-    city: str = Field(description="City of residence.")
-    kecamatan: str = Field(description="District of residence.")
-    kelurahan: str = Field(description="Sub-district of residence.")
-    sector: str = Field(description="Business sector.")
+    participant_id: Id = Field(description="Random UUID; not derivable from the NIK.")
+    submission_id: Id = Field(description="The submission this answers.")
+    registered_at: Instant = Field(description="When the registry accepted it.")
+    city: Name = Field(description="City of residence.")
+    kecamatan: Name = Field(description="District of residence.")
+    kelurahan: Name = Field(description="Sub-district of residence.")
+    sector: Name = Field(description="Business sector.")
     has_business: bool = Field(description="Whether the participant already runs a business.")
     gender: Literal["L", "P"] = Field(description="L or P.")
-    birth_year: int = Field(description="Year of birth (for age bands; no full date).")
-    display_name: str = Field(description="First name, for greetings.")
+    birth_year: int = Field(
+        ge=1900, le=2100, description="Year of birth (for age bands; no full date)."
+    )
+    display_name: Name = Field(description="First name, for greetings.")
     contact: Contact = Field(description="How to reach the participant.")
 
 
 class Reason(Part):
-    code: str = Field(description="Machine-readable reason, e.g. `invalid-nik`.")
-    field: str | None = Field(description="The submission field at fault, if one is.")
-    message: str = Field(description="Human-readable explanation (never echoes NIK or KK).")
+    code: Name = Field(description="Machine-readable reason, e.g. `invalid-nik`.")
+    field: Name | None = Field(description="The submission field at fault, if one is.")
+    message: Text = Field(description="Human-readable explanation (never echoes NIK or KK).")
 
 
 class RegistrationRejected(Event):
@@ -110,10 +176,12 @@ class RegistrationRejected(Event):
 
     name: ClassVar[str] = "registration-rejected"
 
-    submission_id: str = Field(description="The submission this answers.")
-    rejected_at: datetime = Field(description="When the registry decided.")
-    reasons: list[Reason] = Field(min_length=1, description="Every problem found.")
-    participant_id: str | None = Field(
+    submission_id: Id = Field(description="The submission this answers.")
+    rejected_at: Instant = Field(description="When the registry decided.")
+    reasons: list[Reason] = Field(
+        min_length=1, max_length=MAX_ITEMS, description="Every problem found."
+    )
+    participant_id: Id | None = Field(
         default=None, description="For `already-registered`: the existing participant."
     )
 
@@ -129,12 +197,14 @@ class TrainingAttendanceRecorded(Event):
 
     name: ClassVar[str] = "training-attendance-recorded"
 
-    participant_id: str = Field(description="The participant.")
-    cohort_id: str = Field(description="The cohort the session belongs to.")
-    session_no: int = Field(ge=1, description="1-based session number within the cohort.")
+    participant_id: Id = Field(description="The participant.")
+    cohort_id: Id = Field(description="The cohort the session belongs to.")
+    session_no: int = Field(
+        ge=1, le=MAX_SESSIONS, description="1-based session number within the cohort."
+    )
     present: bool = Field(description="Whether the participant attended.")
-    recorded_at: datetime = Field(description="When the trainer recorded it.")
-    trainer_id: str = Field(description="Who recorded it.")
+    recorded_at: Instant = Field(description="When the trainer recorded it.")
+    trainer_id: Id = Field(description="Who recorded it.")
 
 
 class TrainingAssessed(Event):
@@ -142,10 +212,10 @@ class TrainingAssessed(Event):
 
     name: ClassVar[str] = "training-assessed"
 
-    participant_id: str = Field(description="The participant.")
-    cohort_id: str = Field(description="The cohort assessed.")
+    participant_id: Id = Field(description="The participant.")
+    cohort_id: Id = Field(description="The cohort assessed.")
     score: int = Field(ge=0, le=100, description="Post-test score, 0-100.")
-    assessed_at: datetime = Field(description="When the assessment was made.")
+    assessed_at: Instant = Field(description="When the assessment was made.")
 
 
 class MentoringSessionRecorded(Event):
@@ -153,10 +223,10 @@ class MentoringSessionRecorded(Event):
 
     name: ClassVar[str] = "mentoring-session-recorded"
 
-    participant_id: str = Field(description="The mentee.")
-    mentor_id: str = Field(description="The pendamping.")
-    session_at: datetime = Field(description="When the session took place.")
-    notes: str = Field(default="", description="Free text notes.")
+    participant_id: Id = Field(description="The mentee.")
+    mentor_id: Id = Field(description="The pendamping.")
+    session_at: Instant = Field(description="When the session took place.")
+    notes: Text = Field(default="", description="Free text notes.")
 
 
 class ProductSubmitted(Event):
@@ -164,14 +234,12 @@ class ProductSubmitted(Event):
 
     name: ClassVar[str] = "product-submitted"
 
-    product_id: str = Field(description="The product.")
-    participant_id: str = Field(description="Its owner.")
-    name_: str = Field(alias="name", description="Product name.")
+    product_id: Id = Field(description="The product.")
+    participant_id: Id = Field(description="Its owner.")
+    name_: Name = Field(alias="name", description="Product name.")
     category: ProductCategory = Field(description="Decides which certificates it needs.")
-    description: str = Field(default="", description="What the product is.")
-    production_started: str = Field(
-        pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM production started."
-    )
+    description: Text = Field(default="", description="What the product is.")
+    production_started: Month = Field(description="YYYY-MM production started.")
 
 
 class CertificationIssued(Event):
@@ -179,16 +247,16 @@ class CertificationIssued(Event):
 
     name: ClassVar[str] = "certification-issued"
 
-    certificate_id: str = Field(description="The certificate.")
-    participant_id: str = Field(description="Its holder.")
-    product_id: str | None = Field(
+    certificate_id: Id = Field(description="The certificate.")
+    participant_id: Id = Field(description="Its holder.")
+    product_id: Id | None = Field(
         default=None, description="The product; null for business-level ones such as NIB."
     )
     kind: CertificateKind = Field(description="NIB | PIRT | HALAL | BPOM_MD | ... ")
-    number: str = Field(description="The certificate's number.")
-    issued_at: datetime = Field(description="When it was issued.")
-    expires_at: datetime | None = Field(default=None, description="Expiry; null = none.")
-    issuer: str = Field(description="The issuing body.")
+    number: Name = Field(description="The certificate's number.")
+    issued_at: Instant = Field(description="When it was issued.")
+    expires_at: Instant | None = Field(default=None, description="Expiry; null = none.")
+    issuer: Name = Field(description="The issuing body.")
 
 
 class CertificationRevoked(Event):
@@ -196,9 +264,9 @@ class CertificationRevoked(Event):
 
     name: ClassVar[str] = "certification-revoked"
 
-    certificate_id: str = Field(description="The certificate revoked.")
-    reason: str = Field(description="Why.")
-    revoked_at: datetime = Field(description="When.")
+    certificate_id: Id = Field(description="The certificate revoked.")
+    reason: Name = Field(description="Why.")
+    revoked_at: Instant = Field(description="When.")
 
 
 class TrainingEnrolled(Event):
@@ -206,11 +274,11 @@ class TrainingEnrolled(Event):
 
     name: ClassVar[str] = "training-enrolled"
 
-    participant_id: str = Field(description="The participant.")
-    cohort_id: str = Field(description="The cohort.")
-    sector: str = Field(description="The cohort's sector.")
-    city: str = Field(description="The cohort's city.")
-    session_count: int = Field(description="Sessions in the cohort.")
+    participant_id: Id = Field(description="The participant.")
+    cohort_id: Id = Field(description="The cohort.")
+    sector: Name = Field(description="The cohort's sector.")
+    city: Name = Field(description="The cohort's city.")
+    session_count: int = Field(ge=1, le=MAX_SESSIONS, description="Sessions in the cohort.")
 
 
 class TrainingCompleted(Event):
@@ -218,15 +286,15 @@ class TrainingCompleted(Event):
 
     name: ClassVar[str] = "training-completed"
 
-    participant_id: str = Field(description="The participant.")
-    cohort_id: str = Field(description="The cohort.")
-    score: int = Field(description="Post-test score.")
-    attendance_rate: float = Field(description="Sessions attended / sessions, 0-1.")
+    participant_id: Id = Field(description="The participant.")
+    cohort_id: Id = Field(description="The cohort.")
+    score: int = Field(ge=0, le=100, description="Post-test score.")
+    attendance_rate: float = Field(ge=0, le=1, description="Sessions attended / sessions, 0-1.")
 
 
 class Finding(Part):
-    code: str = Field(description="Machine-readable reason code.")
-    message: str = Field(description="Human-readable explanation.")
+    code: Name = Field(description="Machine-readable reason code.")
+    message: Text = Field(description="Human-readable explanation.")
 
 
 class TrainingNotCompleted(Event):
@@ -234,11 +302,11 @@ class TrainingNotCompleted(Event):
 
     name: ClassVar[str] = "training-not-completed"
 
-    participant_id: str = Field(description="The participant.")
-    cohort_id: str = Field(description="The cohort.")
-    score: int = Field(description="Post-test score.")
-    attendance_rate: float = Field(description="Sessions attended / sessions, 0-1.")
-    reasons: list[Finding] = Field(description="Every rule that failed.")
+    participant_id: Id = Field(description="The participant.")
+    cohort_id: Id = Field(description="The cohort.")
+    score: int = Field(ge=0, le=100, description="Post-test score.")
+    attendance_rate: float = Field(ge=0, le=1, description="Sessions attended / sessions, 0-1.")
+    reasons: list[Finding] = Field(max_length=MAX_ITEMS, description="Every rule that failed.")
 
 
 class MentoringAssigned(Event):
@@ -246,9 +314,9 @@ class MentoringAssigned(Event):
 
     name: ClassVar[str] = "mentoring-assigned"
 
-    participant_id: str = Field(description="The mentee.")
-    mentor_id: str = Field(description="The pendamping.")
-    centre: str = Field(description="The centre the pendamping works from.")
+    participant_id: Id = Field(description="The mentee.")
+    mentor_id: Id = Field(description="The pendamping.")
+    centre: Name = Field(description="The centre the pendamping works from.")
 
 
 class MentoringCompleted(Event):
@@ -256,16 +324,16 @@ class MentoringCompleted(Event):
 
     name: ClassVar[str] = "mentoring-completed"
 
-    participant_id: str = Field(description="The mentee.")
-    mentor_id: str = Field(description="The pendamping.")
-    sessions: int = Field(description="Sessions recorded.")
+    participant_id: Id = Field(description="The mentee.")
+    mentor_id: Id = Field(description="The pendamping.")
+    sessions: int = Field(ge=0, le=MAX_SESSIONS, description="Sessions recorded.")
 
 
 class CertificateRef(Part):
-    certificate_id: str = Field(description="The certificate.")
-    kind: str = Field(description="Its kind.")
-    number: str = Field(description="Its number.")
-    expires_at: datetime | None = Field(default=None, description="Its expiry, if any.")
+    certificate_id: Id = Field(description="The certificate.")
+    kind: Name = Field(description="Its kind.")
+    number: Name = Field(description="Its number.")
+    expires_at: Instant | None = Field(default=None, description="Its expiry, if any.")
 
 
 class ProductCertified(Event):
@@ -273,11 +341,13 @@ class ProductCertified(Event):
 
     name: ClassVar[str] = "product-certified"
 
-    product_id: str = Field(description="The product.")
-    participant_id: str = Field(description="Its owner.")
-    category: str = Field(description="The product's category.")
-    certificates: list[CertificateRef] = Field(description="The certificates that satisfy it.")
-    valid_until: datetime | None = Field(description="Earliest expiry among them; null = none.")
+    product_id: Id = Field(description="The product.")
+    participant_id: Id = Field(description="Its owner.")
+    category: Name = Field(description="The product's category.")
+    certificates: list[CertificateRef] = Field(
+        max_length=MAX_ITEMS, description="The certificates that satisfy it."
+    )
+    valid_until: Instant | None = Field(description="Earliest expiry among them; null = none.")
 
 
 class ProductCertificationLapsed(Event):
@@ -285,10 +355,12 @@ class ProductCertificationLapsed(Event):
 
     name: ClassVar[str] = "product-certification-lapsed"
 
-    product_id: str = Field(description="The product.")
-    participant_id: str = Field(description="Its owner.")
-    category: str = Field(description="The product's category.")
-    reasons: list[Finding] = Field(description="Each requirement no longer met.")
+    product_id: Id = Field(description="The product.")
+    participant_id: Id = Field(description="Its owner.")
+    category: Name = Field(description="The product's category.")
+    reasons: list[Finding] = Field(
+        max_length=MAX_ITEMS, description="Each requirement no longer met."
+    )
 
 
 class CertificationExpiring(Event):
@@ -296,12 +368,12 @@ class CertificationExpiring(Event):
 
     name: ClassVar[str] = "certification-expiring"
 
-    certificate_id: str = Field(description="The certificate.")
-    participant_id: str = Field(description="Its holder.")
-    product_id: str | None = Field(description="Its product, if product-level.")
-    kind: str = Field(description="Its kind.")
-    number: str = Field(description="Its number.")
-    expires_at: datetime = Field(description="When it expires.")
+    certificate_id: Id = Field(description="The certificate.")
+    participant_id: Id = Field(description="Its holder.")
+    product_id: Id | None = Field(description="Its product, if product-level.")
+    kind: Name = Field(description="Its kind.")
+    number: Name = Field(description="Its number.")
+    expires_at: Instant = Field(description="When it expires.")
 
 
 # --------------------------------------------------------------------------- P5-P7 marketplace
@@ -314,15 +386,15 @@ class CurationReviewed(Event):
 
     name: ClassVar[str] = "curation-reviewed"
 
-    product_id: str = Field(description="The product reviewed.")
+    product_id: Id = Field(description="The product reviewed.")
     level: CurationLevel = Field(description="pendamping -> kecamatan -> dinas -> curator.")
     decision: Literal["approve", "reject"] = Field(description="The level's decision.")
     grade: Literal["A", "B", "C"] | None = Field(
         default=None, description="Required when the curator approves."
     )
-    reviewer_id: str = Field(description="Who reviewed.")
-    notes: str = Field(default="", description="The reviewer's notes.")
-    reviewed_at: datetime = Field(description="When.")
+    reviewer_id: Id = Field(description="Who reviewed.")
+    notes: Text = Field(default="", description="The reviewer's notes.")
+    reviewed_at: Instant = Field(description="When.")
 
 
 class SalesReported(Event):
@@ -330,14 +402,14 @@ class SalesReported(Event):
 
     name: ClassVar[str] = "sales-reported"
 
-    participant_id: str = Field(description="The participant.")
-    period: str = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM.")
-    revenue_idr: int = Field(ge=0, description="Revenue in rupiah.")
-    transactions: int = Field(ge=0, description="Number of transactions.")
+    participant_id: Id = Field(description="The participant.")
+    period: Month = Field(description="YYYY-MM.")
+    revenue_idr: int = Field(ge=0, le=MAX_RUPIAH, description="Revenue in rupiah.")
+    transactions: int = Field(ge=0, le=MAX_COUNT, description="Number of transactions.")
     channel: Literal["qris", "e-order", "marketplace", "offline"] = Field(
         description="Where the sales were recorded."
     )
-    source_ref: str = Field(description="The source system's reference; a repeat is a no-op.")
+    source_ref: Id = Field(description="The source system's reference; a repeat is a no-op.")
 
 
 class FinancingDecided(Event):
@@ -345,11 +417,11 @@ class FinancingDecided(Event):
 
     name: ClassVar[str] = "financing-decided"
 
-    referral_id: str = Field(description="The referral decided.")
+    referral_id: Id = Field(description="The referral decided.")
     decision: Literal["approved", "declined"] = Field(description="The bank's decision.")
-    amount_idr: int = Field(ge=0, description="Amount approved (0 when declined).")
-    decided_at: datetime = Field(description="When.")
-    bank_ref: str = Field(description="The bank's reference.")
+    amount_idr: int = Field(ge=0, le=MAX_RUPIAH, description="Amount approved (0 when declined).")
+    decided_at: Instant = Field(description="When.")
+    bank_ref: Id = Field(description="The bank's reference.")
 
 
 class ProductCurationRejected(Event):
@@ -357,10 +429,10 @@ class ProductCurationRejected(Event):
 
     name: ClassVar[str] = "product-curation-rejected"
 
-    product_id: str = Field(description="The product.")
-    participant_id: str = Field(description="Its owner.")
-    level: str = Field(description="The level that rejected it.")
-    notes: str = Field(description="The reviewer's notes.")
+    product_id: Id = Field(description="The product.")
+    participant_id: Id = Field(description="Its owner.")
+    level: Name = Field(description="The level that rejected it.")
+    notes: Text = Field(description="The reviewer's notes.")
 
 
 class ProductCurated(Event):
@@ -368,9 +440,9 @@ class ProductCurated(Event):
 
     name: ClassVar[str] = "product-curated"
 
-    product_id: str = Field(description="The product.")
-    participant_id: str = Field(description="Its owner.")
-    grade: str = Field(description="A, B or C.")
+    product_id: Id = Field(description="The product.")
+    participant_id: Id = Field(description="Its owner.")
+    grade: Name = Field(description="A, B or C.")
 
 
 class ProductListed(Event):
@@ -378,10 +450,12 @@ class ProductListed(Event):
 
     name: ClassVar[str] = "product-listed"
 
-    product_id: str = Field(description="The product.")
-    participant_id: str = Field(description="Its owner.")
-    grade: str = Field(description="Its curation grade.")
-    channels: list[str] = Field(description="e-order, retail, mall, online, bazaar, ...")
+    product_id: Id = Field(description="The product.")
+    participant_id: Id = Field(description="Its owner.")
+    grade: Name = Field(description="Its curation grade.")
+    channels: list[Name] = Field(
+        max_length=MAX_ITEMS, description="e-order, retail, mall, online, bazaar, ..."
+    )
 
 
 class ProductDelisted(Event):
@@ -389,9 +463,9 @@ class ProductDelisted(Event):
 
     name: ClassVar[str] = "product-delisted"
 
-    product_id: str = Field(description="The product.")
-    participant_id: str = Field(description="Its owner.")
-    reason: str = Field(description="Why, as a code.")
+    product_id: Id = Field(description="The product.")
+    participant_id: Id = Field(description="Its owner.")
+    reason: Name = Field(description="Why, as a code.")
 
 
 class ExportFacilitated(Event):
@@ -399,10 +473,10 @@ class ExportFacilitated(Event):
 
     name: ClassVar[str] = "export-facilitated"
 
-    product_id: str = Field(description="The product.")
-    participant_id: str = Field(description="Its owner.")
-    programme: str = Field(description="The export facilitation programme.")
-    reasons: list[Finding] = Field(description="The conditions met.")
+    product_id: Id = Field(description="The product.")
+    participant_id: Id = Field(description="Its owner.")
+    programme: Name = Field(description="The export facilitation programme.")
+    reasons: list[Finding] = Field(max_length=MAX_ITEMS, description="The conditions met.")
 
 
 class FinancialReportRecorded(Event):
@@ -410,11 +484,11 @@ class FinancialReportRecorded(Event):
 
     name: ClassVar[str] = "financial-report-recorded"
 
-    participant_id: str = Field(description="The participant.")
-    period: str = Field(description="YYYY-MM.")
-    revenue_idr: int = Field(description="Revenue in rupiah.")
-    transactions: int = Field(description="Number of transactions.")
-    channel: str = Field(description="Where the sales were recorded.")
+    participant_id: Id = Field(description="The participant.")
+    period: Month = Field(description="YYYY-MM.")
+    revenue_idr: int = Field(ge=0, le=MAX_RUPIAH, description="Revenue in rupiah.")
+    transactions: int = Field(ge=0, le=MAX_COUNT, description="Number of transactions.")
+    channel: Name = Field(description="Where the sales were recorded.")
     replaced: bool = Field(description="Whether it replaced an earlier report of the month.")
 
 
@@ -423,12 +497,12 @@ class FinancingReferred(Event):
 
     name: ClassVar[str] = "financing-referred"
 
-    referral_id: str = Field(description="The referral; the bank answers with it.")
-    participant_id: str = Field(description="The participant.")
-    stages: list[str] = Field(description="The stages met.")
-    product_name: str = Field(description="The credit product.")
-    max_amount_idr: int = Field(description="The most the product lends.")
-    rate_percent: float = Field(description="Yearly interest rate.")
+    referral_id: Id = Field(description="The referral; the bank answers with it.")
+    participant_id: Id = Field(description="The participant.")
+    stages: list[Name] = Field(max_length=MAX_ITEMS, description="The stages met.")
+    product_name: Name = Field(description="The credit product.")
+    max_amount_idr: int = Field(ge=0, le=MAX_RUPIAH, description="The most the product lends.")
+    rate_percent: float = Field(ge=0, le=100, description="Yearly interest rate.")
 
 
 class FinancingApproved(Event):
@@ -436,10 +510,10 @@ class FinancingApproved(Event):
 
     name: ClassVar[str] = "financing-approved"
 
-    referral_id: str = Field(description="The referral.")
-    participant_id: str = Field(description="The participant.")
-    amount_idr: int = Field(description="Amount approved.")
-    bank_ref: str = Field(description="The bank's reference.")
+    referral_id: Id = Field(description="The referral.")
+    participant_id: Id = Field(description="The participant.")
+    amount_idr: int = Field(ge=0, le=MAX_RUPIAH, description="Amount approved.")
+    bank_ref: Id = Field(description="The bank's reference.")
 
 
 class FinancingDeclined(Event):
@@ -447,9 +521,9 @@ class FinancingDeclined(Event):
 
     name: ClassVar[str] = "financing-declined"
 
-    referral_id: str = Field(description="The referral.")
-    participant_id: str = Field(description="The participant.")
-    bank_ref: str = Field(description="The bank's reference.")
+    referral_id: Id = Field(description="The referral.")
+    participant_id: Id = Field(description="The participant.")
+    bank_ref: Id = Field(description="The bank's reference.")
 
 
 # --------------------------------------------------------------------------- notifications
@@ -460,17 +534,17 @@ class NotificationSent(Event):
 
     name: ClassVar[str] = "notification-sent"
 
-    participant_id: str = Field(description="The recipient.")
+    participant_id: Id = Field(description="The recipient.")
     channel: Literal["whatsapp", "sms", "email"] = Field(description="How it went out.")
-    template: str = Field(description="The template (the event it tells about).")
-    provider_message_id: str = Field(description="The provider's id of the message.")
-    cause_event_id: str = Field(description="ce_id of the event the message tells about.")
+    template: Name = Field(description="The template (the event it tells about).")
+    provider_message_id: Id = Field(description="The provider's id of the message.")
+    cause_event_id: Id = Field(description="ce_id of the event the message tells about.")
 
 
 class DeliveryProblem(Part):
-    code: str = Field(description="e.g. provider-rejected, provider-unavailable, no-contact.")
-    channel: str | None = Field(description="The channel that failed, if one did.")
-    message: str = Field(description="What happened (never the address itself).")
+    code: Name = Field(description="e.g. provider-rejected, provider-unavailable, no-contact.")
+    channel: Name | None = Field(description="The channel that failed, if one did.")
+    message: Text = Field(description="What happened (never the address itself).")
 
 
 class NotificationFailed(Event):
@@ -478,10 +552,12 @@ class NotificationFailed(Event):
 
     name: ClassVar[str] = "notification-failed"
 
-    participant_id: str = Field(description="The recipient.")
-    template: str = Field(description="The template (the event it tells about).")
-    cause_event_id: str = Field(description="ce_id of the event the message tells about.")
-    reasons: list[DeliveryProblem] = Field(description="Each failed attempt, in order.")
+    participant_id: Id = Field(description="The recipient.")
+    template: Name = Field(description="The template (the event it tells about).")
+    cause_event_id: Id = Field(description="ce_id of the event the message tells about.")
+    reasons: list[DeliveryProblem] = Field(
+        max_length=MAX_ITEMS, description="Each failed attempt, in order."
+    )
 
 
 CATALOGUE: tuple[type[Event], ...] = (

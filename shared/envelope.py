@@ -8,6 +8,7 @@ its W3C ``traceparent`` header is the span that caused it (:mod:`shared.tracing`
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,11 +17,18 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from shared.contracts import in_bounds
 from shared.tracing import current_traceparent
 
 SPECVERSION = "1.0"
 CONTENT_TYPE = "application/json"
 _REQUIRED = ("ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time")
+ENVELOPE_HEADERS = frozenset(
+    (*_REQUIRED, "ce_subject", "ce_correlationid", "ce_causationid", "traceparent")
+)
+# Ids and names in an envelope are short; its time passes the contracts' bounds.
+MAX_ATTRIBUTE_CHARS = 200
+_TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 
 
 class EnvelopeError(ValueError):
@@ -67,14 +75,28 @@ class Envelope:
         missing = [name for name in _REQUIRED if not text.get(name)]
         if missing:
             raise EnvelopeError(f"missing envelope headers: {', '.join(missing)}")
+        too_long = sorted(
+            name
+            for name in ENVELOPE_HEADERS
+            if len(text.get(name) or "") > MAX_ATTRIBUTE_CHARS or "\x00" in (text.get(name) or "")
+        )
+        if too_long:
+            raise EnvelopeError(f"envelope headers too long or with NUL: {', '.join(too_long)}")
         if text["ce_specversion"] != SPECVERSION:
-            raise EnvelopeError(f"unsupported ce_specversion {text['ce_specversion']!r}")
+            raise EnvelopeError("unsupported ce_specversion")
         try:
             time = datetime.fromisoformat(text["ce_time"])
         except ValueError as exc:
             raise EnvelopeError(f"ce_time is not an RFC 3339 time: {exc}") from None
         if time.tzinfo is None:
             raise EnvelopeError("ce_time has no UTC offset")
+        try:
+            time = in_bounds(time)
+        except ValueError as exc:
+            raise EnvelopeError(f"ce_time out of range: {exc}") from None
+        traceparent = text.get("traceparent") or None
+        if traceparent is not None and not _TRACEPARENT.fullmatch(traceparent):
+            traceparent = None  # a broken trace context is dropped, not the event (W3C)
         return cls(
             id=text["ce_id"],
             source=text["ce_source"],
@@ -83,7 +105,7 @@ class Envelope:
             subject=text.get("ce_subject") or None,
             correlation_id=text.get("ce_correlationid") or None,
             causation_id=text.get("ce_causationid") or None,
-            traceparent=text.get("traceparent") or None,
+            traceparent=traceparent,
         )
 
     def caused(self, *, type: str, source: str, subject: str | None, time: datetime) -> Envelope:

@@ -59,8 +59,13 @@ class ServiceApp(AsgiFastStream):
         await super().__call__(scope, receive, send)
 
 
-def probes(ready: Callable[[], Awaitable[dict[str, bool]]]) -> list[tuple[str, Any]]:
-    """``/healthz``: the process serves. ``/readyz``: every dependency answers."""
+def probes(
+    ready: Callable[[], Awaitable[dict[str, bool]]],
+    waiting: Callable[[], list[dict[str, object]]] = list,
+) -> list[tuple[str, Any]]:
+    """``/healthz``: the process serves. ``/readyz``: every dependency answers and nothing
+    is waiting out an outage (``waiting_for`` says what, e.g. auth refused while MongoDB
+    still answers pings)."""
 
     @get(include_in_schema=False)
     async def healthz(scope: Scope) -> AsgiResponse:
@@ -68,10 +73,9 @@ def probes(ready: Callable[[], Awaitable[dict[str, bool]]]) -> list[tuple[str, A
 
     @get(include_in_schema=False)
     async def readyz(scope: Scope) -> AsgiResponse:
-        checks = await ready()
-        return json_response(
-            {"status": "ready" if all(checks.values()) else "not-ready", "checks": checks},
-            200 if all(checks.values()) else 503,
-        )
+        checks, waits = await ready(), waiting()
+        ok = all(checks.values()) and not waits
+        body = {"status": "ready" if ok else "not-ready", "checks": checks, "waiting_for": waits}
+        return json_response(body, 200 if ok else 503)
 
     return [("/healthz", healthz), ("/readyz", readyz)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import json
@@ -19,9 +20,9 @@ from prometheus_client import CollectorRegistry, Counter
 from pydantic import ValidationError
 
 from shared.contracts import Event
-from shared.envelope import Envelope, EnvelopeError, OutgoingEvent
-from shared.logging import get_logger
-from shared.retry import retry_transient
+from shared.envelope import ENVELOPE_HEADERS, Envelope, EnvelopeError, OutgoingEvent
+from shared.logging import get_logger, mask_text
+from shared.retry import TOO_LARGE_ERRORS, retry_transient
 from shared.settings import ServiceSettings
 
 log = get_logger(__name__)
@@ -98,10 +99,12 @@ class Record:
     key: bytes | None
     value: bytes
     headers: Mapping[str, str]
+    repeated_headers: frozenset[str] = frozenset()  # names that came more than once
 
     @classmethod
     def of_raw(cls, raw: Any) -> Record:
         """From an aiokafka ``ConsumerRecord``."""
+        counts = collections.Counter(k for k, _ in (raw.headers or ()))
         return cls(
             topic=raw.topic,
             partition=raw.partition,
@@ -109,6 +112,7 @@ class Record:
             key=raw.key,
             value=raw.value or b"",
             headers={k: (v or b"").decode("utf-8", "replace") for k, v in (raw.headers or ())},
+            repeated_headers=frozenset(n for n, count in counts.items() if count > 1),
         )
 
 
@@ -128,6 +132,9 @@ class DeadLetter(Exception):
 
 def read_envelope(record: Record, *types: str) -> Envelope:
     """The record's envelope, if it is one of ``types``; else :class:`DeadLetter`."""
+    repeated = sorted(n for n in record.repeated_headers if n in ENVELOPE_HEADERS)
+    if repeated:
+        raise DeadLetter("invalid-envelope", f"repeated envelope headers: {', '.join(repeated)}")
     try:
         envelope = Envelope.from_headers(record.headers)
     except EnvelopeError as exc:
@@ -137,10 +144,20 @@ def read_envelope(record: Record, *types: str) -> Envelope:
     return envelope
 
 
-def read_object(record: Record) -> dict[str, Any]:
+def check_size(record: Record, limit: int) -> None:
+    """:class:`DeadLetter` ``too-large`` when the value is larger than its contract allows:
+    checked before it is parsed, so a huge value costs no parsing and no memory."""
+    if len(record.value) > limit:
+        raise DeadLetter("too-large", f"value of {len(record.value)} bytes; at most {limit}")
+
+
+def read_object(record: Record, max_bytes: int) -> dict[str, Any]:
     """The record's value as a JSON object; else :class:`DeadLetter`."""
+    check_size(record, max_bytes)
     try:
         raw = json.loads(record.value)
+    except RecursionError:
+        raise DeadLetter("too-deep", "value is nested too deeply") from None
     except ValueError as exc:
         raise DeadLetter("invalid-json", f"value is not JSON: {exc.__class__.__name__}") from None
     if not isinstance(raw, dict):
@@ -154,11 +171,16 @@ def read_event(
     """The record's envelope and its contract (chosen by ``ce_type``), or :class:`DeadLetter`
     saying which fields are wrong (names only: values may be personal data)."""
     envelope = read_envelope(record, *by_type)
+    contract = by_type[envelope.type]
+    check_size(record, contract.max_bytes)
     try:
-        event = by_type[envelope.type].model_validate_json(record.value, strict=strict)
+        event = contract.model_validate_json(record.value, strict=strict)
     except ValidationError as exc:
-        fields = ", ".join(".".join(map(str, e["loc"])) or "value" for e in exc.errors())
-        raise DeadLetter("invalid-payload", f"invalid fields: {fields}") from None
+        errors = exc.errors(include_url=False, include_input=False)
+        if any(e["type"] == "recursion_loop" or "recursion" in e["msg"] for e in errors):
+            raise DeadLetter("too-deep", "value is nested too deeply") from None
+        fields = ", ".join(sorted({".".join(map(str, e["loc"])) or "value" for e in errors}))
+        raise DeadLetter("invalid-payload", f"invalid fields: {fields[:500]}") from None
     return envelope, event
 
 
@@ -178,14 +200,21 @@ async def dead_letter(
 async def readable(
     records: Iterable[Record], read: Callable[[Record], T], broker: KafkaBroker, service: str
 ) -> list[tuple[Record, T]]:
-    """Each record with what ``read`` made of it; a record it cannot read (:class:`DeadLetter`)
-    goes to the DLQ at once, with its reason."""
+    """Each record with what ``read`` made of it; a record it cannot read goes to the DLQ at
+    once with its reason: a :class:`DeadLetter`'s code, ``too-deep`` for a value that
+    exhausts the parser's recursion, and ``unreadable`` (with the traceback logged) for any
+    other error while reading, which is a bug tripped by this record, not by the others."""
     read_ones: list[tuple[Record, T]] = []
     for record in records:
         try:
             read_ones.append((record, read(record)))
         except DeadLetter as exc:
             await dead_letter(broker, record, exc, service)
+        except RecursionError:
+            await dead_letter(broker, record, DeadLetter("too-deep", "nested too deeply"), service)
+        except Exception as exc:
+            log.error("record could not be read", topic=record.topic, exc_info=exc)
+            await dead_letter(broker, record, DeadLetter("unreadable", repr(exc)), service)
     return read_ones
 
 
@@ -207,7 +236,7 @@ async def send_to_dlq(
     headers.update(
         {
             "dlq_error_type": error_type,
-            "dlq_error_message": error_message[:2000],
+            "dlq_error_message": mask_text(error_message[:2000]),
             "dlq_original_topic": record.topic,
             "dlq_original_partition": str(record.partition),
             "dlq_original_offset": str(record.offset),
@@ -215,9 +244,16 @@ async def send_to_dlq(
             "dlq_failed_at": datetime.now(UTC).isoformat(),
         }
     )
-    await broker.publish(
-        record.value, topic=dlq_topic(record.topic), key=record.key, headers=headers
-    )
+    try:
+        await broker.publish(
+            record.value, topic=dlq_topic(record.topic), key=record.key, headers=headers
+        )
+    except TOO_LARGE_ERRORS:
+        # The record with our headers no longer fits: keep the entry (where and why it
+        # failed, the envelope, shortened) without the value rather than lose it.
+        headers = {k: v[:256] for k, v in headers.items() if len(headers) < 64 or k in _KEEP}
+        headers["dlq_value_dropped"] = f"{len(record.value)} bytes: too large to keep"
+        await broker.publish(b"", topic=dlq_topic(record.topic), key=None, headers=headers)
     DEAD_LETTERS.labels(service, record.topic, error_type).inc()
     log.warning(
         "record sent to dead-letter queue",
@@ -226,6 +262,27 @@ async def send_to_dlq(
         offset=record.offset,
         error_type=error_type,
     )
+
+
+_KEEP = frozenset(
+    {
+        "ce_specversion",
+        "ce_id",
+        "ce_source",
+        "ce_type",
+        "ce_time",
+        "ce_subject",
+        "ce_correlationid",
+        "ce_causationid",
+        "dlq_error_type",
+        "dlq_error_message",
+        "dlq_original_topic",
+        "dlq_original_partition",
+        "dlq_original_offset",
+        "dlq_failing_service",
+        "dlq_failed_at",
+    }
+)
 
 
 def _clean_headers(record: Any) -> Any:

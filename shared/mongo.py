@@ -8,9 +8,10 @@ one transaction; a relay publishes what the outbox holds and marks it sent.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from faststream.kafka import KafkaBroker
 from pydantic import BaseModel
@@ -23,9 +24,9 @@ from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
 from shared.envelope import OutgoingEvent
-from shared.kafka import publish
+from shared.kafka import DeadLetter, Record, dead_letter, publish
 from shared.logging import get_logger
-from shared.retry import TRANSIENT_ERRORS, retry_transient
+from shared.retry import TOO_LARGE_ERRORS, TRANSIENT_ERRORS, retry_transient
 
 log = get_logger(__name__)
 
@@ -160,6 +161,9 @@ class Outbox:
     async def ensure_indexes(self) -> None:
         await self.collection.create_index([("sent_at", 1), ("created_at", 1)])
 
+    # Unsent and publishable: an event the broker refused for its size is not retried.
+    PENDING: ClassVar[Document] = {"sent_at": None, "failed": {"$exists": False}}
+
     async def add(self, session: AsyncClientSession, events: Iterable[OutgoingEvent]) -> None:
         now = datetime.now(UTC)
         docs = [{**e.to_document(), "created_at": now, "sent_at": None} for e in events]
@@ -179,17 +183,41 @@ class Outbox:
         if not by_key:
             return
 
+        refused: list[str] = []
+
         async def in_order(chain: list[OutgoingEvent]) -> None:
             for event in chain:
-                await publish(self.broker, event)
+                try:
+                    await publish(self.broker, event)
+                except TOO_LARGE_ERRORS as exc:
+                    await self._refused(event, exc)
+                    refused.append(event.envelope.id)
 
         await asyncio.gather(*(in_order(chain) for chain in by_key.values()))
         ids = [e.envelope.id for chain in by_key.values() for e in chain]
-        await self.collection.update_many(
-            {"_id": {"$in": ids}}, {"$set": {"sent_at": datetime.now(UTC)}}
-        )
+        sent = [event_id for event_id in ids if event_id not in refused]
+        if sent:
+            await self.collection.update_many(
+                {"_id": {"$in": sent}}, {"$set": {"sent_at": datetime.now(UTC)}}
+            )
         for event_id in ids:
             self._in_flight.pop(event_id, None)
+
+    async def _refused(self, event: OutgoingEvent, exc: BaseException) -> None:
+        """An event the broker refuses for its size is refused on every retry: it is a
+        permanent failure, kept in the outbox with its reason (never relayed again) and put
+        on its topic's DLQ (without the value that does not fit) for an operator."""
+        reason = f"{type(exc).__name__}: {len(event.value)} bytes"
+        log.error("event too large to publish", topic=event.topic, event_id=event.envelope.id)
+        record = Record(
+            event.topic, -1, -1, event.key.encode(), event.value, event.envelope.headers()
+        )
+        await dead_letter(
+            self.broker, record, DeadLetter("too-large", reason), event.envelope.source
+        )
+        await self.collection.update_one(
+            {"_id": event.envelope.id}, {"$set": {"failed": reason, "failed_at": datetime.now(UTC)}}
+        )
 
     async def relay_pending(self, older_than: timedelta = timedelta(0)) -> int:
         """Publish, oldest first, every event still unsent that this process is not about
@@ -200,7 +228,7 @@ class Outbox:
                 del self._in_flight[event_id]
         sent = 0
         cursor = self.collection.find(
-            {"sent_at": None, "created_at": {"$lte": now - older_than}}
+            {**self.PENDING, "created_at": {"$lte": now - older_than}}
         ).sort("created_at", 1)
         chunk: list[OutgoingEvent] = []
         async for doc in cursor:
@@ -226,3 +254,83 @@ class Outbox:
                     "outbox relay waiting for infrastructure", error_type=type(exc).__name__
                 )
             await asyncio.sleep(interval_s)
+
+
+class Parking:
+    """Facts that name something not known yet (a revocation before its certificate, a
+    review before its product) wait here, in the deciding transaction, until it arrives.
+
+    A fact parked longer than the service's ``parked_ttl_s`` will not be completed by what
+    comes later: :meth:`expire` sends it to its DLQ as ``parked-expired`` and releases its
+    inbox claim, so an operator's ``jakpreneur dlq replay`` decides it afresh.
+    """
+
+    def __init__(self, client: AsyncMongoClient[Document], db: AsyncDatabase[Document]) -> None:
+        self.client, self.db = client, db
+        self.collection = db.parked
+
+    async def ensure_indexes(self) -> None:
+        await self.collection.create_index([("key", 1), ("parked_at", 1)])
+        await self.collection.create_index([("parked_at", 1)])
+
+    async def park(self, session: AsyncClientSession, key: str, claim: str, record: Record) -> None:
+        """Keep ``record`` under ``key`` (what it waits for); ``claim`` is its inbox key."""
+        await self.collection.insert_one(
+            {
+                "key": key,
+                "claim": claim,
+                "parked_at": datetime.now(UTC),
+                "topic": record.topic,
+                "partition": record.partition,
+                "offset": record.offset,
+                "record_key": record.key,
+                "value": record.value,
+                "headers": dict(record.headers),
+            },
+            session=session,
+        )
+
+    async def take(self, session: AsyncClientSession, key: str) -> list[Record]:
+        """The records waiting for ``key``, oldest first; they leave the parking."""
+        docs = (
+            await self.collection.find({"key": key}, session=session).sort("parked_at", 1).to_list()
+        )
+        if docs:
+            await self.collection.delete_many(
+                {"_id": {"$in": [d["_id"] for d in docs]}}, session=session
+            )
+        return [_parked_record(d) for d in docs]
+
+    async def expire(
+        self, broker: KafkaBroker, service: str, ttl: timedelta, limit: int = 500
+    ) -> int:
+        """Dead-letter what waited longer than ``ttl``; returns how many. The DLQ entry is
+        written before the record leaves the parking: a crash between the two writes it
+        twice (a replay of the second finds the first's inbox claim), never loses it."""
+        cutoff = datetime.now(UTC) - ttl
+        docs = await self.collection.find({"parked_at": {"$lte": cutoff}}).limit(limit).to_list()
+        for doc in docs:
+            problem = DeadLetter("parked-expired", f"waited more than {ttl} for {doc['key']}")
+            await dead_letter(broker, _parked_record(doc), problem, service)
+
+            release = functools.partial(self._release, doc)
+            await retry_transient(functools.partial(in_transaction, self.client, release))
+        if docs:
+            log.warning("parked records expired to the DLQ", count=len(docs))
+        return len(docs)
+
+    async def _release(self, doc: Document, session: AsyncClientSession) -> None:
+        gone = await self.collection.delete_one({"_id": doc["_id"]}, session=session)
+        if gone.deleted_count:  # else what it waited for came meanwhile and took it
+            await self.db.inbox.delete_one({"_id": doc["claim"]}, session=session)
+
+
+def _parked_record(doc: Document) -> Record:
+    return Record(
+        doc["topic"],
+        doc["partition"],
+        doc["offset"],
+        doc["record_key"],
+        bytes(doc["value"]),
+        doc["headers"],
+    )

@@ -8,7 +8,9 @@ It holds no business rules: a service hands in its batch handler and its own set
 # annotations at run time, and the payload type below is local to service_app().
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import timedelta
 from typing import Annotated, Any
 
 import uvicorn
@@ -25,21 +27,24 @@ from shared.contracts import Event
 from shared.http import PathHandler, ServiceApp, probes
 from shared.kafka import METRICS as kafka_metrics
 from shared.kafka import (
+    DeadLetter,
     Record,
+    dead_letter,
     ensure_topics,
     raw_body,
     records_of,
     tolerant_parser,
 )
 from shared.logging import configure_logging, get_logger
-from shared.mongo import Document, Outbox
-from shared.retry import TRANSIENT_ERRORS, retry_transient
+from shared.mongo import Document, Outbox, Parking
+from shared.retry import TRANSIENT_ERRORS, outages, retry_transient
 from shared.settings import ServiceSettings
 from shared.tracing import configure_tracing
 
 log = get_logger(__name__)
 
 BatchHandler = Callable[[list[Record]], Awaitable[None]]
+MAX_PAUSE_S = 30.0  # the longest wait between two tries while the infrastructure is away
 Periodic = tuple[float, Callable[[], Awaitable[Any]]]
 
 
@@ -63,6 +68,35 @@ def _payload_schema(events: Sequence[type[Event]]) -> dict[str, Any]:
     return {"type": "array", "items": items[0] if len(items) == 1 else {"oneOf": items}}
 
 
+async def consume(
+    records: list[Record], handle_batch: BatchHandler, broker: KafkaBroker, service: str
+) -> None:
+    """The one failure policy every consumer goes through. Each record ends in an answer (the
+    handler's), a DLQ entry with a reason code, or a pause; nothing escapes to the broker's
+    redelivery loop, so no record can stall its partitions for ever.
+
+    - The infrastructure's fault (``shared.retry.is_transient``): the batch waits, with capped
+      exponential backoff, and is handled again when MongoDB or Kafka answer; meanwhile
+      ``/readyz`` says what it waits for. Nothing is committed meanwhile (the handlers are
+      idempotent, so work done before the outage is not repeated).
+    - Anything else escaping the handler is a bug tripped by some record (the handlers
+      dead-letter what they foresee themselves): each record is handled again on its own,
+      and the one that still fails goes to the DLQ as ``handler-error``, with the traceback
+      logged; the others are answered.
+    """
+    try:
+        await retry_transient(lambda: handle_batch(records), max_wait_s=MAX_PAUSE_S)
+        return
+    except Exception:
+        log.exception("batch could not be handled; handling its records one by one")
+    for record in records:
+        try:
+            await retry_transient(functools.partial(handle_batch, [record]), MAX_PAUSE_S)
+        except Exception as exc:
+            log.error("record could not be handled", topic=record.topic, exc_info=exc)
+            await dead_letter(broker, record, DeadLetter("handler-error", repr(exc)), service)
+
+
 async def _every(interval_s: float, job: Callable[[], Awaitable[Any]]) -> None:
     while True:
         await asyncio.sleep(interval_s)
@@ -83,13 +117,15 @@ def service_app(
     consumes: Sequence[type[Event]],
     produces: Sequence[type[Event]],
     handle_batch: BatchHandler,
-    prepare: Callable[[], Awaitable[Any]],
+    prepare: Callable[[], Awaitable[Any]] | None = None,
     periodic: Sequence[Periodic] = (),
     path_routes: Sequence[tuple[str, PathHandler]] = (),
     cleanup: Callable[[], Awaitable[Any]] | None = None,
+    parking: Parking | None = None,
 ) -> ServiceApp:
     """The service's ASGI app. ``prepare`` (indexes, reference data) runs before consuming;
-    ``cleanup`` (the service's own clients) after it stopped."""
+    ``cleanup`` (the service's own clients) after it stopped. A service that parks facts
+    hands in its ``parking``: what waits longer than ``parked_ttl_s`` is dead-lettered."""
     configure_tracing(settings.service_name, settings.otlp_endpoint)
     Batch = Annotated[list[bytes], WithJsonSchema(_payload_schema(consumes))]
     tasks: list[asyncio.Task[None]] = []
@@ -115,7 +151,7 @@ def service_app(
     )
 
     async def measure() -> None:
-        count = await outbox.collection.count_documents({"sent_at": None})
+        count = await outbox.collection.count_documents(Outbox.PENDING)
         backlog.labels(settings.service_name).set(count)
         consumer = inbound.consumer
         if consumer is None:
@@ -148,7 +184,7 @@ def service_app(
 
     @inbound
     async def on_batch(body: Batch, message: KafkaMessage) -> None:
-        await handle_batch(records_of(message))
+        await consume(records_of(message), handle_batch, broker, settings.service_name)
 
     for event in produces:  # documents the outbound topics in the AsyncAPI schema
         broker.publisher(
@@ -158,7 +194,10 @@ def service_app(
     @contextlib.asynccontextmanager
     async def lifespan(**_: Any) -> AsyncIterator[None]:
         await retry_transient(outbox.ensure_indexes)
-        await retry_transient(prepare)
+        if parking is not None:
+            await retry_transient(parking.ensure_indexes)
+        if prepare is not None:
+            await retry_transient(prepare)
         names = [e.name for e in (*consumes, *produces)]
         await retry_transient(lambda: ensure_topics(settings, names))
         yield
@@ -168,7 +207,12 @@ def service_app(
 
     async def start_background() -> None:
         tasks.append(asyncio.create_task(outbox.run_relay(settings.outbox_relay_interval_s)))
-        tasks.extend(asyncio.create_task(_every(i, job)) for i, job in periodic)
+        jobs = list(periodic)
+        if parking is not None:
+            ttl = timedelta(seconds=settings.parked_ttl_s)
+            expire = functools.partial(parking.expire, broker, settings.service_name, ttl)
+            jobs.append((settings.parked_check_interval_s, expire))
+        tasks.extend(asyncio.create_task(_every(i, job)) for i, job in jobs)
         tasks.append(asyncio.create_task(_every(5.0, measure)))
 
     async def stop_background() -> None:
@@ -200,7 +244,7 @@ def service_app(
         lifespan=lifespan,
         after_startup=[start_background],
         on_shutdown=[stop_background],
-        asgi_routes=[*probes(ready), ("/metrics", metrics_endpoint)],
+        asgi_routes=[*probes(ready, outages), ("/metrics", metrics_endpoint)],
         path_routes=path_routes,
         asyncapi_path=AsyncAPIRoute("/docs/asyncapi", asyncapi_json_path="/docs/asyncapi.json"),
         logger=get_logger("jakpreneur.faststream"),

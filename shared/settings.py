@@ -58,6 +58,15 @@ class ServiceSettings(BaseSettings):
     http_port: int = 8000
     log_level: str = "INFO"
     batch_size: int = Field(default=200, ge=1, description="Records consumed and decided together.")
+    parked_ttl_s: float = Field(
+        default=7 * 24 * 3600,
+        gt=0,
+        description="How long a fact may wait for what it names (a revocation for its "
+        "certificate, a review for its product) before it goes to the DLQ as parked-expired.",
+    )
+    parked_check_interval_s: float = Field(
+        default=300, gt=0, description="How often parked facts are checked for expiry."
+    )
     outbox_relay_interval_s: float = Field(
         default=1.0, gt=0, description="How often the relay looks for events left unpublished."
     )

@@ -74,4 +74,5 @@ def create_app(settings: CoachingSettings | None = None) -> ServiceApp:
         prepare=prepare,
         periodic=[(settings.expiry_check_interval_s, lambda: check_expiries(deps))],
         path_routes=[("/participants/{participant_id}/coaching", coaching)],
+        parking=store.parking,
     )

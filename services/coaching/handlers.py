@@ -126,7 +126,7 @@ async def _apply(deps: Deps, session: Session, state: Coaching, fact: Event) -> 
                 domain.Product(product_id=fact.product_id, name=fact.name_, category=fact.category)
             )
     elif isinstance(fact, CertificationIssued):
-        revoked = await store.take_parked_revocation(session, fact.certificate_id)
+        revoked = bool(await store.parking.take(session, f"certificate:{fact.certificate_id}"))
         domain.issue_certificate(
             state,
             domain.Certificate(
@@ -244,7 +244,9 @@ async def _decide(deps: Deps, session: Session, unit: Unit, fact: Fact) -> Outco
     if isinstance(event, CertificationRevoked):
         holder = await store.holder_of(session, event.certificate_id)
         if holder is None:  # its certificate has not arrived yet
-            await store.park_revocation(session, event.certificate_id, event.reason)
+            await store.parking.park(
+                session, f"certificate:{event.certificate_id}", fact.key, fact.record
+            )
             return Outcome()
         participant_id = holder
     else:

@@ -14,7 +14,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.coaching.domain import Coaching, Enrollment
-from shared.mongo import Document, StateCache, StateDocuments
+from shared.mongo import Document, Parking, StateCache, StateDocuments
 
 Session = AsyncClientSession
 
@@ -28,6 +28,8 @@ class CoachingStore:
         self.client = client
         self.db: AsyncDatabase[Document] = client[database]
         self.states = StateDocuments(self.db.participants, Coaching)
+        # Revocations that came before their certificate, under "certificate:<id>".
+        self.parking = Parking(client, self.db)
 
     async def ensure_indexes(self) -> None:
         await self.db.participants.create_index("next_check_at", sparse=True)
@@ -100,18 +102,6 @@ class CoachingStore:
     async def holder_of(self, session: Session, certificate_id: str) -> str | None:
         doc = await self.db.certificate_index.find_one({"_id": certificate_id}, session=session)
         return None if doc is None else str(doc["participant_id"])
-
-    async def park_revocation(self, session: Session, certificate_id: str, reason: str) -> None:
-        """A revocation that came before its certificate waits here for it."""
-        await self.db.parked_revocations.update_one(
-            {"_id": certificate_id}, {"$set": {"reason": reason}}, upsert=True, session=session
-        )
-
-    async def take_parked_revocation(self, session: Session, certificate_id: str) -> bool:
-        result = await self.db.parked_revocations.delete_one(
-            {"_id": certificate_id}, session=session
-        )
-        return result.deleted_count > 0
 
 
 class Seats:

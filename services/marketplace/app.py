@@ -81,7 +81,7 @@ def create_app(settings: MarketplaceSettings | None = None) -> ServiceApp:
         consumes=CONSUMES,
         produces=PRODUCES,
         handle_batch=lambda records: handle_facts(records, deps),
-        prepare=store.ensure_indexes,
+        parking=store.parking,
         path_routes=[
             ("/participants/{participant_id}/sales", sales),
             ("/participants/{participant_id}/marketplace", marketplace),

@@ -150,7 +150,7 @@ class _Decision:
                 ],
             )
             await store.index(self.session, "product", fact.product_id, pid)
-            for parked in await store.take_parked(self.session, f"product:{fact.product_id}"):
+            for parked in await store.parking.take(self.session, f"product:{fact.product_id}"):
                 try:
                     await self.apply(read_fact(parked)[1])
                 except (DeadLetter, NotApplicable) as exc:
@@ -291,7 +291,7 @@ async def _decide(
     if isinstance(event, CurationReviewed):
         holder = await store.holder(session, "product", event.product_id)
         if holder is None:  # its product's certification has not arrived yet
-            await store.park(session, f"product:{event.product_id}", fact.record)
+            await store.parking.park(session, f"product:{event.product_id}", fact.key, fact.record)
             return Outcome()
         participant_id = holder
     elif isinstance(event, FinancingDecided):

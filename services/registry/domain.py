@@ -31,10 +31,13 @@ DKI_PROVINCE = "31"
 MINIMUM_AGE = 17
 FEMALE_DAY_OFFSET = 40
 
-_DIGITS16 = re.compile(r"\d{16}")
-_DIGITS13 = re.compile(r"\d{13}")
-_PHONE_SEPARATORS = re.compile(r"[\s-]")
-_MOBILE = re.compile(r"(?:\+62|62|0)8(\d{8,11})")
+# ASCII digits only: ``\d`` would also take Arabic-Indic or Devanagari digits, and one NIK
+# would then have several spellings (and several hashes). The contracts turn fullwidth
+# digits into ASCII ones (NFKC) before these rules see them.
+_DIGITS16 = re.compile(r"[0-9]{16}")
+_DIGITS13 = re.compile(r"[0-9]{13}")
+_PHONE_SEPARATORS = re.compile(r"[ -]")
+_MOBILE = re.compile(r"(?:\+62|62|0)8([0-9]{8,11})")
 
 
 @dataclass(frozen=True)

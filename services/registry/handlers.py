@@ -80,15 +80,18 @@ class Submission:
     reasons: list[Reason]
 
 
-def read_submission(record: Record) -> Submission:
-    """Parse and check a record; raise :class:`DeadLetter` when it cannot be answered at all."""
+def read_submission(record: Record, received: datetime) -> Submission:
+    """Parse and check a record; raise :class:`DeadLetter` when it cannot be answered at all.
+
+    Age is judged on the day the registry ``received`` the record, never on the producer's
+    ``ce_time``: a clock set ahead must not let a minor register."""
     envelope = read_envelope(record, RegistrationSubmitted.ce_type())
-    raw = read_object(record)
+    raw = read_object(record, RegistrationSubmitted.max_bytes)
     submission_id = raw.get("submission_id")
     if not isinstance(submission_id, str) or not submission_id:
         raise DeadLetter("missing-submission-id", "no submission_id string in the value")
     values, errors = validate_fields(RegistrationSubmitted, raw)
-    today = envelope.time.astimezone(JAKARTA).date()
+    today = received.astimezone(JAKARTA).date()
     reasons = domain.schema_reasons(errors) + domain.assess(values, today)
     return Submission(envelope, submission_id, values, reasons)
 
@@ -230,7 +233,10 @@ async def handle_submissions(records: list[Record], deps: Deps) -> None:
     decided even on its own, goes to the DLQ, so it neither crashes the service nor blocks
     the partition, and an operator can replay it once the cause is fixed.
     """
-    subs = await readable(records, read_submission, deps.broker, deps.settings.service_name)
+    received = datetime.now(UTC)
+    subs = await readable(
+        records, lambda r: read_submission(r, received), deps.broker, deps.settings.service_name
+    )
     if not subs:
         return
     try:

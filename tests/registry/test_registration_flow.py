@@ -302,7 +302,11 @@ async def test_probes_and_asyncapi_docs(registry: Registry) -> None:
         docs = await http.get(f"{registry.url}/docs/asyncapi")
         schema = await http.get(f"{registry.url}/docs/asyncapi.json")
     assert health.status_code == 200
-    assert ready.json() == {"status": "ready", "checks": {"kafka": True, "mongodb": True}}
+    assert ready.json() == {
+        "status": "ready",
+        "checks": {"kafka": True, "mongodb": True},
+        "waiting_for": [],
+    }
     assert docs.status_code == 200 and "html" in docs.headers["content-type"]
     text = json.dumps(schema.json())
     for topic in (registry.submit_topic, registry.registered_topic, registry.rejected_topic):
