@@ -1,18 +1,33 @@
-"""The launcher leaves no orphan: a server dies with the process that started it."""
+"""The launcher leaves no orphan: a server dies with the process that started it. The stack
+supervisor brings back whatever dies."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
+import httpx
 import pytest
+from pymongo import MongoClient, WriteConcern
 
-from deploy.local.launcher import Mongod, install_mongod
+from deploy.local.launcher import (
+    Mongod,
+    die_with_parent,
+    free_port,
+    install_kafka,
+    install_mongod,
+)
+from deploy.local.stack import SERVICES
+
+T = TypeVar("T")
 
 pytestmark = pytest.mark.integration
 
@@ -64,3 +79,156 @@ def test_a_server_dies_with_a_killed_launcher(tmp_path: Path) -> None:
     parent.send_signal(signal.SIGKILL)
     parent.wait()
     assert wait_gone(child), "mongod outlived the launcher that started it"
+
+
+# ------------------------------------------------------------------ the stack supervisor
+
+STACK_PORTS = (
+    "KAFKA_PORT",
+    "KAFKA_CONTROLLER_PORT",
+    "MONGO_PORT",
+    "PROVIDERS_HTTP_PORT",
+    "PROVIDERS_SMTP_PORT",
+    "REGISTRY_HTTP_PORT",
+    "COACHING_HTTP_PORT",
+    "MARKETPLACE_HTTP_PORT",
+    "NOTIFICATIONS_HTTP_PORT",
+)
+
+
+def wait_for(check: Callable[[], T | None], timeout: float, what: str) -> T:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found is not None:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"{what} not within {timeout}s")
+
+
+def processes(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """The supervisor's state file, by process name (it is replaced atomically)."""
+    state = json.loads((run_dir / "supervisor.json").read_text())
+    return {row["name"]: row for row in state["processes"]}
+
+
+def restarted(run_dir: Path, name: str, killed: int) -> Callable[[], dict[str, Any] | None]:
+    def check() -> dict[str, Any] | None:
+        row = processes(run_dir)[name]
+        running = row["state"] == "running" and row["pid"] not in (None, killed)
+        return row if running and row["restarts"] == 1 else None
+
+    return check
+
+
+def test_the_supervisor_restarts_what_dies(tmp_path: Path) -> None:
+    """SIGKILL a service, then mongod and Kafka: each comes back (restart 1), answers, and
+    mongod and Kafka come back on their data, as ``make up`` would have them."""
+    install_kafka()
+    install_mongod()
+    run_dir = tmp_path / "run"
+    ports: set[int] = set()
+    while len(ports) < len(STACK_PORTS):  # a separate stack beside a developer's `make up`
+        ports.add(free_port())
+    env = {
+        **os.environ,
+        "JAKPRENEUR_RUN_DIR": str(run_dir),
+        **{name: str(port) for name, port in zip(STACK_PORTS, sorted(ports), strict=True)},
+    }
+    run_dir.mkdir()
+    log = (tmp_path / "supervisor.log").open("ab")
+    supervisor = subprocess.Popen(
+        [sys.executable, "-m", "deploy.local", "supervise"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=die_with_parent,
+    )
+    try:
+
+        def up() -> bool | None:
+            assert supervisor.poll() is None, (tmp_path / "supervisor.log").read_text()
+            return True if (run_dir / "stack.env").exists() else None
+
+        wait_for(up, 240, "the stack")
+        stack_env = dict(
+            line.split("=", 1) for line in (run_dir / "stack.env").read_text().splitlines()
+        )
+        before = processes(run_dir)
+        assert {row["state"] for row in before.values()} == {"running"}
+        assert {row["restarts"] for row in before.values()} == {0}
+
+        # a service
+        os.kill(before["registry"]["pid"], signal.SIGKILL)
+        row = wait_for(restarted(run_dir, "registry", before["registry"]["pid"]), 120, "registry")
+        assert row["last_exit"] == -signal.SIGKILL
+        assert httpx.get(f"{stack_env['REGISTRY_URL']}/healthz", timeout=5).status_code == 200
+
+        # mongod and Kafka, together; something durable in each first
+        mongo_port = int(env["MONGO_PORT"])
+        client: MongoClient[dict[str, Any]] = MongoClient(
+            f"mongodb://127.0.0.1:{mongo_port}/?directConnection=true",
+            serverSelectionTimeoutMS=5000,
+        )
+        kept = client.supervisor_test.get_collection(
+            "kept", write_concern=WriteConcern(w=1, j=True)
+        )
+        kept.insert_one({"_id": "survives-a-kill"})
+        client.close()
+        os.kill(before["mongod"]["pid"], signal.SIGKILL)
+        os.kill(before["kafka"]["pid"], signal.SIGKILL)
+        for name in ("mongod", "kafka"):
+            wait_for(restarted(run_dir, name, before[name]["pid"]), 180, f"{name} again")
+        client = MongoClient(
+            f"mongodb://127.0.0.1:{mongo_port}/?directConnection=true",
+            serverSelectionTimeoutMS=5000,
+        )
+        try:
+            assert client.admin.command("ping")["ok"] == 1
+            assert client.supervisor_test.kept.find_one({"_id": "survives-a-kill"}) is not None
+        finally:
+            client.close()
+
+        # what the ops team sees: whole, machine-readable, through the real CLI
+        cli = Path(sys.executable).with_name("jakpreneur")
+        cli_env = {**env, "KAFKA_BOOTSTRAP_SERVERS": stack_env["KAFKA_BOOTSTRAP_SERVERS"]}
+        topics = subprocess.run(
+            [str(cli), "topics", "list", "--output", "json"],
+            env=cli_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        # created by the services at their start, before Kafka was killed: the data survived
+        assert {"topic": "registration-submitted"} in json.loads(topics.stdout)
+        status = subprocess.run(
+            [str(cli), "stack", "status", "--output", "json"],
+            env=cli_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        rows = {row["name"]: row for row in json.loads(status.stdout)}
+        assert set(rows) == {"kafka", "mongod", "providers", *(s.name for s in SERVICES)}
+        for name in ("registry", "mongod", "kafka"):
+            assert (rows[name]["state"], rows[name]["restarts"]) == ("running", 1)
+            assert rows[name]["pid"] != before[name]["pid"]
+
+        # a clean stop ends every process and removes the state file
+        last = [row["pid"] for row in rows.values() if row["pid"]]
+        supervisor.send_signal(signal.SIGTERM)
+        assert supervisor.wait(60) == 0
+        assert all(wait_gone(pid, 10) for pid in last)
+        assert not (run_dir / "supervisor.json").exists()
+    finally:
+        if supervisor.poll() is None:
+            supervisor.send_signal(signal.SIGTERM)
+            try:
+                supervisor.wait(60)
+            except subprocess.TimeoutExpired:
+                supervisor.kill()  # its children die with it (PR_SET_PDEATHSIG)
+                supervisor.wait()
+        log.close()

@@ -8,6 +8,12 @@
     jakpreneur stack up | down | status
     jakpreneur simulate [--participants N]      jakpreneur bench [--participants N]
 
+The listings (``topics list``, ``topics describe``, ``dlq list``, ``stack status``) take
+``--output table`` (the default) or ``--output json``: one JSON document on stdout, a list
+of objects with every column and whole values, for programs. A table cut to the terminal's
+width is for eyes only; piped, it is printed whole. Notes go to stderr, so stdout stays
+what was asked for.
+
 A replay republishes the original record (value, key and envelope, without the ``dlq_*``
 headers) to the topic it failed on, and records who replayed what on ``dlq-replays``. The
 service's inbox makes a second replay of the same record a no-op.
@@ -17,7 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import json
+import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -37,15 +46,62 @@ app.add_typer(topics_app, name="topics")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(stack_app, name="stack")
 console = Console()
+notes = Console(stderr=True)
 REPLAYS_TOPIC = "dlq-replays"
 
 Bootstrap = Annotated[str, typer.Option(envvar="KAFKA_BOOTSTRAP_SERVERS")]
 
 
+class Output(enum.StrEnum):
+    table = "table"
+    json = "json"
+
+
+OutputOption = Annotated[
+    Output,
+    typer.Option(
+        "--output",
+        "-o",
+        help="table (for people) or json (one document, whole values, for programs)",
+    ),
+]
+
+
 def _default_bootstrap() -> str:
+    from deploy.local.stack import ENV_FILE
     from tools.demo import stack_env
 
-    return stack_env().get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    return stack_env(ENV_FILE).get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+
+
+def _on_terminal() -> bool:
+    """Asked of stdout itself: rich's own guess can be forced (FORCE_COLOR) and then it
+    would cut a piped table to 80 columns."""
+    return sys.stdout.isatty()
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def emit(rows: Sequence[dict[str, Any]], columns: dict[str, str], output: Output) -> None:
+    """Print rows as a table (``columns``: key -> heading) or as one JSON document.
+
+    On a terminal rich fits the table to the window; anywhere else nothing is cut, because
+    whoever reads a pipe or a file cannot widen it.
+    """
+    if output is Output.json:
+        sys.stdout.write(json.dumps(list(rows), default=str, ensure_ascii=False) + "\n")
+        return
+    table = Table(*columns.values())
+    for row in rows:
+        table.add_row(*(_cell(row.get(key)) for key in columns))
+    out = console if _on_terminal() else Console(width=1_000_000, soft_wrap=True)
+    out.print(table)
 
 
 # ----------------------------------------------------------------------------- topics
@@ -61,13 +117,31 @@ async def list_topics(bootstrap: str) -> list[str]:
 
 
 @topics_app.command("list")
-def topics_list(bootstrap: Bootstrap = "") -> None:
-    for topic in asyncio.run(list_topics(bootstrap or _default_bootstrap())):
-        console.print(topic)
+def topics_list(bootstrap: Bootstrap = "", output: OutputOption = Output.table) -> None:
+    """Every topic but Kafka's own; as a table, one name a line (grep-able, never cut)."""
+    topics = asyncio.run(list_topics(bootstrap or _default_bootstrap()))
+    if output is Output.json:
+        emit([{"topic": t} for t in topics], {"topic": "topic"}, output)
+    else:
+        sys.stdout.write("".join(f"{t}\n" for t in topics))
+
+
+PARTITION_COLUMNS = {
+    "topic": "topic",
+    "partition": "partition",
+    "leader": "leader",
+    "replicas": "replicas",
+    "isr": "in sync",
+    "offline_replicas": "offline",
+}
 
 
 @topics_app.command("describe")
-def topics_describe(topic: str, bootstrap: Bootstrap = "") -> None:
+def topics_describe(
+    topic: str, bootstrap: Bootstrap = "", output: OutputOption = Output.table
+) -> None:
+    """The topic's partitions: leader, replicas, in-sync replicas."""
+
     async def describe() -> list[Any]:
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap or _default_bootstrap())
         await admin.start()
@@ -76,8 +150,22 @@ def topics_describe(topic: str, bootstrap: Bootstrap = "") -> None:
         finally:
             await admin.close()
 
+    rows: list[dict[str, Any]] = []
     for entry in asyncio.run(describe()):
-        console.print_json(json.dumps(entry, default=str))
+        if entry.get("error_code"):
+            code = entry["error_code"]
+            notes.print(
+                f"{entry['topic']}: Kafka error {code}" + (" (no such topic)" if code == 3 else "")
+            )
+            raise typer.Exit(1)
+        for part in sorted(entry["partitions"], key=lambda part: part["partition"]):
+            rows.append(
+                {
+                    "topic": entry["topic"],
+                    **{k: part.get(k) for k in PARTITION_COLUMNS if k != "topic"},
+                }
+            )
+    emit(rows, PARTITION_COLUMNS, output)
 
 
 @topics_app.command("create")
@@ -176,6 +264,17 @@ def _matches(
     )
 
 
+DLQ_COLUMNS = {
+    "dlq_topic": "dlq topic",
+    "partition": "partition",
+    "offset": "offset",
+    "error": "error",
+    "message": "message",
+    "failed_at": "failed at",
+    "ce_type": "ce_type",
+}
+
+
 @dlq_app.command("list")
 def dlq_list(
     topic: Annotated[str | None, typer.Option(help="an event topic or its .dlq")] = None,
@@ -184,27 +283,37 @@ def dlq_list(
     until: Annotated[str | None, typer.Option(help="ISO time, failed at or before")] = None,
     correlation_id: Annotated[str | None, typer.Option()] = None,
     bootstrap: Bootstrap = "",
+    output: OutputOption = Output.table,
 ) -> None:
+    """Dead-lettered records, oldest first per partition. The JSON form also carries every
+    header of each record (the envelope and the ``dlq_*`` ones)."""
     server = bootstrap or _default_bootstrap()
     if topic:
         dlqs = [topic if topic.endswith(DLQ_SUFFIX) else topic + DLQ_SUFFIX]
     else:
         dlqs = [t for t in asyncio.run(list_topics(server)) if t.endswith(DLQ_SUFFIX)]
     records = asyncio.run(read_dlq(server, dlqs))
-    table = Table("dlq topic", "partition", "offset", "error", "message", "failed at", "ce_type")
+    # On a terminal the message and time are shortened so a row fits a line; elsewhere whole.
+    short = output is Output.table and _on_terminal()
+    rows = []
     for r in records:
         if _matches(r, ce_type, since, until, correlation_id):
             h = r["headers"]
-            table.add_row(
-                r["topic"],
-                str(r["partition"]),
-                str(r["offset"]),
-                h.get("dlq_error_type", ""),
-                h.get("dlq_error_message", "")[:60],
-                h.get("dlq_failed_at", "")[:19],
-                h.get("ce_type", ""),
+            message = h.get("dlq_error_message", "")
+            failed_at = h.get("dlq_failed_at", "")
+            rows.append(
+                {
+                    "dlq_topic": r["topic"],
+                    "partition": r["partition"],
+                    "offset": r["offset"],
+                    "error": h.get("dlq_error_type", ""),
+                    "message": message[:60] if short else message,
+                    "failed_at": failed_at[:19] if short else failed_at,
+                    "ce_type": h.get("ce_type", ""),
+                    "headers": h,
+                }
             )
-    console.print(table)
+    emit(rows, DLQ_COLUMNS, output)
 
 
 @dlq_app.command("show")
@@ -292,15 +401,32 @@ def stack_down() -> None:
     _run_stack(stack_main, "down")
 
 
-@stack_app.command("status")
-def stack_status() -> None:
-    from deploy.local.stack import ENV_FILE, PID_FILE
+STACK_COLUMNS = {
+    "name": "process",
+    "pid": "pid",
+    "state": "state",
+    "restarts": "restarts",
+    "last_exit": "last exit",
+    "since": "since",
+    "address": "address",
+}
 
-    if not PID_FILE.exists():
-        console.print("no stack running")
+
+@stack_app.command("status")
+def stack_status(output: OutputOption = Output.table) -> None:
+    """Each process of the local stack (``make up`` or ``make run``): pid, state (starting,
+    running, backoff, stopped), restarts and its last exit code, from the supervisor's state
+    file in the run directory (``JAKPRENEUR_RUN_DIR``, else ``.run``)."""
+    from deploy.local.stack import STATE_FILE, read_state
+
+    state = read_state(STATE_FILE)
+    if state is None:
+        notes.print(f"no stack running (no live supervisor in {STATE_FILE})")
+        if output is Output.json:
+            emit([], STACK_COLUMNS, output)
         return
-    console.print(f"supervisor pid {PID_FILE.read_text().strip()}")
-    console.print(ENV_FILE.read_text() if ENV_FILE.exists() else "starting…")
+    notes.print(f"supervisor pid {state['supervisor_pid']}, as of {state['updated_at']}")
+    emit(state["processes"], STACK_COLUMNS, output)
 
 
 def _run_stack(entry: Any, command: str) -> None:

