@@ -41,12 +41,18 @@ def make_client(uri: str) -> AsyncMongoClient[Document]:
 async def in_transaction(
     client: AsyncMongoClient[Document], work: Callable[[AsyncClientSession], Awaitable[T]]
 ) -> T:
-    """Run ``work`` in one majority-committed snapshot transaction; pymongo retries it on
-    transient conflicts (``retry_transient`` waits out anything longer)."""
+    """Run ``work`` in one majority-committed snapshot transaction.
+
+    Not ``with_transaction``: it retries a transient error silently for up to 120 s, so an
+    outage would hide behind it. Here any error aborts and propagates at once, and
+    ``retry_transient`` (the callers') backs off, shows the outage on ``/readyz`` and runs
+    ``work`` again; a commit whose result is unknown is run again too, which the inbox
+    makes harmless (the second run finds its claims and adds nothing)."""
     async with client.start_session() as session:
-        result: T = await session.with_transaction(
-            work, read_concern=ReadConcern("snapshot"), write_concern=WriteConcern("majority")
-        )
+        async with await session.start_transaction(
+            read_concern=ReadConcern("snapshot"), write_concern=WriteConcern("majority")
+        ):
+            result = await work(session)
         return result
 
 

@@ -102,9 +102,9 @@ def is_record_too_large(exc: BaseException) -> bool:
 def is_transient(exc: BaseException) -> bool:
     """The infrastructure's fault: wait, retry, never dead-letter.
 
-    That includes a transaction that stayed in conflict past ``with_transaction``'s own
-    retries (e.g. one left open by a killed instance until the server aborts it), auth
-    refused (credentials are fixed by an operator, not by dropping data) and a full disk.
+    That includes a transaction in conflict (e.g. with one left open by a killed instance
+    until the server aborts it), auth refused (credentials are fixed by an operator, not by
+    dropping data) and a full disk.
     """
     if is_record_too_large(exc):
         return False
@@ -151,7 +151,7 @@ class _Wait:
         _outages.setdefault(self.key, (name, time.monotonic()))
         attempt = state.attempt_number
         if attempt & (attempt - 1) == 0:  # 1, 2, 4, 8, ...: a long outage logs a few lines
-            log.warning("infrastructure not answering; waiting", attempt=attempt, error_type=name)
+            log.warning("transient failure; waiting", attempt=attempt, error_type=name)
 
     def done(self) -> None:
         _outages.pop(self.key, None)
@@ -165,7 +165,7 @@ async def retry_transient(operation: Callable[[], Awaitable[T]], max_wait_s: flo
     try:
         async for attempt in AsyncRetrying(
             retry=retry_if_exception(is_transient),
-            wait=wait_exponential_jitter(multiplier=0.1, max=max_wait_s),
+            wait=wait_exponential_jitter(multiplier=0.05, max=max_wait_s, jitter=0.1),
             before_sleep=wait.before_sleep,
             reraise=True,
         ):

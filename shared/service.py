@@ -227,8 +227,9 @@ def service_app(
 
     async def ready() -> dict[str, bool]:
         mongo_ok = True
-        try:
-            await client.admin.command("ping")
+        try:  # a probe answers within its own timeout, whatever the server selection's
+            async with asyncio.timeout(2):
+                await client.admin.command("ping")
         except Exception:
             mongo_ok = False
         return {"kafka": await broker.ping(timeout=2), "mongodb": mongo_ok}

@@ -4,80 +4,23 @@ that cannot be applied leaves no trace but its DLQ entry, while the rest of its 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import pytest
-import pytest_asyncio
-from pydantic import BaseModel
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from shared.batch import Fact, Outcome, decide_batch
 from shared.contracts import Event, TrainingEnrolled
 from shared.envelope import Envelope, OutgoingEvent, new_envelope
-from shared.kafka import DeadLetter, Record, ensure_topics, make_broker
-from shared.mongo import Outbox, StateCache, StateDocuments, make_client
-from shared.settings import ServiceSettings
-from tests.conftest import Servers, random_id
-from tests.kafka_helpers import Collector
+from shared.kafka import DeadLetter, Record
+from shared.mongo import StateCache
+from tests.shared.conftest import Tally, World
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 ENROLLED = TrainingEnrolled.ce_type()
 
 
-class Tally(BaseModel):
-    participant_id: str
-    cohorts: list[str] = []
-
-
 class Refusal(Exception):
     code = "not-this-one"
-
-
-@dataclass
-class World:
-    settings: ServiceSettings
-    topic: str
-    db_name: str
-    states: StateDocuments[Tally]
-    outbox: Outbox
-    dlq: Collector
-    published: Collector
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def world(servers: Servers) -> AsyncIterator[World]:
-    settings = ServiceSettings(
-        service_name="batch-test",
-        kafka_bootstrap_servers=servers.kafka_bootstrap_servers,
-        mongodb_uri=servers.mongodb_uri,
-        topic_prefix=random_id("batch-") + ".",
-        topic_partitions=1,
-    )
-    await ensure_topics(settings, ["training-enrolled"])
-    topic = settings.topic("training-enrolled")
-    broker = make_broker(settings)
-    await broker.connect()
-    client = make_client(servers.mongodb_uri)
-    db = client[random_id("batch_")]
-    dlq = await Collector(servers.kafka_bootstrap_servers, [f"{topic}.dlq"]).start()
-    published = await Collector(servers.kafka_bootstrap_servers, [topic]).start()
-    try:
-        yield World(
-            settings,
-            topic,
-            db.name,
-            StateDocuments(db.participants, Tally),
-            Outbox(db, broker),
-            dlq,
-            published,
-        )
-    finally:
-        await dlq.stop()
-        await published.stop()
-        await client.drop_database(db.name)
-        await client.close()
-        await broker.stop()
 
 
 def record(topic: str, offset: int, participant: str, cohort: str) -> Record:
