@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test up down lint bench install infra chromium schemas clean
+.PHONY: run test up down lint bench chaos install infra chromium schemas clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
@@ -31,6 +31,9 @@ test: infra chromium  ## the whole suite on a real Kafka broker and a real mongo
 
 bench: infra  ## the pipeline under load beside a bare aiokafka baseline (ARGS=--participants N)
 	$(PY) -m tools.bench $(ARGS)
+
+chaos: infra  ## SIGKILL each service, mongod and Kafka under load; prove every guarantee held
+	$(PY) -m tools.chaos $(ARGS)
 
 up: infra  ## the stack in the background; writes .run/stack.env
 	$(PY) -m deploy.local up
