@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test up down lint bench chaos install infra chromium schemas clean
+.PHONY: run test up down lint bench chaos fuzz install infra chromium schemas clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
@@ -34,6 +34,9 @@ bench: infra  ## the pipeline under load beside a bare aiokafka baseline (ARGS=-
 
 chaos: infra  ## SIGKILL each service, mongod and Kafka under load; prove every guarantee held
 	$(PY) -m tools.chaos $(ARGS)
+
+fuzz: infra  ## 10,000 hostile records on every consumed topic (ARGS=--fuzz-seed=N to vary)
+	$(PY) -m pytest tests/e2e/test_fuzz.py -k hostile -s -q --fuzz-records=10000 $(ARGS)
 
 up: infra  ## the stack in the background; writes .run/stack.env
 	$(PY) -m deploy.local up

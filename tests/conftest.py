@@ -94,6 +94,23 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
             stop_all(started)
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--fuzz-records", type=int, default=300, help="hostile records in tests/e2e/test_fuzz.py"
+    )
+    parser.addoption("--fuzz-seed", type=int, default=20240501, help="its Hypothesis seed")
+
+
+@pytest.fixture(scope="session")
+def fuzz_records(request: pytest.FixtureRequest) -> int:
+    return int(request.config.getoption("--fuzz-records"))
+
+
+@pytest.fixture(scope="session")
+def fuzz_seed(request: pytest.FixtureRequest) -> int:
+    return int(request.config.getoption("--fuzz-seed"))
+
+
 def random_id(prefix: str) -> str:
     return f"{prefix}{uuid.uuid4().hex[:10]}"
 

@@ -18,6 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from faststream.kafka import KafkaBroker
+from pydantic import TypeAdapter, ValidationError
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from services.registry import domain, journey
@@ -30,6 +31,7 @@ from shared.contracts import (
     FinancingApproved,
     FinancingDeclined,
     FinancingReferred,
+    Id,
     MentoringAssigned,
     MentoringCompleted,
     ParticipantRegistered,
@@ -62,6 +64,7 @@ from shared.tracing import processing
 
 log = get_logger(__name__)
 JAKARTA = ZoneInfo("Asia/Jakarta")
+_SUBMISSION_ID: TypeAdapter[str] = TypeAdapter(Id)
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,10 @@ def read_submission(record: Record, received: datetime) -> Submission:
     submission_id = raw.get("submission_id")
     if not isinstance(submission_id, str) or not submission_id:
         raise DeadLetter("missing-submission-id", "no submission_id string in the value")
+    try:  # the answer repeats it: one that no answer can carry cannot be answered
+        _SUBMISSION_ID.validate_python(submission_id, strict=True)
+    except ValidationError:
+        raise DeadLetter("invalid-submission-id", "submission_id too long or not text") from None
     values, errors = validate_fields(RegistrationSubmitted, raw)
     today = received.astimezone(JAKARTA).date()
     reasons = domain.schema_reasons(errors) + domain.assess(values, today)

@@ -1,12 +1,13 @@
 import json
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from shared.contracts import (
     CATALOGUE,
     SCHEMA_DIR,
+    CertificationRevoked,
     Event,
     RegistrationSubmitted,
     incompatibilities,
@@ -86,3 +87,59 @@ def test_validate_fields_keeps_good_fields_and_names_each_bad_one() -> None:
         "channel",
     }
     assert errors["kk"] == "field required"
+
+
+def _unbounded(schema: Any, defs: dict[str, Any], where: str) -> list[str]:
+    """Every value a schema admits has a bound: strings a length, a pattern, an enum or a
+    format; integers and numbers a minimum and maximum; arrays a maximum size."""
+    if "$ref" in schema:
+        return _unbounded(defs[schema["$ref"].split("/")[-1]], defs, where)
+    for key in ("anyOf", "oneOf", "allOf"):
+        if key in schema:
+            return [p for i, s in enumerate(schema[key]) for p in _unbounded(s, defs, where)]
+    kind = schema.get("type")
+    if kind == "string" and not ({"maxLength", "enum", "const", "format"} & set(schema)):
+        return [f"{where}: string without maxLength"]
+    if kind in ("integer", "number") and not {"minimum", "maximum"} <= set(schema):
+        return [f"{where}: {kind} without minimum and maximum"]
+    if kind == "array":
+        problems = [] if "maxItems" in schema else [f"{where}: array without maxItems"]
+        return problems + _unbounded(schema.get("items", {}), defs, f"{where}[]")
+    if kind == "object":
+        return [
+            p
+            for name, sub in schema.get("properties", {}).items()
+            for p in _unbounded(sub, defs, f"{where}.{name}")
+        ]
+    return []
+
+
+@pytest.mark.parametrize("event", CATALOGUE, ids=lambda e: e.ce_type())
+def test_every_value_of_every_contract_is_bounded(event: type[Event]) -> None:
+    schema = event.model_json_schema()
+    assert _unbounded(schema, schema.get("$defs", {}), event.name) == []
+    assert event.max_bytes <= 1024 * 1024  # below the broker's record limit, with headers
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "9999-12-31T23:00:00-12:00",
+        "1999-12-31T23:59:59+00:00",
+        "2100-01-01T00:00:00+00:00",
+    ],
+)
+def test_times_out_of_bounds_are_refused(value: str) -> None:
+    raw = {"certificate_id": "c", "reason": "r", "revoked_at": value}
+    with pytest.raises(ValidationError):
+        CertificationRevoked.model_validate_json(json.dumps(raw), strict=True)
+
+
+def test_digits_are_normalised_and_controls_refused() -> None:
+    fullwidth = "".join(chr(0xFF10 + int(d)) for d in "3171")
+    values, errors = validate_fields(
+        RegistrationSubmitted, {"nik": fullwidth, "kk": "31\u0663\u0661", "full_name": "a\x00"}
+    )
+    assert values["nik"] == "3171"
+    assert values["kk"] == "31\u0663\u0661"  # not a compatibility form: the registry refuses it
+    assert "full_name" in errors
