@@ -31,7 +31,7 @@ from shared.contracts import Event
 from shared.envelope import Envelope, OutgoingEvent
 from shared.kafka import Record, dead_letter, readable
 from shared.logging import get_logger
-from shared.mongo import Document, Outbox, claim_many, transact
+from shared.mongo import Document, Outbox, claim_many, inbox_key, transact
 from shared.retry import is_transient, retry_transient
 from shared.tracing import processing
 
@@ -60,8 +60,7 @@ class Fact:
 
     @property
     def key(self) -> str:
-        """The inbox key: a record is decided once however often it is delivered."""
-        return f"{self.envelope.type}:{self.envelope.id}"
+        return inbox_key(self.envelope.type, self.envelope.id)
 
 
 @dataclass

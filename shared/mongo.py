@@ -73,6 +73,11 @@ async def transact(
     return await retry_transient(lambda: in_transaction(client, work))
 
 
+def inbox_key(ce_type: str, ce_id: str) -> str:
+    """A record is decided once however often it is delivered: its inbox claim."""
+    return f"{ce_type}:{ce_id}"
+
+
 async def claim_many(
     db: AsyncDatabase[Document], session: AsyncClientSession, keys: list[str]
 ) -> set[str]:
@@ -279,12 +284,12 @@ class Parking:
         await self.collection.create_index([("key", 1), ("parked_at", 1)])
         await self.collection.create_index([("parked_at", 1)])
 
-    async def park(self, session: AsyncClientSession, key: str, claim: str, record: Record) -> None:
-        """Keep ``record`` under ``key`` (what it waits for); ``claim`` is its inbox key."""
+    async def park(self, session: AsyncClientSession, key: str, record: Record) -> None:
+        """Keep ``record`` (already claimed in the inbox) under ``key``, what it waits for."""
         await self.collection.insert_one(
             {
                 "key": key,
-                "claim": claim,
+                "claim": inbox_key(record.headers["ce_type"], record.headers["ce_id"]),
                 "parked_at": datetime.now(UTC),
                 "topic": record.topic,
                 "partition": record.partition,

@@ -244,9 +244,7 @@ async def _decide(deps: Deps, session: Session, unit: Unit, fact: Fact) -> Outco
     if isinstance(event, CertificationRevoked):
         holder = await store.holder_of(session, event.certificate_id)
         if holder is None:  # its certificate has not arrived yet
-            await store.parking.park(
-                session, f"certificate:{event.certificate_id}", fact.key, fact.record
-            )
+            await store.parking.park(session, f"certificate:{event.certificate_id}", fact.record)
             return Outcome()
         participant_id = holder
     else:

@@ -118,7 +118,9 @@ def add_certificates(state: Marketplace, certificates: Sequence[Certificate]) ->
     state.certificates += [c for c in certificates if c.certificate_id not in known]
 
 
-def record_review(state: Marketplace, product_id: str, level: str, review: Review) -> None:
+def record_review(state: Marketplace, product_id: str, level: str, review: Review) -> str | None:
+    """Record the review, or say which earlier level it waits for (its caller keeps it
+    until then, for a limited time); :class:`NotApplicable` when it can never apply."""
     product = state.product(product_id)
     if product.outcome is not None:
         raise NotApplicable("curation-closed", f"curation of {product_id} already ended")
@@ -126,7 +128,13 @@ def record_review(state: Marketplace, product_id: str, level: str, review: Revie
         raise NotApplicable("already-reviewed", f"level {level} already reviewed {product_id}")
     if level == "curator" and review.decision == "approve" and review.grade not in CHANNELS:
         raise NotApplicable("grade-required", "a curator's approval must carry grade A, B or C")
+    awaited = [
+        earlier for earlier in LEVELS[: LEVELS.index(level)] if earlier not in product.reviews
+    ]
+    if awaited:
+        return awaited[0]
     product.reviews[level] = review
+    return None
 
 
 def record_sale(state: Marketplace, sale: Sale) -> Literal["recorded", "replaced", "duplicate"]:

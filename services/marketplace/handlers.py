@@ -129,7 +129,7 @@ class _Decision:
             )
         )
 
-    async def apply(self, fact: Event) -> None:
+    async def apply(self, fact: Event, record: Record) -> None:
         state, store, pid = self.state, self.deps.store, self.state.participant_id
         if type(fact) in _STAGE_OF:
             state.mark(_STAGE_OF[type(fact)])
@@ -150,11 +150,7 @@ class _Decision:
                 ],
             )
             await store.index(self.session, "product", fact.product_id, pid)
-            for parked in await store.parking.take(self.session, f"product:{fact.product_id}"):
-                try:
-                    await self.apply(read_fact(parked)[1])
-                except (DeadLetter, NotApplicable) as exc:
-                    self.outcome.dead.append((parked, exc))
+            await self._unpark(f"product:{fact.product_id}")
         elif isinstance(fact, ProductCertificationLapsed):
             state.product(fact.product_id).certified = False
         elif isinstance(fact, CertificationIssued):
@@ -176,7 +172,13 @@ class _Decision:
                 reviewer_id=fact.reviewer_id,
                 notes=fact.notes,
             )
-            domain.record_review(state, fact.product_id, fact.level, review)
+            awaited = domain.record_review(state, fact.product_id, fact.level, review)
+            if awaited is not None:  # before its level's turn: it waits for the one before
+                await store.parking.park(
+                    self.session, f"curation:{fact.product_id}:{awaited}", record
+                )
+            else:
+                await self._unpark(f"curation:{fact.product_id}:{fact.level}")
         elif isinstance(fact, SalesReported):
             sale = domain.Sale(
                 period=fact.period,
@@ -199,6 +201,14 @@ class _Decision:
                 )
         elif isinstance(fact, FinancingDecided):
             self._decided(fact)
+
+    async def _unpark(self, key: str) -> None:
+        """Apply what waited for ``key``; what cannot apply goes to the DLQ, with its code."""
+        for parked in await self.deps.store.parking.take(self.session, key):
+            try:
+                await self.apply(read_fact(parked)[1], parked)
+            except (DeadLetter, NotApplicable) as exc:
+                self.outcome.dead.append((parked, exc))
 
     def _decided(self, fact: FinancingDecided) -> None:
         referral, pid = self.state.referral, self.state.participant_id
@@ -291,7 +301,7 @@ async def _decide(
     if isinstance(event, CurationReviewed):
         holder = await store.holder(session, "product", event.product_id)
         if holder is None:  # its product's certification has not arrived yet
-            await store.parking.park(session, f"product:{event.product_id}", fact.key, fact.record)
+            await store.parking.park(session, f"product:{event.product_id}", fact.record)
             return Outcome()
         participant_id = holder
     elif isinstance(event, FinancingDecided):
@@ -303,7 +313,7 @@ async def _decide(
         participant_id = getattr(event, "participant_id")  # noqa: B009 - the others have it
     state = await states.load(participant_id)
     decision = _Decision(deps, session, state, fact.envelope)
-    await decision.apply(event)
+    await decision.apply(event, fact.record)
     await decision.settle()
     states.save(state)
     return decision.outcome

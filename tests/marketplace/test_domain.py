@@ -38,12 +38,16 @@ def changes(state: Marketplace, now: datetime = NOW) -> list[type]:
 
 def test_the_ladder_is_walked_in_order_and_early_reviews_wait() -> None:
     state = certified()
-    domain.record_review(state, "prod", "curator", approve("B"))
-    domain.record_review(state, "prod", "dinas", approve())
-    assert changes(state) == []  # pendamping and kecamatan have not approved yet
-    domain.record_review(state, "prod", "pendamping", approve())
+    # Before its level's turn a review is not recorded: it says which level it waits for.
+    assert domain.record_review(state, "prod", "curator", approve("B")) == "pendamping"
+    assert domain.record_review(state, "prod", "dinas", approve()) == "pendamping"
     assert changes(state) == []
-    domain.record_review(state, "prod", "kecamatan", approve())
+    assert domain.record_review(state, "prod", "pendamping", approve()) is None
+    assert domain.record_review(state, "prod", "dinas", approve()) == "kecamatan"
+    assert domain.record_review(state, "prod", "kecamatan", approve()) is None
+    assert domain.record_review(state, "prod", "dinas", approve()) is None
+    assert changes(state) == []  # the curator has not reviewed yet
+    assert domain.record_review(state, "prod", "curator", approve("B")) is None
     assert changes(state) == [Curated, Listed]
     [listed] = [c for c in domain.product_changes(state, NOW)] or [None]
     assert listed is None  # decided once

@@ -95,7 +95,7 @@ async def test_parked_facts_expire_to_the_dlq_and_release_their_claim(world: Wor
         for record, key in ((waiting, "certificate:never"), (taken, "certificate:comes")):
             claim = f"{record.headers['ce_type']}:{record.headers['ce_id']}"
             await db.inbox.insert_one({"_id": claim}, session=session)
-            await parking.park(session, key, claim, record)  # type: ignore[arg-type]
+            await parking.park(session, key, record)  # type: ignore[arg-type]
 
     await in_transaction(client, park)  # type: ignore[arg-type]
 

@@ -1,0 +1,74 @@
+"""A review that waits for its level's turn does not wait for ever: after the parked TTL it
+goes to the DLQ as ``parked-expired``, and an operator's replay applies it once the ladder
+has reached it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+from aiokafka import AIOKafkaProducer
+
+from deploy.local.launcher import free_port
+from services.marketplace.app import MarketplaceSettings, create_app
+from services.marketplace.handlers import CONSUMES, PRODUCES
+from shared.contracts import ProductCurated, ProductListed
+from shared.kafka import dlq_topic
+from tests.conftest import Servers, random_id
+from tests.kafka_helpers import Collector, serving
+from tests.marketplace.fixtures import MarketplaceUnderTest, certified, review
+from tools.cli import replay
+
+pytestmark = pytest.mark.integration
+
+
+@pytest_asyncio.fixture
+async def impatient(
+    servers: Servers, producer: AIOKafkaProducer
+) -> AsyncIterator[MarketplaceUnderTest]:
+    settings = MarketplaceSettings(
+        kafka_bootstrap_servers=servers.kafka_bootstrap_servers,
+        mongodb_uri=servers.mongodb_uri,
+        topic_prefix=random_id("parked-") + ".",
+        mongodb_database=random_id("marketplace_"),
+        http_port=free_port(),
+        outbox_relay_interval_s=0.2,
+        parked_ttl_s=1.0,
+        parked_check_interval_s=0.2,
+    )
+    async with serving(create_app(settings), settings.http_port) as url:
+        topics = [settings.topic(e.name) for e in PRODUCES]
+        topics += [dlq_topic(settings.topic(e.name)) for e in CONSUMES]
+        events = await Collector(servers.kafka_bootstrap_servers, topics).start()
+        yield MarketplaceUnderTest(settings, url, producer, events)
+        await events.stop()
+
+
+async def test_a_review_waiting_too_long_expires_to_the_dlq_and_replays(
+    impatient: MarketplaceUnderTest, servers: Servers
+) -> None:
+    m = impatient
+    pid, prod = str(uuid.uuid4()), random_id("prod-")
+    await m.send(certified(pid, prod))
+    await m.send(review(prod, "curator", grade="A"))  # before pendamping's turn
+    dead = await m.dead(prod.encode())
+    assert dead.headers["dlq_error_type"] == "parked-expired"
+    assert f"curation:{prod}:pendamping" in dead.headers["dlq_error_message"]
+    assert dead.headers["dlq_failing_service"] == "marketplace"
+
+    for level in ("pendamping", "kecamatan", "dinas"):
+        await m.send(review(prod, level))
+    record = {
+        "topic": dead.topic,
+        "partition": dead.partition,
+        "offset": dead.offset,
+        "key": dead.key,
+        "value": dead.value,
+        "headers": dead.headers,
+    }
+    await replay(servers.kafka_bootstrap_servers, record, "test-operator")
+    [curated] = await m.wait(ProductCurated, pid)
+    assert curated.json()["grade"] == "A"
+    await m.wait(ProductListed, pid)
