@@ -11,7 +11,7 @@ import logging
 import re
 import sys
 import time
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import IO, Any
 
 import structlog
@@ -46,8 +46,11 @@ class _Repeats(logging.Filter):
     per interval; the next line written says how many were left out (``repeated``). A
     filter on the handler, so that the libraries' lines are held to it too."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, interval_s: float = REPEAT_INTERVAL_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         super().__init__()
+        self.interval_s, self.clock = interval_s, clock
         self.last: dict[tuple[str, str, str], tuple[float, int]] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -59,9 +62,9 @@ class _Repeats(logging.Filter):
         if event is not None:
             error = str(event.get("error_type", error))
         key = (record.name, text[:200], error)
-        now = time.monotonic()
+        now = self.clock()
         since, skipped = self.last.get(key, (0.0, 0))
-        if since and now - since < REPEAT_INTERVAL_S:
+        if key in self.last and now - since < self.interval_s:
             self.last[key] = (since, skipped + 1)
             return False
         if len(self.last) > 10_000:  # keys come from code, but stay bounded all the same

@@ -3,7 +3,7 @@ import json
 import logging
 
 from shared.envelope import new_envelope
-from shared.logging import configure_logging, get_logger
+from shared.logging import _Repeats, configure_logging, get_logger, mask_text
 from shared.tracing import configure_tracing, processing
 
 
@@ -61,3 +61,40 @@ def test_lines_written_while_an_event_is_processed_carry_its_ids_and_trace() -> 
     assert caused.traceparent is not None
     assert caused.traceparent.startswith(f"00-{trace_id}-{span_id}-")
     assert caused.headers()["traceparent"] == caused.traceparent
+
+
+def test_a_storm_of_one_warning_is_a_line_per_interval_with_a_count() -> None:
+    stream = io.StringIO()
+    configure_logging("test", "DEBUG", stream=stream, json=True)
+    now = [1000.0]
+    storm = _Repeats(interval_s=10, clock=lambda: now[0])
+    logging.getLogger().handlers[0].filters = [storm]
+    log = get_logger("t")
+    for _ in range(500):
+        log.warning("record sent to dead-letter queue", error_type="too-deep")
+    log.warning("record sent to dead-letter queue", error_type="too-large")  # another error
+    logging.getLogger("aiokafka").error("Unable connect to node %s", 1)
+    logging.getLogger("aiokafka").error("Unable connect to node %s", 1)
+    log.info("batch applied")  # below WARNING: never held back
+    log.info("batch applied")
+    now[0] += 11
+    log.warning("record sent to dead-letter queue", error_type="too-deep")
+    logging.getLogger("aiokafka").error("Unable connect to node %s", 1)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(line["event"], line.get("error_type"), line.get("repeated")) for line in lines] == [
+        ("record sent to dead-letter queue", "too-deep", None),
+        ("record sent to dead-letter queue", "too-large", None),
+        ("Unable connect to node 1", None, None),
+        ("batch applied", None, None),
+        ("batch applied", None, None),
+        ("record sent to dead-letter queue", "too-deep", 499),
+        ("Unable connect to node 1 (repeated 1 times)", None, None),
+    ]
+
+
+def test_long_values_are_cut_and_masking_stays_correct() -> None:
+    text = "x" * 40_000 + " siti@contoh.id"
+    assert mask_text(text) == "x" * 4000 + "... [36015 more chars]"
+    run = "a." * 20_000  # a long run of e-mail characters without "@"
+    assert mask_text(run[:3000] + "@contoh.id") == "[EMAIL]"
+    assert mask_text("hubungi a.b+c@x.co.id atau 0812-3456-7890") == "hubungi [EMAIL] atau [PHONE]"
