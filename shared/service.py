@@ -171,6 +171,7 @@ def service_app(
         group_id=settings.consumer_group,
         batch=True,
         max_records=settings.batch_size,
+        max_poll_interval_ms=settings.max_poll_interval_ms,
         auto_offset_reset="earliest",
         # Commit only after the whole batch is handled. The handler deals with each record's
         # errors itself; anything escaping it is unforeseen, so the batch is redelivered

@@ -58,6 +58,12 @@ class ServiceSettings(BaseSettings):
     http_port: int = 8000
     log_level: str = "INFO"
     batch_size: int = Field(default=200, ge=1, description="Records consumed and decided together.")
+    max_poll_interval_ms: int = Field(
+        default=300_000,
+        ge=1000,
+        description="A consumer that has not polled for this long (e.g. waiting out an outage) "
+        "leaves its group; its batch is then redelivered, which the inbox makes harmless.",
+    )
     parked_ttl_s: float = Field(
         default=7 * 24 * 3600,
         gt=0,
