@@ -5,9 +5,18 @@ can look when no real provider is configured:
 - an SMS HTTP API: ``POST /sms/messages``
 - an SMTP sink (aiosmtpd) that keeps every mail it receives
 - ``GET /`` lists the latest messages (HTML), ``GET /_messages`` as JSON
+- ``GET /_deliveries``: per idempotency key, how many requests it *received* (whatever it
+  answered) and how many it *delivered*, duplicates included. Like a real provider it
+  de-duplicates by ``Idempotency-Key`` (a repeat gets the first answer and is listed once),
+  but a provider without that feature would have delivered every one: a count above one is
+  a duplicate the sender caused. Mails count by their ``Idempotency-Key`` header.
 
-Tests drive it through ``POST /_control`` ({"whatsapp": "ok" | "500" | "500x2" | "400" |
-"hang", ...}; "500x2" fails the next two requests, then serves).
+Tests drive it through ``POST /_control``: ``{"whatsapp": MODE, "sms": MODE, "recipients":
+{"628...": MODE}}``, a recipient's mode (by number, without "+"; the map is replaced as a
+whole) before its channel's. Modes: "ok"; "500" or "400"; "500x2" (answer 500 twice, then
+serve); "hang" (answer after 60 s); "hold" (answer when a later control request changes the
+mode, as that mode says); "unreadable" (deliver, answer 200 with an HTML body) and
+"unexpected-json" (deliver, answer 200 with JSON that has no message id).
 ``python -m deploy.local.providers --http-port 8025 --smtp-port 2525`` runs it alone.
 """
 
@@ -37,14 +46,21 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 class ProviderStandIn:
     messages: list[dict[str, Any]] = field(default_factory=list)
     modes: dict[str, str] = field(default_factory=lambda: {"whatsapp": "ok", "sms": "ok"})
+    recipients: dict[str, str] = field(default_factory=dict)  # number without "+" -> mode
     calls: dict[str, int] = field(default_factory=lambda: {"whatsapp": 0, "sms": 0})
+    received: dict[str, int] = field(default_factory=dict)  # idempotency key -> requests
+    deliveries: dict[str, int] = field(default_factory=dict)  # idempotency key -> delivered
     _ids: dict[str, str] = field(default_factory=dict)  # idempotency key -> message id
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)  # set on each control
 
     # ------------------------------------------------------------------ SMTP (aiosmtpd)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         mail = message_from_bytes(envelope.content, policy=policy.default)
         body = mail.get_content() if isinstance(mail, EmailMessage) else mail.get_payload()
+        key = str(mail.get("Idempotency-Key") or mail.get("Message-ID", ""))
+        self.received[key] = self.received.get(key, 0) + 1
+        self.deliveries[key] = self.deliveries.get(key, 0) + 1  # SMTP has no de-duplication
         self.messages.append(
             {
                 "channel": "email",
@@ -83,10 +99,11 @@ class ProviderStandIn:
         elif method == "POST" and path == "/sms/messages":
             status, answer = await self._provider("sms", json.loads(body), headers)
         elif method == "POST" and path == "/_control":
-            self.modes.update(json.loads(body))
-            status, answer = 200, dict(self.modes)
+            status, answer = 200, self._control(json.loads(body))
         elif method == "GET" and path == "/_messages":
             status, answer = 200, self.messages
+        elif method == "GET" and path == "/_deliveries":
+            status, answer = 200, {"received": self.received, "deliveries": self.deliveries}
         elif method == "GET" and path == "/readyz":
             status, answer = 200, {"status": "ready"}
         elif method == "GET" and path == "/":
@@ -94,24 +111,44 @@ class ProviderStandIn:
             return
         else:
             status, answer = 404, {"error": "not found"}
+        if isinstance(answer, bytes):  # "unreadable": a 200 that is not JSON
+            await _respond(send, status, answer, "text/html; charset=utf-8")
+            return
         await _respond(send, status, json.dumps(answer).encode(), "application/json")
+
+    def _control(self, change: dict[str, Any]) -> dict[str, Any]:
+        if "recipients" in change:
+            self.recipients = {str(k).removeprefix("+"): v for k, v in change["recipients"].items()}
+        self.modes.update({k: v for k, v in change.items() if k != "recipients"})
+        self._changed.set()  # wakes the held requests, which look at their mode again
+        self._changed = asyncio.Event()
+        return {**self.modes, "recipients": self.recipients}
+
+    def _mode(self, channel: str, to: str) -> str:
+        modes, name = (self.recipients, to) if to in self.recipients else (self.modes, channel)
+        mode = modes.get(name, "ok")
+        if mode.startswith("500x"):  # "500x2": answer 500 twice, then serve
+            left = int(mode[4:])
+            modes[name] = f"500x{left - 1}" if left > 1 else "ok"
+            mode = "500"
+        return mode
 
     async def _provider(
         self, channel: str, payload: dict[str, Any], headers: dict[str, str]
     ) -> tuple[int, Any]:
         self.calls[channel] += 1
-        mode = self.modes.get(channel, "ok")
-        if mode.startswith("500x"):  # "500x2": answer 500 twice, then serve
-            left = int(mode[4:])
-            self.modes[channel] = f"500x{left - 1}" if left > 1 else "ok"
-            mode = "500"
+        key = headers.get("idempotency-key") or str(uuid.uuid4())
+        self.received[key] = self.received.get(key, 0) + 1
+        to = str(payload["to"]).removeprefix("+")
+        while (mode := self._mode(channel, to)) == "hold":
+            await self._changed.wait()
         if mode == "hang":  # longer than any client waits, short enough to end by itself
             await asyncio.sleep(60)
         if mode in ("500", "400"):
             return int(mode), {"error": {"message": f"stand-in told to answer {mode}"}}
         if channel == "whatsapp" and not headers.get("authorization", "").startswith("Bearer "):
             return 401, {"error": {"message": "missing bearer token"}}
-        key = headers.get("idempotency-key") or str(uuid.uuid4())
+        self.deliveries[key] = self.deliveries.get(key, 0) + 1
         if key in self._ids:  # a retried request: same answer, not a second message
             message_id = self._ids[key]
         else:
@@ -127,6 +164,10 @@ class ProviderStandIn:
                     "at": datetime.now(UTC).isoformat(),
                 }
             )
+        if mode == "unreadable":
+            return 200, b"<html><body>OK</body></html>"
+        if mode == "unexpected-json":
+            return 200, {"status": "accepted"}
         if channel == "whatsapp":
             return 200, {"messaging_product": "whatsapp", "messages": [{"id": message_id}]}
         return 200, {"message_id": message_id}
