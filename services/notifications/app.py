@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Self
 
 from faststream.asgi import AsgiResponse
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from services.notifications.channels import ProviderConfig, Providers
+from services.notifications.channels import ProviderConfig, Providers, worst_case_s
 from services.notifications.handlers import (
     CONSUMES,
     PRODUCES,
+    RENEW_FRACTION,
     Deps,
     Rules,
     dispatch_due,
@@ -23,12 +28,9 @@ from services.notifications.store import NotificationStore
 from services.notifications.templates import Templates
 from shared.http import ServiceApp, json_response
 from shared.kafka import make_broker
-from shared.logging import get_logger
 from shared.mongo import Outbox, make_client
 from shared.service import service_app
 from shared.settings import ServiceSettings
-
-log = get_logger(__name__)
 
 
 class NotificationSettings(ServiceSettings):
@@ -59,6 +61,29 @@ class NotificationSettings(ServiceSettings):
         default=24 * 3600, gt=0, description="How long a message waits for its contact."
     )
     dispatch_interval_s: float = Field(default=1.0, gt=0)
+    lease_s: float = Field(
+        default=90,
+        gt=0,
+        description="How long a dispatcher holds the messages it is sending (renewed every "
+        "quarter of it while it works); a crashed replica's messages go out this long after.",
+    )
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_send(self) -> Self:
+        """A round starts a channel's send only while its lease outlasts the send's worst case
+        (every attempt timing out, plus the backoff), and renews the lease every
+        ``RENEW_FRACTION`` of it; a shorter lease would let another replica take a message
+        whose send is still under way, and send it twice, or never let a send start."""
+        worst = worst_case_s(
+            self.provider_attempts, self.provider_timeout_s, self.provider_backoff_s
+        )
+        if self.lease_s * (1 - RENEW_FRACTION) <= worst:
+            raise ValueError(
+                f"lease_s ({self.lease_s:g}) must exceed a send's worst case ({worst:g} s: "
+                f"provider_attempts x provider_timeout_s + backoff) by a renewal interval, "
+                f"i.e. be more than {worst / (1 - RENEW_FRACTION):g} s"
+            )
+        return self
 
 
 def create_app(
@@ -101,13 +126,14 @@ def create_app(
             contact_wait=timedelta(seconds=settings.contact_wait_s),
         ),
         clock=clock,
+        lease=timedelta(seconds=settings.lease_s),
+        instance=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
     )
 
     async def prepare() -> None:
+        # No reset of "sending" jobs here: those are another replica's sends in flight, or a
+        # crashed one's, which any dispatcher takes over once their lease runs out.
         await store.ensure_indexes()
-        recovered = await store.recover_interrupted()
-        if recovered:
-            log.warning("messages interrupted mid-send will be sent again", count=recovered)
 
     async def notifications(params: dict[str, str]) -> AsgiResponse:
         pid = params["participant_id"]

@@ -3,13 +3,20 @@
 A provider's answer decides what happens next: 2xx delivered; 4xx (or an SMTP 5xx) is a
 permanent refusal, so the next channel is tried; 5xx, a timeout or a refused connection is
 transient and retried with bounded exponential backoff before the next channel is tried.
+
+A 2xx whose body cannot be read (not JSON, no message id, the connection lost while reading
+it) is still a delivery: the provider said it took the message, and trying again, or on the
+next channel, would send it twice. The id is then "unknown" and a note says why.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import json
+import re
 from dataclasses import dataclass
 from email.message import EmailMessage
-from email.utils import make_msgid
 
 import aiohttp
 import aiosmtplib
@@ -29,6 +36,18 @@ class TransientFailure(Exception):
     """The provider did not answer usefully; it may later."""
 
 
+UNKNOWN_MESSAGE_ID = "unknown"
+BACKOFF_CAP_S = 30.0
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A provider took the message. ``note`` says why ``message_id`` is unknown, if it is."""
+
+    message_id: str
+    note: str | None = None
+
+
 @dataclass(frozen=True)
 class ProviderConfig:
     whatsapp_base_url: str
@@ -42,6 +61,18 @@ class ProviderConfig:
     timeout_s: float
     attempts: int
     backoff_s: float
+
+    @property
+    def worst_case_s(self) -> float:
+        """The longest one channel's send can take: every attempt timing out, with the
+        backoff between attempts. A dispatcher's lease must outlast it (see handlers.py)."""
+        return worst_case_s(self.attempts, self.timeout_s, self.backoff_s)
+
+
+def worst_case_s(attempts: int, timeout_s: float, backoff_s: float) -> float:
+    """``attempts`` timeouts plus the waits between them (``wait_exponential`` below)."""
+    waits = sum(min(BACKOFF_CAP_S, backoff_s * 2.0**n) for n in range(attempts - 1))
+    return attempts * timeout_s + waits
 
 
 class Providers:
@@ -68,12 +99,12 @@ class Providers:
 
     async def send(
         self, channel: str, to: str, subject: str, body: str, idempotency_key: str
-    ) -> str:
-        """Deliver through ``channel``; returns the provider's message id."""
+    ) -> Accepted:
+        """Deliver through ``channel``; at most ``config.worst_case_s`` seconds."""
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(TransientFailure),
             stop=stop_after_attempt(self.config.attempts),
-            wait=wait_exponential(multiplier=self.config.backoff_s, max=30),
+            wait=wait_exponential(multiplier=self.config.backoff_s, max=BACKOFF_CAP_S),
             reraise=True,
         ):
             with attempt:
@@ -82,7 +113,7 @@ class Providers:
                 return await self._post(channel, to, body, idempotency_key)
         raise AssertionError("unreachable")
 
-    async def _post(self, channel: str, to: str, body: str, key: str) -> str:
+    async def _post(self, channel: str, to: str, body: str, key: str) -> Accepted:
         c = self.config
         if channel == "whatsapp":
             url = f"{c.whatsapp_base_url}/{c.whatsapp_phone_number_id}/messages"
@@ -96,38 +127,72 @@ class Providers:
         else:
             url, headers = f"{c.sms_base_url}/messages", {"X-API-Key": c.sms_api_key}
             payload = {"to": to, "text": body}
+        status, answer = 0, b""
         try:
             async with self.http.post(
                 url, json=payload, headers={**headers, "Idempotency-Key": key}
             ) as response:
                 status = response.status
-                data = await response.json(content_type=None) if status < 400 else None
+                if 200 <= status < 300:
+                    answer = await response.read()
         except (aiohttp.ClientError, TimeoutError) as exc:  # timeouts, refused connections
-            raise TransientFailure(f"{channel}: {type(exc).__name__}") from None
+            if not 200 <= status < 300:
+                raise TransientFailure(f"{channel}: {type(exc).__name__}") from None
+            # Accepted; only the answer was lost on the way: ``answer`` stays empty.
+        if 200 <= status < 300:
+            return read_answer(channel, status, answer)
         if status >= 500:
             raise TransientFailure(f"{channel}: HTTP {status}")
-        if status >= 400:
-            raise PermanentFailure(f"{channel}: HTTP {status}")
-        if not isinstance(data, dict):
-            raise PermanentFailure(f"{channel}: HTTP {status} with an unreadable answer")
-        if channel == "whatsapp":
-            return str(data["messages"][0]["id"])
-        return str(data["message_id"])
+        raise PermanentFailure(f"{channel}: HTTP {status}")  # 4xx, or an unexpected 1xx/3xx
 
-    async def _email(self, to: str, subject: str, body: str, key: str) -> str:
+    async def _email(self, to: str, subject: str, body: str, key: str) -> Accepted:
         c = self.config
         message = EmailMessage()
         message["From"], message["To"], message["Subject"] = c.mail_from, to, subject
-        message["Message-ID"] = make_msgid(idstring=key.replace(":", "."), domain="jakpreneur")
+        message["Message-ID"] = message_id_for(key)
+        # Not a standard header; mail servers ignore it, the local stand-in counts by it.
+        message["Idempotency-Key"] = key
         message.set_content(body)
         try:
-            await aiosmtplib.send(
-                message, hostname=c.smtp_host, port=c.smtp_port, timeout=c.timeout_s
-            )
+            # aiosmtplib's timeout is per command; the whole send is bounded too, so that
+            # ``worst_case_s`` holds for e-mail as it does for the HTTP providers.
+            async with asyncio.timeout(c.timeout_s):
+                await aiosmtplib.send(
+                    message, hostname=c.smtp_host, port=c.smtp_port, timeout=c.timeout_s
+                )
         except aiosmtplib.SMTPResponseException as exc:
             if exc.code >= 500:
                 raise PermanentFailure(f"email: SMTP {exc.code}") from None
             raise TransientFailure(f"email: SMTP {exc.code}") from None
-        except (aiosmtplib.SMTPException, OSError) as exc:
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             raise TransientFailure(f"email: {type(exc).__name__}") from None
-        return str(message["Message-ID"])
+        return Accepted(str(message["Message-ID"]))
+
+
+_DOT_ATOM = re.compile(r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
+
+
+def message_id_for(key: str) -> str:
+    """One Message-ID per message, the same on every attempt (mail systems that drop a
+    repeated Message-ID then drop a re-send), short enough for the contract's 100-character
+    ``provider_message_id``; a key that is long or not dot-atom text is hashed."""
+    local = key.replace(":", ".")
+    if len(local) > 80 or not _DOT_ATOM.fullmatch(local):
+        local = hashlib.sha256(key.encode()).hexdigest()[:40]
+    return f"<{local}@jakpreneur>"
+
+
+def read_answer(channel: str, status: int, answer: bytes) -> Accepted:
+    """The provider's message id from its 2xx answer, or "unknown" and why."""
+    try:
+        data = json.loads(answer)
+        found = data["messages"][0]["id"] if channel == "whatsapp" else data["message_id"]
+    except (ValueError, TypeError, KeyError, IndexError):  # not JSON, or not the expected shape
+        found = None
+    message_id = str(found) if isinstance(found, str | int) else ""
+    if 0 < len(message_id) <= 100 and message_id.isprintable():
+        return Accepted(message_id)
+    return Accepted(
+        UNKNOWN_MESSAGE_ID,
+        f"{channel}: HTTP {status}: accepted, but the answer had no readable message id",
+    )

@@ -4,11 +4,23 @@ An event becomes one job per (event, participant), so a redelivery adds nothing.
 dispatcher applies quiet hours and the daily limit (deferring, never dropping), renders the
 template, and tries the participant's channels in order; the outcome, `notification-sent`
 or `notification-failed`, is written with the job's final state (outbox).
+
+Exactly one message per job, whatever crashes, rests on two things:
+
+- A round *leases* the jobs it takes (store.py): no other dispatcher, in this replica or
+  another, takes them until the lease runs out, and the round keeps renewing it while it
+  works. A crashed replica's jobs are taken again once its lease runs out, never sooner.
+- Each outcome is committed the moment it is known, job and outcome event in one
+  transaction that holds only while the round still holds the job; then it is published.
+  A crash can only cut short the send in flight, which the next holder sends again with
+  the same idempotency key (the provider's de-duplication covers that one; SMTP has none).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,7 +30,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 
 from services.notifications import domain
 from services.notifications.channels import PermanentFailure, Providers, TransientFailure
-from services.notifications.store import FAILED, PENDING, SENT, WAITING, NotificationStore
+from services.notifications.store import FAILED, PENDING, SENT, WAITING, Lease, NotificationStore
 from services.notifications.templates import Templates
 from shared.contracts import (
     CertificationExpiring,
@@ -70,6 +82,14 @@ CONSUMES: tuple[type[Event], ...] = (
 PRODUCES: tuple[type[Event], ...] = (NotificationSent, NotificationFailed)
 _BY_TYPE = {event.ce_type(): event for event in CONSUMES}
 
+# A round renews its lease every quarter of the lease's length. It starts a channel's send
+# only while the lease it last wrote outlasts that send's worst case, so the lease must be
+# longer than the worst case by at least a renewal interval (NotificationSettings checks).
+RENEW_FRACTION = 0.25
+NO_CONTACT = DeliveryProblem(
+    code="no-contact", channel=None, message="no participant-registered arrived in time"
+)
+
 
 @dataclass(frozen=True)
 class Rules:
@@ -89,6 +109,8 @@ class Deps:
     providers: Providers
     rules: Rules
     clock: Callable[[], datetime]
+    lease: timedelta
+    instance: str  # this replica's name, as the owner of the leases it takes
 
 
 def read_fact(record: Record) -> tuple[Envelope, Event]:
@@ -156,69 +178,112 @@ def _outcome_event(deps: Deps, job: Document, data: Event, now: datetime) -> Out
     )
 
 
+@dataclass(frozen=True)
+class _Outcome:
+    job: Document
+    fields: dict[str, object]
+    event: Event
+
+
+def _failure(deps: Deps, job: Document, problems: list[DeliveryProblem]) -> _Outcome:
+    failed = NotificationFailed(
+        participant_id=job["participant_id"],
+        template=job["template"],
+        cause_event_id=job["cause"]["ce_id"],
+        reasons=problems,
+    )
+    fields = {
+        "status": FAILED,
+        "failed_at": deps.clock(),
+        "problems": [p.model_dump() for p in problems],
+    }
+    return _Outcome(job, fields, failed)
+
+
 class _Round:
-    """One dispatch round: what happened to each claimed job, written together at the end
-    (every job's final state and its outcome event in one transaction)."""
+    """One dispatch round: the jobs it leased, kept leased while it works. Outcomes are
+    recorded as they happen; only deferrals (no message went out) wait for the round's end.
+    Leases are measured in real time, never the rules' clock (which tests move by hours)."""
 
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
-        self.finished: dict[str, dict[str, object]] = {}
-        self.events: list[OutgoingEvent] = []
+        self.lease = Lease(deps.instance, uuid.uuid4().hex, system_clock() + deps.lease)
         self.later: dict[str, datetime] = {}
+        self.recorded = 0
 
-    def finish(self, job: Document, fields: dict[str, object], data: Event) -> None:
-        self.finished[job["_id"]] = fields
-        self.events.append(_outcome_event(self.deps, job, data, self.deps.clock()))
+    def covers_a_send(self) -> bool:
+        """Whether a channel's send started now ends, worst case, before the lease does.
+        False only when renewals have failed for a while (the database is unreachable)."""
+        left = (self.lease.until - system_clock()).total_seconds()
+        return left > self.deps.providers.config.worst_case_s
 
-    def fail(self, job: Document, problems: list[DeliveryProblem]) -> None:
-        failed = NotificationFailed(
-            participant_id=job["participant_id"],
-            template=job["template"],
-            cause_event_id=job["cause"]["ce_id"],
-            reasons=problems,
-        )
-        fields = {
-            "status": FAILED,
-            "failed_at": self.deps.clock(),
-            "problems": [p.model_dump() for p in problems],
-        }
-        self.finish(job, fields, failed)
+    async def keep_leased(self) -> None:
+        """Renew the lease until cancelled. A renewal that fails is logged and tried again;
+        meanwhile :meth:`covers_a_send` stops new sends before the lease could run out."""
+        interval = self.deps.lease.total_seconds() * RENEW_FRACTION
+        while True:
+            await asyncio.sleep(interval)
+            until = system_clock() + self.deps.lease
+            try:
+                await self.deps.store.renew(self.lease.token, until)
+            except Exception as exc:  # an outage, usually; sends stop before the lease ends
+                log.warning("could not renew a dispatch lease", error_type=type(exc).__name__)
+                continue
+            self.lease = Lease(self.lease.owner, self.lease.token, until)
 
-    async def commit(self) -> int:
-        deps = self.deps
+    async def record(self, outcomes: list[_Outcome]) -> None:
+        """Commit each job's final state and its outcome event together, for the jobs this
+        round still holds, then publish. A job whose lease was lost (it ran out and another
+        dispatcher took the job) is left to its new holder, which sends it again with the
+        same idempotency key."""
+        deps, now = self.deps, self.deps.clock()
+        events = {o.job["_id"]: _outcome_event(deps, o.job, o.event, now) for o in outcomes}
+        fields = {o.job["_id"]: o.fields for o in outcomes}
 
-        async def work(session: AsyncClientSession) -> None:
-            await deps.store.finish(session, self.finished)
-            await deps.outbox.add(session, self.events)
+        async def work(session: AsyncClientSession) -> list[OutgoingEvent]:
+            held = await deps.store.finish(session, self.lease.token, fields)
+            mine = [event for job_id, event in events.items() if job_id in held]
+            await deps.outbox.add(session, mine)
+            return mine
 
-        await retry_transient(lambda: deps.store.reschedule(self.later))
-        if self.finished:
-            await retry_transient(lambda: in_transaction(deps.store.client, work))
-            await retry_transient(lambda: deps.outbox.publish(self.events))
-        return len(self.events)
+        mine = await retry_transient(lambda: in_transaction(deps.store.client, work))
+        if len(mine) < len(outcomes):
+            log.warning(
+                "lease lost before an outcome was recorded; the job's new holder sends it",
+                count=len(outcomes) - len(mine),
+            )
+        await retry_transient(lambda: deps.outbox.publish(mine))
+        self.recorded += len(mine)
 
 
 async def _send(
     deps: Deps, round_: _Round, job: Document, contact: Document | None, sent_today: int
 ) -> bool:
-    """Send one job (or defer it); True if it was sent."""
+    """Send one job (or defer it) and record what happened; True if it was sent."""
     rules, now, pid = deps.rules, deps.clock(), job["participant_id"]
-    if contact is None:  # cannot happen for a pending job; keep it waiting all the same
-        round_.later[job["_id"]] = now + timedelta(minutes=1)
+    if contact is None:  # e.g. taken over from a crashed round that had it waiting
+        if job["wait_until"] <= now:
+            await round_.record([_failure(deps, job, [NO_CONTACT])])
+        else:
+            round_.later[job["_id"]] = now + timedelta(minutes=1)
         return False
     later = domain.defer_until(
         now, sent_today, rules.daily_limit, rules.quiet_start_hour, rules.quiet_end_hour
     )
     if later is not None:
         round_.later[job["_id"]] = later
-        log.info("message deferred", participant_id=pid, until=later.isoformat())
+        # DEBUG: quiet hours defer every pending message, tens of thousands of lines a night.
+        log.debug("message deferred", participant_id=pid, until=later.isoformat())
         return False
     subject, body = deps.templates.render(job["template"], contact["display_name"], job["data"])
     problems: list[DeliveryProblem] = []
     for channel in domain.channels_for(contact.get("phone"), contact.get("email")):
+        if not round_.covers_a_send():  # the job stays leased until the lease runs out
+            log.warning("dispatch lease too close to its end to start a send; left for later")
+            return False
         to = contact["email"] if channel == "email" else contact["phone"]
         try:
-            message_id = await deps.providers.send(channel, to, subject, body, job["_id"])
+            accepted = await deps.providers.send(channel, to, subject, body, job["_id"])
         except PermanentFailure as exc:
             problems.append(
                 DeliveryProblem(code="provider-rejected", channel=channel, message=str(exc))
@@ -231,21 +296,26 @@ async def _send(
                 )
             )
             continue
+        if accepted.note is not None:
+            log.warning("provider accepted a message with an unreadable answer", channel=channel)
+            problems.append(
+                DeliveryProblem(code="unreadable-answer", channel=channel, message=accepted.note)
+            )
         sent = NotificationSent(
             participant_id=pid,
             channel=channel,
             template=job["template"],
-            provider_message_id=message_id,
+            provider_message_id=accepted.message_id,
             cause_event_id=job["cause"]["ce_id"],
         )
         fields = {
             "status": SENT,
             "channel": channel,
-            "provider_message_id": message_id,
+            "provider_message_id": accepted.message_id,
             "sent_at": now,
             "problems": [p.model_dump() for p in problems],
         }
-        round_.finish(job, fields, sent)
+        await round_.record([_Outcome(job, fields, sent)])
         return True
     if not problems:
         problems.append(
@@ -253,41 +323,54 @@ async def _send(
                 code="no-channel", channel=None, message="the contact has neither phone nor e-mail"
             )
         )
-    round_.fail(job, problems)
+    await round_.record([_failure(deps, job, problems)])
     return False
 
 
 async def dispatch_due(deps: Deps, limit: int = 500) -> int:
-    """Send every job that is due (and give up on those that waited too long for a contact).
+    """Send every job that is due (and give up on those that waited too long for a contact);
+    returns how many outcomes this round recorded.
 
-    One round: claim the due jobs, read their contacts and today's counts in bulk, send
-    (participants concurrently, each one's messages in turn, since the daily limit counts
-    them), then write every outcome in one transaction and publish."""
+    One round: lease the due jobs (and those a crashed dispatcher left), read their contacts
+    and today's counts in bulk, then send, participants concurrently and each one's messages
+    in turn (the daily limit counts them), recording each outcome as it happens. The
+    deferrals are written at the end: they sent nothing, so a crash before then only means
+    the jobs are looked at again when the lease runs out."""
     store, now = deps.store, deps.clock()
     round_ = _Round(deps)
-    no_contact = DeliveryProblem(
-        code="no-contact", channel=None, message="no participant-registered arrived in time"
-    )
-    for job in await store.claim(await store.expired_waiting(now), from_status=WAITING):
-        round_.fail(job, [no_contact])
+    waited_out = await store.claim_expired_waiting(now, round_.lease)
+    if waited_out:  # no message went out for these: one transaction for them all is safe
+        await round_.record([_failure(deps, job, [NO_CONTACT]) for job in waited_out])
+    jobs = await store.claim_due(now, system_clock(), round_.lease, limit)
+    if not jobs:
+        return round_.recorded
     by_participant: dict[str, list[Document]] = {}
-    for job in await store.claim(await store.due(now, limit)):
+    for job in jobs:
         by_participant.setdefault(job["participant_id"], []).append(job)
-    if by_participant:
-        contacts = await store.contacts_of(by_participant)
+    keeper = asyncio.create_task(round_.keep_leased())
+    try:
+        contacts = await retry_transient(lambda: store.contacts_of(by_participant))
         start, end = domain.day_window(now)
-        counts = await store.sent_between(by_participant, start, end)
+        counts = await retry_transient(lambda: store.sent_between(by_participant, start, end))
 
         async def in_turn(pid: str, jobs: list[Document]) -> None:
             sent = counts.get(pid, 0)
             for job in jobs:
                 cause = Envelope.from_headers(job["cause"])
                 with processing(cause, deps.settings.topic(job["template"]), pid, name="send"):
-                    sent += await _send(deps, round_, job, contacts.get(pid), sent)
+                    try:
+                        sent += await _send(deps, round_, job, contacts.get(pid), sent)
+                    except Exception:  # a bug: the other participants' messages still go
+                        log.exception("sending a message failed; retried when its lease ends")
 
         # Participants concurrently: a provider's round trip does not pace the whole queue.
         await asyncio.gather(*(in_turn(pid, jobs) for pid, jobs in by_participant.items()))
-    return await round_.commit()
+    finally:
+        keeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await keeper
+    await retry_transient(lambda: store.reschedule(round_.lease.token, round_.later))
+    return round_.recorded
 
 
 def system_clock() -> datetime:

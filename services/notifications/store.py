@@ -2,12 +2,20 @@
 
 A job's ``_id`` is ``<cause event id>:<participant id>``: however often an event is
 delivered, it becomes one job, and so one message.
+
+A job being sent is *leased*: ``status`` "sending" with ``lease_owner`` (the instance),
+``lease_token`` (the dispatch round) and ``lease_until``. Only the holder of the token may
+record the job's outcome or put it back; anyone may take a job whose lease ran out, since
+its holder crashed or stalled. Nothing resets "sending" jobs wholesale: another replica's
+jobs in flight look exactly like a crashed one's, and only the lease tells them apart.
+Lease times are wall-clock times of the instances (which must agree to within a few
+seconds, as NTP keeps them).
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +26,23 @@ from pymongo.asynchronous.database import AsyncDatabase
 from shared.mongo import Document
 
 PENDING, WAITING, SENDING, SENT, FAILED = "pending", "waiting-contact", "sending", "sent", "failed"
+_LEASE_FIELDS = {"lease_owner": "", "lease_token": "", "lease_until": ""}  # for $unset
+
+
+@dataclass(frozen=True)
+class Lease:
+    owner: str
+    token: str
+    until: datetime
+
+
+def _expired(wall: datetime) -> dict[str, Any]:
+    """Jobs being sent by someone whose lease ran out (or who predates leases)."""
+    return {"status": SENDING, "lease_until": {"$not": {"$gt": wall}}}
+
+
+def _held(token: str) -> dict[str, Any]:
+    return {"status": SENDING, "lease_token": token}
 
 
 class NotificationStore:
@@ -31,11 +56,7 @@ class NotificationStore:
         await self.jobs.create_index([("status", ASCENDING), ("not_before", ASCENDING)])
         await self.jobs.create_index([("participant_id", ASCENDING), ("sent_at", ASCENDING)])
         await self.jobs.create_index([("status", ASCENDING), ("wait_until", ASCENDING)])
-
-    async def recover_interrupted(self) -> int:
-        """Jobs a crash left mid-send go out again (providers get the same idempotency key)."""
-        result = await self.jobs.update_many({"status": SENDING}, {"$set": {"status": PENDING}})
-        return result.modified_count
+        await self.jobs.create_index([("status", ASCENDING), ("lease_until", ASCENDING)])
 
     async def save_contacts(self, contacts: dict[str, dict[str, Any]]) -> None:
         if contacts:
@@ -65,32 +86,63 @@ class NotificationStore:
         )
         return result.modified_count
 
-    async def expired_waiting(self, now: datetime) -> list[str]:
-        cursor = self.jobs.find({"status": WAITING, "wait_until": {"$lte": now}}, {"_id": 1})
-        return [str(doc["_id"]) async for doc in cursor]
+    async def claim_expired_waiting(self, now: datetime, lease: Lease) -> list[Document]:
+        """Take the jobs that waited for a contact past their time (to fail them)."""
+        waited_out = {"status": WAITING, "wait_until": {"$lte": now}}
+        cursor = self.jobs.find(waited_out, {"_id": 1})
+        return await self._claim([str(doc["_id"]) async for doc in cursor], waited_out, lease)
 
-    async def due(self, now: datetime, limit: int) -> list[str]:
-        cursor = self.jobs.find({"status": PENDING, "not_before": {"$lte": now}}, {"_id": 1})
-        return [str(doc["_id"]) async for doc in cursor.sort("not_before", ASCENDING).limit(limit)]
+    async def claim_due(
+        self, now: datetime, wall: datetime, lease: Lease, limit: int
+    ) -> list[Document]:
+        """Take up to ``limit`` jobs to send: first those whose sender's lease ran out, then
+        pending ones due by ``now`` (the rules' clock), oldest first. ``wall`` is the real
+        time leases are measured in."""
+        expired = self.jobs.find(_expired(wall), {"_id": 1}).sort("lease_until", ASCENDING)
+        ids = [str(doc["_id"]) async for doc in expired.limit(limit)]
+        if len(ids) < limit:
+            due = self.jobs.find({"status": PENDING, "not_before": {"$lte": now}}, {"_id": 1})
+            due = due.sort("not_before", ASCENDING).limit(limit - len(ids))
+            ids += [str(doc["_id"]) async for doc in due]
+        claimable = {"$or": [{"status": PENDING, "not_before": {"$lte": now}}, _expired(wall)]}
+        return await self._claim(ids, claimable, lease)
 
-    async def claim(self, job_ids: list[str], from_status: str = PENDING) -> list[Document]:
-        """Take jobs for sending, atomically each: those another dispatcher took first are not
-        returned. Oldest first."""
+    async def _claim(
+        self, job_ids: list[str], claimable: dict[str, Any], lease: Lease
+    ) -> list[Document]:
+        """Lease the jobs that are still ``claimable``, each atomically (the filter is
+        checked again as each document is written): a job another dispatcher took first is
+        not returned. Oldest first."""
         if not job_ids:
             return []
-        token = uuid.uuid4().hex
         await self.jobs.update_many(
-            {"_id": {"$in": job_ids}, "status": from_status},
-            {"$set": {"status": SENDING, "claim": token}},
+            {"_id": {"$in": job_ids}, **claimable},
+            {
+                "$set": {
+                    "status": SENDING,
+                    "lease_owner": lease.owner,
+                    "lease_token": lease.token,
+                    "lease_until": lease.until,
+                }
+            },
         )
-        cursor = self.jobs.find({"_id": {"$in": job_ids}, "claim": token})
+        cursor = self.jobs.find({"_id": {"$in": job_ids}, **_held(lease.token)})
         return await cursor.sort("not_before", ASCENDING).to_list()
 
-    async def reschedule(self, later: dict[str, datetime]) -> None:
+    async def renew(self, token: str, until: datetime) -> int:
+        """Extend a round's lease on the jobs it still holds; how many it holds."""
+        result = await self.jobs.update_many(_held(token), {"$set": {"lease_until": until}})
+        return result.matched_count
+
+    async def reschedule(self, token: str, later: dict[str, datetime]) -> None:
+        """Deferred jobs back to pending, if this round still holds them."""
         if later:
             await self.jobs.bulk_write(
                 [
-                    UpdateOne({"_id": job_id}, {"$set": {"status": PENDING, "not_before": when}})
+                    UpdateOne(
+                        {"_id": job_id, **_held(token)},
+                        {"$set": {"status": PENDING, "not_before": when}, "$unset": _LEASE_FIELDS},
+                    )
                     for job_id, when in later.items()
                 ],
                 ordered=False,
@@ -114,17 +166,37 @@ class NotificationStore:
         )
         return {str(doc["_id"]): int(doc["count"]) async for doc in cursor}
 
-    async def finish(self, session: AsyncClientSession, fields: dict[str, dict[str, Any]]) -> None:
-        """Each job's final state, by job id."""
-        if fields:
+    async def finish(
+        self, session: AsyncClientSession, token: str, fields: dict[str, dict[str, Any]]
+    ) -> set[str]:
+        """Each job's final state, by job id, for the jobs round ``token`` still holds; returns
+        those. In the caller's transaction, so a concurrent taker conflicts instead of both
+        writing."""
+        if len(fields) == 1:  # the common case, one send: one write
+            [(job_id, f)] = fields.items()
+            result = await self.jobs.update_one(
+                {"_id": job_id, **_held(token)},
+                {"$set": f, "$unset": _LEASE_FIELDS},
+                session=session,
+            )
+            return {job_id} if result.matched_count else set()
+        cursor = self.jobs.find(
+            {"_id": {"$in": list(fields)}, **_held(token)}, {"_id": 1}, session=session
+        )
+        held = {str(doc["_id"]) async for doc in cursor}
+        if held:
             await self.jobs.bulk_write(
-                [UpdateOne({"_id": job_id}, {"$set": f}) for job_id, f in fields.items()],
+                [
+                    UpdateOne({"_id": job_id}, {"$set": fields[job_id], "$unset": _LEASE_FIELDS})
+                    for job_id in held
+                ],
                 ordered=False,
                 session=session,
             )
+        return held
 
     async def log_of(self, participant_id: str) -> list[Document]:
         """The delivery log as anyone may see it: which messages, how, when; no addresses."""
-        projection = {"data": 0, "cause": 0}
+        projection = {"data": 0, "cause": 0, "claim": 0, **dict.fromkeys(_LEASE_FIELDS, 0)}
         cursor = self.jobs.find({"participant_id": participant_id}, projection)
         return await cursor.sort("created_at", ASCENDING).to_list()

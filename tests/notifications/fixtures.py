@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import inspect
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
+from time import monotonic
 from typing import Any
 
 import httpx
@@ -29,13 +33,37 @@ def jakarta(day_offset: int, hour: int, minute: int = 0) -> datetime:
 
 
 class Clock:
-    """The service's clock in these tests: daytime in Jakarta unless a test moves it."""
+    """The service's clock in these tests: daytime in Jakarta unless a test moves it. It
+    counts how often it was read: every dispatch round reads it, so a test can wait until a
+    dispatcher has looked at the jobs a few more times."""
 
     def __init__(self) -> None:
         self.now = jakarta(0, 10)
+        self.calls = 0
 
     def __call__(self) -> datetime:
+        self.calls += 1
         return self.now
+
+    async def read(self, times: int, timeout: float = 30) -> None:
+        """Wait until the clock has been read ``times`` more times."""
+        target = self.calls + times
+        await until(lambda: self.calls >= target, timeout, f"clock read {times} times")
+
+
+async def until(
+    condition: Callable[[], bool | Awaitable[bool]], timeout: float = 60, what: str = ""
+) -> None:
+    """Poll ``condition`` (plain or async) until it holds, or fail after ``timeout`` s."""
+    deadline = monotonic() + timeout
+    while not await _holds(condition):
+        assert monotonic() < deadline, f"waited {timeout}s for {what or condition}"
+        await asyncio.sleep(0.05)
+
+
+async def _holds(condition: Callable[[], bool | Awaitable[bool]]) -> bool:
+    result = condition()
+    return await result if inspect.isawaitable(result) else result
 
 
 @dataclass
@@ -60,9 +88,10 @@ class NotificationsUnderTest:
         await send(self.producer, self.topic(type(fact)), value, pid.encode(), headers)
         return headers["ce_id"]
 
-    async def control(self, **modes: str) -> None:
-        async with httpx.AsyncClient() as http:
-            await http.post(f"{self.providers_url}/_control", json=modes)
+    async def control(self, **modes: object) -> None:
+        """Channel modes (``whatsapp="400"``) and ``recipients={phone: mode}``; see
+        deploy/local/providers.py."""
+        await control(self.providers_url, **modes)
 
     def delivered_to(self, address: str) -> list[dict[str, Any]]:
         plain = address.removeprefix("+")
@@ -78,6 +107,24 @@ class NotificationsUnderTest:
             lambda r: r.topic == self.topic(event) and r.json().get("participant_id") == pid,
             count,
         )
+
+
+async def control(providers_url: str, **modes: object) -> None:
+    async with httpx.AsyncClient() as http:
+        (await http.post(f"{providers_url}/_control", json=modes)).raise_for_status()
+
+
+@contextlib.asynccontextmanager
+async def stand_in_providers() -> AsyncIterator[tuple[ProviderStandIn, str, int]]:
+    """A provider stand-in of one's own: (stand-in, HTTP base URL, SMTP port)."""
+    stand_in = ProviderStandIn()
+    smtp_port, http_port = free_port(), free_port()
+    smtp = stand_in.start_smtp(smtp_port)
+    try:
+        async with serving(stand_in, http_port) as providers_url:
+            yield stand_in, providers_url, smtp_port
+    finally:
+        smtp.stop()
 
 
 def registered(pid: str, phone: str | None, email: str | None = None) -> ParticipantRegistered:
@@ -119,31 +166,10 @@ async def notifications(
 ) -> AsyncIterator[NotificationsUnderTest]:
     """On topics of its own: what the other services publish in this session must not add
     messages (or provider calls) that these tests count."""
-    stand_in = ProviderStandIn()
-    smtp_port, http_port = free_port(), free_port()
-    smtp = stand_in.start_smtp(smtp_port)
     clock = Clock()
-    settings = NotificationSettings(
-        kafka_bootstrap_servers=servers.kafka_bootstrap_servers,
-        mongodb_uri=servers.mongodb_uri,
-        topic_prefix=random_id("notif-") + ".",
-        mongodb_database=random_id("notifications_"),
-        http_port=free_port(),
-        outbox_relay_interval_s=0.2,
-        whatsapp_base_url=f"http://127.0.0.1:{http_port}/whatsapp",
-        sms_base_url=f"http://127.0.0.1:{http_port}/sms",
-        smtp_port=smtp_port,
-        provider_timeout_s=1,
-        provider_attempts=3,
-        provider_backoff_s=0.05,
-        contact_wait_s=3600,
-        dispatch_interval_s=0.2,
-    )
-    try:
-        async with (
-            serving(stand_in, http_port) as providers_url,
-            serving(create_app(settings, clock), settings.http_port) as url,
-        ):
+    async with stand_in_providers() as (stand_in, providers_url, smtp_port):
+        settings = notification_settings(servers, providers_url, smtp_port)
+        async with serving(create_app(settings, clock), settings.http_port) as url:
             topics = [settings.topic(e.name) for e in PRODUCES]
             topics += [dlq_topic(settings.topic(e.name)) for e in CONSUMES]
             events = await Collector(servers.kafka_bootstrap_servers, topics).start()
@@ -151,5 +177,27 @@ async def notifications(
                 settings, url, producer, events, stand_in, providers_url, clock
             )
             await events.stop()
-    finally:
-        smtp.stop()
+
+
+def notification_settings(
+    servers: Servers, providers_url: str, smtp_port: int, **changes: Any
+) -> NotificationSettings:
+    """A deployment of its own (topics, database, HTTP port) that sends to the stand-in at
+    ``providers_url``; quick timeouts and rounds unless ``changes`` say otherwise."""
+    fields: dict[str, Any] = {
+        "kafka_bootstrap_servers": servers.kafka_bootstrap_servers,
+        "mongodb_uri": servers.mongodb_uri,
+        "topic_prefix": random_id("notif-") + ".",
+        "mongodb_database": random_id("notifications_"),
+        "http_port": free_port(),
+        "outbox_relay_interval_s": 0.2,
+        "whatsapp_base_url": f"{providers_url}/whatsapp",
+        "sms_base_url": f"{providers_url}/sms",
+        "smtp_port": smtp_port,
+        "provider_timeout_s": 1,
+        "provider_attempts": 3,
+        "provider_backoff_s": 0.05,
+        "contact_wait_s": 3600,
+        "dispatch_interval_s": 0.2,
+    }
+    return NotificationSettings(**{**fields, **changes})

@@ -3,7 +3,6 @@ HTTP stand-in for the WhatsApp and SMS providers and an SMTP server (aiosmtpd)."
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,9 +18,21 @@ from tests.notifications.fixtures import (
     jakarta,
     new_phone,
     registered,
+    until,
 )
 
 pytestmark = pytest.mark.integration
+
+
+async def waiting(notifications: NotificationsUnderTest, pid: str, status: str) -> None:
+    """Until the participant's one message is in the delivery log with ``status``."""
+
+    async def logged() -> bool:
+        async with httpx.AsyncClient() as http:
+            answer = await http.get(f"{notifications.url}/participants/{pid}/notifications")
+        return [m["status"] for m in answer.json()["messages"]] == [status]
+
+    await until(logged, what=f"a {status} message")
 
 
 @pytest_asyncio.fixture(autouse=True)
@@ -29,10 +40,10 @@ async def daytime_and_healthy_providers(
     notifications: NotificationsUnderTest,
 ) -> AsyncIterator[None]:
     notifications.clock.now = jakarta(0, 10)
-    await notifications.control(whatsapp="ok", sms="ok")
+    await notifications.control(whatsapp="ok", sms="ok", recipients={})
     yield
     notifications.clock.now = jakarta(0, 10)
-    await notifications.control(whatsapp="ok", sms="ok")
+    await notifications.control(whatsapp="ok", sms="ok", recipients={})
 
 
 async def test_a_welcome_goes_out_over_whatsapp_once_however_often_delivered(
@@ -117,7 +128,8 @@ async def test_quiet_hours_defer_until_seven(notifications: NotificationsUnderTe
     pid, phone = str(uuid.uuid4()), new_phone()
     notifications.clock.now = jakarta(0, 22)
     await notifications.send(registered(pid, phone))
-    await asyncio.sleep(1.5)  # several dispatcher rounds; quiet hours hold it back
+    await waiting(notifications, pid, "pending")
+    await notifications.clock.read(10)  # several dispatcher rounds; quiet hours hold it back
     assert notifications.delivered_to(phone) == []
     notifications.clock.now = jakarta(1, 7, 1)
     await notifications.wait(NotificationSent, pid)
@@ -133,7 +145,7 @@ async def test_at_most_five_a_day_and_the_rest_tomorrow(
     for _ in range(6):
         await notifications.send(enrolled(pid))
     await notifications.wait(NotificationSent, pid, 5)
-    await asyncio.sleep(1.5)  # several dispatcher rounds: the daily limit holds
+    await notifications.clock.read(10)  # several dispatcher rounds: the daily limit holds
     assert len(notifications.delivered_to(phone)) == 5
     notifications.clock.now = jakarta(1, 8)
     await notifications.wait(NotificationSent, pid, 7)
@@ -145,7 +157,8 @@ async def test_an_event_waits_for_its_contact_and_goes_when_it_arrives(
 ) -> None:
     pid, phone = str(uuid.uuid4()), new_phone()
     await notifications.send(enrolled(pid))
-    await asyncio.sleep(1)
+    await waiting(notifications, pid, "waiting-contact")
+    await notifications.clock.read(10)  # several dispatcher rounds
     assert notifications.of(NotificationSent, pid) == []
     await notifications.send(registered(pid, phone))
     sent = await notifications.wait(NotificationSent, pid, 2)
@@ -160,7 +173,7 @@ async def test_a_contact_that_never_comes_fails_the_message_after_the_wait(
 ) -> None:
     pid = str(uuid.uuid4())
     await notifications.send(enrolled(pid))
-    await asyncio.sleep(0.5)
+    await waiting(notifications, pid, "waiting-contact")
     notifications.clock.now = jakarta(0, 12)  # two hours later; the wait is one hour
     [failed] = await notifications.wait(NotificationFailed, pid)
     assert failed.json()["reasons"][0]["code"] == "no-contact"
