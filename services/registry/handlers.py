@@ -50,7 +50,6 @@ from shared.envelope import Envelope, OutgoingEvent
 from shared.kafka import (
     DeadLetter,
     Record,
-    dead_letter,
     read_envelope,
     read_event,
     read_object,
@@ -236,9 +235,10 @@ async def handle_submissions(records: list[Record], deps: Deps) -> None:
     """Answer a batch of ``registration-submitted`` records, then publish the outcomes.
 
     Returning is what lets the framework commit the batch's offsets. Outages are waited out
-    (nothing is acknowledged meanwhile); a record that cannot be read, or that cannot be
-    decided even on its own, goes to the DLQ, so it neither crashes the service nor blocks
-    the partition, and an operator can replay it once the cause is fixed.
+    (nothing is acknowledged meanwhile); a record that cannot be read goes to the DLQ here,
+    one that cannot be decided even on its own goes there through the kernel's failure path,
+    so it neither crashes the service nor blocks the partition, and an operator can replay
+    it once the cause is fixed.
     """
     received = datetime.now(UTC)
     subs = await readable(
@@ -246,17 +246,9 @@ async def handle_submissions(records: list[Record], deps: Deps) -> None:
     )
     if not subs:
         return
-    try:
-        events = await decide(deps, [sub for _, sub in subs])
-    except Exception:
-        log.exception("batch could not be decided; deciding its records one by one")
-        events = []
-        for record, sub in subs:
-            try:
-                events += await decide(deps, [sub])
-            except Exception as exc:
-                log.exception("record could not be decided; sent to the DLQ", offset=record.offset)
-                await dead_letter(deps.broker, record, exc, deps.settings.service_name)
+    # A bug that trips on one record escapes to the kernel's one failure path
+    # (shared.service.consume), which decides the records one by one and dead-letters it.
+    events = await decide(deps, [sub for _, sub in subs])
     if events:
         await retry_transient(lambda: deps.outbox.publish(events))
     for event in events:  # one line per answer costs a tenth of the throughput: DEBUG
