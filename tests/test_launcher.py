@@ -21,11 +21,10 @@ from pymongo import MongoClient, WriteConcern
 from deploy.local.launcher import (
     Mongod,
     die_with_parent,
-    free_port,
     install_kafka,
     install_mongod,
 )
-from deploy.local.stack import SERVICES
+from deploy.local.stack import SERVICES, free_ports_env
 
 T = TypeVar("T")
 
@@ -83,18 +82,6 @@ def test_a_server_dies_with_a_killed_launcher(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------ the stack supervisor
 
-STACK_PORTS = (
-    "KAFKA_PORT",
-    "KAFKA_CONTROLLER_PORT",
-    "MONGO_PORT",
-    "PROVIDERS_HTTP_PORT",
-    "PROVIDERS_SMTP_PORT",
-    "REGISTRY_HTTP_PORT",
-    "COACHING_HTTP_PORT",
-    "MARKETPLACE_HTTP_PORT",
-    "NOTIFICATIONS_HTTP_PORT",
-)
-
 
 def wait_for(check: Callable[[], T | None], timeout: float, what: str) -> T:
     deadline = time.monotonic() + timeout
@@ -127,14 +114,7 @@ def test_the_supervisor_restarts_what_dies(tmp_path: Path) -> None:
     install_kafka()
     install_mongod()
     run_dir = tmp_path / "run"
-    ports: set[int] = set()
-    while len(ports) < len(STACK_PORTS):  # a separate stack beside a developer's `make up`
-        ports.add(free_port())
-    env = {
-        **os.environ,
-        "JAKPRENEUR_RUN_DIR": str(run_dir),
-        **{name: str(port) for name, port in zip(STACK_PORTS, sorted(ports), strict=True)},
-    }
+    env = {**os.environ, "JAKPRENEUR_RUN_DIR": str(run_dir), **free_ports_env()}
     run_dir.mkdir()
     log = (tmp_path / "supervisor.log").open("ab")
     supervisor = subprocess.Popen(

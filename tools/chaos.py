@@ -56,7 +56,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from deploy.local.launcher import die_with_parent, free_port, install_kafka, install_mongod
+from deploy.local.launcher import die_with_parent, install_kafka, install_mongod
+from deploy.local.stack import free_ports_env
 from shared.contracts import (
     Event,
     FinancingReferred,
@@ -76,17 +77,6 @@ T = TypeVar("T")
 
 SERVICES = ("registry", "coaching", "marketplace", "notifications")
 VICTIMS = (*SERVICES, "mongod", "kafka")
-PORT_VARS = (
-    "KAFKA_PORT",
-    "KAFKA_CONTROLLER_PORT",
-    "MONGO_PORT",
-    "PROVIDERS_HTTP_PORT",
-    "PROVIDERS_SMTP_PORT",
-    "REGISTRY_HTTP_PORT",
-    "COACHING_HTTP_PORT",
-    "MARKETPLACE_HTTP_PORT",
-    "NOTIFICATIONS_HTTP_PORT",
-)
 # Every message goes out during the run: no quiet hours, no daily cap deferring the rest.
 SERVICE_ENV = {
     "NOTIFICATIONS_QUIET_START_HOUR": "0",
@@ -133,15 +123,12 @@ class SupervisedStack:
         install_mongod()
         shutil.rmtree(self.run_dir, ignore_errors=True)
         self.run_dir.mkdir(parents=True)
-        ports: set[int] = set()
-        while len(ports) < len(PORT_VARS):
-            ports.add(free_port())
         env = {
             **os.environ,
             **SERVICE_ENV,
             "JAKPRENEUR_RUN_DIR": str(self.run_dir),
             "TOPIC_PREFIX": self.topic_prefix,
-            **{name: str(port) for name, port in zip(PORT_VARS, sorted(ports), strict=True)},
+            **free_ports_env(),
         }
         log = (self.run_dir / "supervisor.log").open("ab")
         self.process = subprocess.Popen(

@@ -35,9 +35,40 @@ from typing import Any
 
 import httpx
 
-from deploy.local.launcher import Kafka, Mongod, Server, _say, install_kafka, install_mongod
+from deploy.local.launcher import (
+    Kafka,
+    Mongod,
+    Server,
+    _say,
+    free_port,
+    install_kafka,
+    install_mongod,
+)
 
 RUN_DIR = Path(os.environ.get("JAKPRENEUR_RUN_DIR") or ".run")
+# The variables that move the stack's ports (see the module's docstring).
+PORT_VARS = (
+    "KAFKA_PORT",
+    "KAFKA_CONTROLLER_PORT",
+    "MONGO_PORT",
+    "PROVIDERS_HTTP_PORT",
+    "PROVIDERS_SMTP_PORT",
+    "REGISTRY_HTTP_PORT",
+    "COACHING_HTTP_PORT",
+    "MARKETPLACE_HTTP_PORT",
+    "NOTIFICATIONS_HTTP_PORT",
+)
+
+
+def free_ports_env() -> dict[str, str]:
+    """Every port variable set to a distinct free port: a second stack (a test, a chaos
+    run) beside a developer's ``make up``."""
+    ports: set[int] = set()
+    while len(ports) < len(PORT_VARS):
+        ports.add(free_port())
+    return {name: str(port) for name, port in zip(PORT_VARS, sorted(ports), strict=True)}
+
+
 ENV_FILE = RUN_DIR / "stack.env"
 PID_FILE = RUN_DIR / "stack.pid"
 STATE_FILE = RUN_DIR / "supervisor.json"

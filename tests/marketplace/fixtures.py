@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -113,21 +114,35 @@ def sales(pid: str, period: str, revenue: int = 2_500_000, ref: str | None = Non
     )
 
 
-@pytest_asyncio.fixture(scope="session")
-async def marketplace(
-    servers: Servers, producer: AIOKafkaProducer, topic_prefix: str
+@contextlib.asynccontextmanager
+async def running_marketplace(
+    servers: Servers, producer: AIOKafkaProducer, topic_prefix: str, **changes: Any
 ) -> AsyncIterator[MarketplaceUnderTest]:
+    """A marketplace in this process on the real servers; ``changes`` to its settings."""
     settings = MarketplaceSettings(
-        kafka_bootstrap_servers=servers.kafka_bootstrap_servers,
-        mongodb_uri=servers.mongodb_uri,
-        topic_prefix=topic_prefix,
-        mongodb_database=random_id("marketplace_"),
-        http_port=free_port(),
-        outbox_relay_interval_s=0.2,
+        **{
+            "kafka_bootstrap_servers": servers.kafka_bootstrap_servers,
+            "mongodb_uri": servers.mongodb_uri,
+            "topic_prefix": topic_prefix,
+            "mongodb_database": random_id("marketplace_"),
+            "http_port": free_port(),
+            "outbox_relay_interval_s": 0.2,
+            **changes,
+        }
     )
     async with serving(create_app(settings), settings.http_port) as url:
         topics = [settings.topic(e.name) for e in PRODUCES]
         topics += [dlq_topic(settings.topic(e.name)) for e in CONSUMES]
         events = await Collector(servers.kafka_bootstrap_servers, topics).start()
-        yield MarketplaceUnderTest(settings, url, producer, events)
-        await events.stop()
+        try:
+            yield MarketplaceUnderTest(settings, url, producer, events)
+        finally:
+            await events.stop()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def marketplace(
+    servers: Servers, producer: AIOKafkaProducer, topic_prefix: str
+) -> AsyncIterator[MarketplaceUnderTest]:
+    async with running_marketplace(servers, producer, topic_prefix) as m:
+        yield m

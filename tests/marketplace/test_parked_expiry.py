@@ -11,14 +11,14 @@ import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaProducer
 
-from deploy.local.launcher import free_port
-from services.marketplace.app import MarketplaceSettings, create_app
-from services.marketplace.handlers import CONSUMES, PRODUCES
 from shared.contracts import ProductCurated, ProductListed
-from shared.kafka import dlq_topic
 from tests.conftest import Servers, random_id
-from tests.kafka_helpers import Collector, serving
-from tests.marketplace.fixtures import MarketplaceUnderTest, certified, review
+from tests.marketplace.fixtures import (
+    MarketplaceUnderTest,
+    certified,
+    review,
+    running_marketplace,
+)
 from tools.cli import replay
 
 pytestmark = pytest.mark.integration
@@ -28,22 +28,11 @@ pytestmark = pytest.mark.integration
 async def impatient(
     servers: Servers, producer: AIOKafkaProducer
 ) -> AsyncIterator[MarketplaceUnderTest]:
-    settings = MarketplaceSettings(
-        kafka_bootstrap_servers=servers.kafka_bootstrap_servers,
-        mongodb_uri=servers.mongodb_uri,
-        topic_prefix=random_id("parked-") + ".",
-        mongodb_database=random_id("marketplace_"),
-        http_port=free_port(),
-        outbox_relay_interval_s=0.2,
-        parked_ttl_s=1.0,
-        parked_check_interval_s=0.2,
-    )
-    async with serving(create_app(settings), settings.http_port) as url:
-        topics = [settings.topic(e.name) for e in PRODUCES]
-        topics += [dlq_topic(settings.topic(e.name)) for e in CONSUMES]
-        events = await Collector(servers.kafka_bootstrap_servers, topics).start()
-        yield MarketplaceUnderTest(settings, url, producer, events)
-        await events.stop()
+    prefix = random_id("parked-") + "."
+    async with running_marketplace(
+        servers, producer, prefix, parked_ttl_s=1.0, parked_check_interval_s=0.2
+    ) as m:
+        yield m
 
 
 async def test_a_review_waiting_too_long_expires_to_the_dlq_and_replays(
