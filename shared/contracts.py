@@ -537,7 +537,7 @@ class NotificationSent(Event):
     participant_id: Id = Field(description="The recipient.")
     channel: Literal["whatsapp", "sms", "email"] = Field(description="How it went out.")
     template: Name = Field(description="The template (the event it tells about).")
-    provider_message_id: Id = Field(description="The provider's id of the message.")
+    provider_message_id: Name = Field(description="The provider's id of the message.")
     cause_event_id: Id = Field(description="ce_id of the event the message tells about.")
 
 

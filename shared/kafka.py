@@ -172,6 +172,8 @@ def read_event(
     saying which fields are wrong (names only: values may be personal data)."""
     envelope = read_envelope(record, *by_type)
     contract = by_type[envelope.type]
+    if not record.topic.endswith(contract.name):  # one event type per topic
+        raise DeadLetter("unknown-event-type", f"ce_type {envelope.type!r} is not this topic's")
     check_size(record, contract.max_bytes)
     try:
         event = contract.model_validate_json(record.value, strict=strict)

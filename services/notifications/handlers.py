@@ -56,7 +56,7 @@ from shared.envelope import Envelope, OutgoingEvent
 from shared.kafka import Record, read_event, readable
 from shared.logging import get_logger
 from shared.mongo import Document, Outbox, in_transaction
-from shared.retry import retry_transient
+from shared.retry import is_transient, retry_transient
 from shared.settings import ServiceSettings
 from shared.tracing import processing
 
@@ -158,7 +158,10 @@ async def handle_events(records: list[Record], deps: Deps) -> None:
         )
 
     await retry_transient(accept)
-    await dispatch_due(deps)
+    try:  # the events are accepted: a failing round must not send them to the DLQ
+        await dispatch_due(deps)
+    except Exception:
+        log.exception("dispatch round failed; the periodic dispatcher tries again")
 
 
 def _participant(fact: Event) -> str:
@@ -327,6 +330,22 @@ async def _send(
     return False
 
 
+async def _failed_by(deps: Deps, round_: _Round, job: Document, exc: Exception) -> None:
+    """An outage leaves the job leased: it is taken again when the lease runs out. A bug
+    tripped by this job would trip again on every lease, for ever (and e-mail, which has no
+    idempotency key, would go out each time): it ends the job as notification-failed with
+    ``internal-error``, the traceback logged, and the job stays visible in the delivery log."""
+    if is_transient(exc):
+        log.warning("sending a message waits for infrastructure", error_type=type(exc).__name__)
+        return
+    log.error("sending a message failed; recorded as notification-failed", exc_info=exc)
+    problem = DeliveryProblem(code="internal-error", channel=None, message=type(exc).__name__)
+    try:
+        await round_.record([_failure(deps, job, [problem])])
+    except Exception:
+        log.exception("could not record the failure; the job is retried when its lease ends")
+
+
 async def dispatch_due(deps: Deps, limit: int = 500) -> int:
     """Send every job that is due (and give up on those that waited too long for a contact);
     returns how many outcomes this round recorded.
@@ -360,8 +379,8 @@ async def dispatch_due(deps: Deps, limit: int = 500) -> int:
                 with processing(cause, deps.settings.topic(job["template"]), pid, name="send"):
                     try:
                         sent += await _send(deps, round_, job, contacts.get(pid), sent)
-                    except Exception:  # a bug: the other participants' messages still go
-                        log.exception("sending a message failed; retried when its lease ends")
+                    except Exception as exc:  # the other participants' messages still go
+                        await _failed_by(deps, round_, job, exc)
 
         # Participants concurrently: a provider's round trip does not pace the whole queue.
         await asyncio.gather(*(in_turn(pid, jobs) for pid, jobs in by_participant.items()))

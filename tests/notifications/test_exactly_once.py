@@ -21,7 +21,7 @@ from deploy.local.launcher import free_port
 from deploy.local.providers import ProviderStandIn
 from services.notifications.app import NotificationSettings, create_app
 from services.notifications.channels import message_id_for, read_answer, worst_case_s
-from shared.contracts import NotificationSent
+from shared.contracts import NotificationFailed, NotificationSent
 from shared.envelope import new_envelope
 from shared.mongo import Document, make_client
 from tests.conftest import Servers
@@ -325,3 +325,45 @@ def test_a_mail_keeps_one_message_id_that_fits_the_contract() -> None:
     assert message_id_for(key) == message_id_for(key) == f"<{key.replace(':', '.')}@jakpreneur>"
     for odd in (f"{'x' * 100}:{uuid.uuid4()}", "id with spaces:p@q"):
         assert len(message_id_for(odd)) <= 100 and " " not in message_id_for(odd)
+
+
+async def test_a_job_that_trips_a_bug_ends_failed_not_retried_for_ever(
+    servers: Servers, notifications: NotificationsUnderTest
+) -> None:
+    """A job whose data the template cannot render (here: a field removed by hand, as a bug
+    would leave it) is not taken again on every lease for ever: it ends once, as
+    notification-failed with internal-error, and nothing reaches a provider."""
+    n, pid, phone = notifications, str(uuid.uuid4()), new_phone()
+    now = n.clock()
+    cause = new_envelope(type=enrolled(pid).ce_type(), source="test-system")
+    data = enrolled(pid).model_dump(mode="json")
+    data.pop("cohort_id")
+    data.pop("sector")
+    data.pop("city")
+    job = {
+        "_id": f"{cause.id}:{pid}",
+        "participant_id": pid,
+        "template": "training-enrolled",
+        "data": data,
+        "cause": cause.headers(),
+        "status": "pending",
+        "not_before": now,
+        "wait_until": now + timedelta(hours=1),
+        "created_at": now,
+    }
+    client = make_client(servers.mongodb_uri)
+    db = client[n.settings.mongodb_database]
+    try:
+        await db.contacts.insert_one({"_id": pid, "display_name": "Wati", "phone": phone})
+        await db.jobs.insert_one(job)
+        [failed] = await n.wait(NotificationFailed, pid)
+        assert [r["code"] for r in failed.json()["reasons"]] == ["internal-error"]
+        assert failed.json()["cause_event_id"] == cause.id
+        await n.clock.read(10)  # several more dispatch rounds
+        stored = await db.jobs.find_one({"_id": job["_id"]})
+        assert stored is not None and stored["status"] == "failed"
+        assert job["_id"] not in n.providers.received
+        await n.events.caught_up()
+        assert len(n.of(NotificationFailed, pid)) == 1
+    finally:
+        await client.close()

@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from shared.contracts import RegistrationRejected, TrainingEnrolled
+from shared.contracts import ProductCurated, RegistrationRejected, TrainingEnrolled
 from shared.envelope import new_envelope
 from shared.kafka import dlq_topic
 from tests.kafka_helpers import Collector, send
@@ -168,3 +168,23 @@ async def test_age_is_judged_on_the_day_received_not_the_producers_clock(
     [outcome] = await registry.outcomes_for(data["submission_id"])
     rejected = RegistrationRejected.model_validate_json(outcome.value)
     assert [r.code for r in rejected.reasons] == ["underage"]
+
+
+async def test_a_valid_event_on_another_events_topic_is_refused(registry: Registry) -> None:
+    """One event type per topic: a well-formed product-curated put on training-enrolled is
+    not taken for a stage; it goes to that topic's DLQ."""
+    topic = registry.settings.topic(TrainingEnrolled.name)
+    dead = await Collector(registry.outcomes.bootstrap, [dlq_topic(topic)]).start()
+    try:
+        marker = str(uuid.uuid4())
+        curated = ProductCurated(product_id="p", participant_id=marker, grade="A")
+        headers = new_envelope(type=ProductCurated.ce_type(), source="marketplace").headers()
+        await send(
+            registry.producer, topic, curated.model_dump_json().encode(), marker.encode(), headers
+        )
+        [entry] = await dead.wait_for(lambda r: r.key == marker.encode())
+        assert entry.headers["dlq_error_type"] == "unknown-event-type"
+    finally:
+        await dead.stop()
+    db = registry.mongo[registry.settings.mongodb_database]
+    assert await db.journeys.find_one({"_id": marker}) is None
