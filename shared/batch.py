@@ -65,14 +65,12 @@ class Fact:
 
 @dataclass
 class Outcome:
-    """What deciding records caused: events to publish, parked records to dead-letter."""
+    """What deciding records caused: the events to publish."""
 
     events: list[OutgoingEvent] = field(default_factory=list)
-    dead: list[tuple[Record, Exception]] = field(default_factory=list)
 
     def add(self, other: Outcome) -> None:
         self.events += other.events
-        self.dead += other.dead
 
 
 Decide = Callable[[AsyncClientSession, U, Fact], Awaitable[Outcome]]
@@ -148,7 +146,7 @@ async def decide_batch(
                 refused[segment[0]] = exc
             else:
                 segments[:0] = [[index] for index in segment]
-    dead = [(facts[i].record, error) for i, error in sorted(refused.items())] + outcome.dead
+    dead = [(facts[i].record, error) for i, error in sorted(refused.items())]
     for record, error in dead:
         if getattr(error, "code", None) is None:
             log.error(

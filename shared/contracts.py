@@ -54,8 +54,13 @@ def in_bounds(time: datetime) -> datetime:
     return utc
 
 
+def is_plain(value: str) -> bool:
+    """No control characters and no lone surrogates."""
+    return _CONTROL.search(value) is None
+
+
 def _plain(value: str) -> str:
-    if _CONTROL.search(value):
+    if not is_plain(value):
         raise ValueError("control characters and lone surrogates are not allowed")
     return value
 
@@ -119,7 +124,11 @@ class RegistrationSubmitted(Event):
     nik: Digits = Field(description="Nomor Induk Kependudukan, 16 digits, a DKI Jakarta KTP.")
     kk: Digits = Field(description="Nomor Kartu Keluarga, 16 digits.")
     full_name: Name = Field(description="Name as on the KTP.")
-    birth_date: date = Field(description="YYYY-MM-DD; must agree with NIK digits 7-12.")
+    birth_date: date = Field(
+        ge=date(1900, 1, 1),
+        le=date(2099, 12, 31),
+        description="YYYY-MM-DD; must agree with NIK digits 7-12.",
+    )
     gender: Name = Field(description="`L` (laki-laki) or `P` (perempuan).")
     phone: Phone = Field(description="Indonesian mobile number: 0812..., 62812... or +62812...")
     email: Email | None = Field(default=None, description="Optional e-mail address.")

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from shared.contracts import in_bounds
+from shared.contracts import in_bounds, is_plain
 from shared.tracing import current_traceparent
 
 SPECVERSION = "1.0"
@@ -27,7 +27,8 @@ ENVELOPE_HEADERS = frozenset(
     (*_REQUIRED, "ce_subject", "ce_correlationid", "ce_causationid", "traceparent")
 )
 # Ids and names in an envelope are short; its time passes the contracts' bounds.
-MAX_ATTRIBUTE_CHARS = 200
+MAX_ATTRIBUTE_CHARS = 100  # as the contracts' ids: a caused event repeats them
+MAX_HEADER_BYTES = 16 * 1024  # all of a record's headers, names and values
 _TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 
 
@@ -75,13 +76,16 @@ class Envelope:
         missing = [name for name in _REQUIRED if not text.get(name)]
         if missing:
             raise EnvelopeError(f"missing envelope headers: {', '.join(missing)}")
-        too_long = sorted(
+        size = sum(len(k) + len(v) for k, v in text.items())
+        if size > MAX_HEADER_BYTES:
+            raise EnvelopeError(f"headers of {size} characters; at most {MAX_HEADER_BYTES}")
+        odd = sorted(
             name
             for name in ENVELOPE_HEADERS
-            if len(text.get(name) or "") > MAX_ATTRIBUTE_CHARS or "\x00" in (text.get(name) or "")
+            if len(text.get(name) or "") > MAX_ATTRIBUTE_CHARS or not is_plain(text.get(name) or "")
         )
-        if too_long:
-            raise EnvelopeError(f"envelope headers too long or with NUL: {', '.join(too_long)}")
+        if odd:
+            raise EnvelopeError(f"envelope headers too long or not plain text: {', '.join(odd)}")
         if text["ce_specversion"] != SPECVERSION:
             raise EnvelopeError("unsupported ce_specversion")
         try:

@@ -216,7 +216,8 @@ async def readable(
             await dead_letter(broker, record, DeadLetter("too-deep", "nested too deeply"), service)
         except Exception as exc:
             log.error("record could not be read", topic=record.topic, exc_info=exc)
-            await dead_letter(broker, record, DeadLetter("unreadable", repr(exc)), service)
+            problem = DeadLetter("unreadable", type(exc).__name__)  # values stay in no header
+            await dead_letter(broker, record, problem, service)
     return read_ones
 
 
@@ -253,7 +254,7 @@ async def send_to_dlq(
     except TOO_LARGE_ERRORS:
         # The record with our headers no longer fits: keep the entry (where and why it
         # failed, the envelope, shortened) without the value rather than lose it.
-        headers = {k: v[:256] for k, v in headers.items() if len(headers) < 64 or k in _KEEP}
+        headers = {k: v[:256] for k, v in headers.items() if k in _KEEP}
         headers["dlq_value_dropped"] = f"{len(record.value)} bytes: too large to keep"
         await broker.publish(b"", topic=dlq_topic(record.topic), key=None, headers=headers)
     DEAD_LETTERS.labels(service, record.topic, error_type).inc()

@@ -34,10 +34,13 @@ REPEAT_INTERVAL_S = 10.0
 
 
 def mask_text(text: str) -> str:
-    if len(text) > MAX_VALUE_CHARS:
-        text = f"{text[:MAX_VALUE_CHARS]}... [{len(text) - MAX_VALUE_CHARS} more chars]"
+    """Masked first (the patterns are linear), then cut to its head and tail, so nothing
+    personal straddles the cut and a traceback keeps its last lines."""
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
+    if len(text) > MAX_VALUE_CHARS:
+        half = MAX_VALUE_CHARS // 2
+        text = f"{text[:half]} ... [{len(text) - 2 * half} chars cut] ... {text[-half:]}"
     return text
 
 

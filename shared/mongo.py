@@ -26,7 +26,7 @@ from pymongo.write_concern import WriteConcern
 from shared.envelope import OutgoingEvent
 from shared.kafka import DeadLetter, Record, dead_letter, publish
 from shared.logging import get_logger
-from shared.retry import TOO_LARGE_ERRORS, TRANSIENT_ERRORS, retry_transient
+from shared.retry import TOO_LARGE_ERRORS, is_transient, retry_transient
 
 log = get_logger(__name__)
 
@@ -71,6 +71,9 @@ async def transact(
         except DuplicateKeyError:
             log.info("lost a race on a unique key; deciding again")
     return await retry_transient(lambda: in_transaction(client, work))
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def inbox_key(ce_type: str, ce_id: str) -> str:
@@ -260,10 +263,13 @@ class Outbox:
         while True:
             try:
                 await self.relay_pending(older_than=timedelta(seconds=interval_s * 5))
-            except TRANSIENT_ERRORS as exc:
-                log.warning(
-                    "outbox relay waiting for infrastructure", error_type=type(exc).__name__
-                )
+            except Exception as exc:  # the relay must outlive anything: it tries again
+                if is_transient(exc):
+                    log.warning(
+                        "outbox relay waiting for infrastructure", error_type=type(exc).__name__
+                    )
+                else:
+                    log.exception("outbox relay failed; it tries again")
             await asyncio.sleep(interval_s)
 
 
@@ -274,11 +280,17 @@ class Parking:
     A fact parked longer than the service's ``parked_ttl_s`` will not be completed by what
     comes later: :meth:`expire` sends it to its DLQ as ``parked-expired`` and releases its
     inbox claim, so an operator's ``jakpreneur dlq replay`` decides it afresh.
+
+    Parking and taking one key both write that key's marker document: a fact parked while
+    another replica's transaction takes the key conflicts with it and is decided again
+    (then finding what it waited for), instead of both committing and the fact waiting its
+    whole TTL.
     """
 
     def __init__(self, client: AsyncMongoClient[Document], db: AsyncDatabase[Document]) -> None:
         self.client, self.db = client, db
         self.collection = db.parked
+        self.keys = db.parked_keys
 
     async def ensure_indexes(self) -> None:
         await self.collection.create_index([("key", 1), ("parked_at", 1)])
@@ -286,11 +298,39 @@ class Parking:
 
     async def park(self, session: AsyncClientSession, key: str, record: Record) -> None:
         """Keep ``record`` (already claimed in the inbox) under ``key``, what it waits for."""
+        await self._touch(session, key)
+        await self._insert(session, key, record, datetime.now(UTC))
+
+    async def refuse(
+        self, session: AsyncClientSession, record: Record, problem: DeadLetter
+    ) -> None:
+        """A parked record that cannot apply now that what it waited for came: kept, with
+        its reason, in the same transaction that took it, for :meth:`expire` to dead-letter
+        on its next run (and release its claim). Dead-lettering it after the commit instead
+        would lose it to a crash in between."""
+        await self._insert(
+            session, f"refused:{problem.code}", record, EPOCH, problem.code, str(problem)
+        )
+
+    async def _touch(self, session: AsyncClientSession, key: str) -> None:
+        await self.keys.update_one({"_id": key}, {"$inc": {"n": 1}}, upsert=True, session=session)
+
+    async def _insert(
+        self,
+        session: AsyncClientSession,
+        key: str,
+        record: Record,
+        at: datetime,
+        code: str | None = None,
+        message: str | None = None,
+    ) -> None:
         await self.collection.insert_one(
             {
                 "key": key,
+                "code": code,
+                "message": message,
                 "claim": inbox_key(record.headers["ce_type"], record.headers["ce_id"]),
-                "parked_at": datetime.now(UTC),
+                "parked_at": at,
                 "topic": record.topic,
                 "partition": record.partition,
                 "offset": record.offset,
@@ -303,6 +343,7 @@ class Parking:
 
     async def take(self, session: AsyncClientSession, key: str) -> list[Record]:
         """The records waiting for ``key``, oldest first; they leave the parking."""
+        await self._touch(session, key)
         docs = (
             await self.collection.find({"key": key}, session=session).sort("parked_at", 1).to_list()
         )
@@ -321,7 +362,10 @@ class Parking:
         cutoff = datetime.now(UTC) - ttl
         docs = await self.collection.find({"parked_at": {"$lte": cutoff}}).limit(limit).to_list()
         for doc in docs:
-            problem = DeadLetter("parked-expired", f"waited more than {ttl} for {doc['key']}")
+            problem = DeadLetter(
+                doc.get("code") or "parked-expired",
+                doc.get("message") or f"waited more than {ttl} for {doc['key']}",
+            )
             await dead_letter(broker, _parked_record(doc), problem, service)
 
             release = functools.partial(self._release, doc)

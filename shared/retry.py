@@ -76,16 +76,22 @@ INFRASTRUCTURE_CODES = frozenset(
         18,  # AuthenticationFailed
         24,  # LockTimeout
         46,  # LockBusy
+        43,  # CursorNotFound (a server restarted under a long read)
         50,  # MaxTimeMSExpired
         89,  # NetworkTimeout
         91,  # ShutdownInProgress
         112,  # WriteConflict
+        134,  # ReadConcernMajorityNotAvailableYet
+        175,  # QueryPlanKilled
+        237,  # CursorKilled
+        279,  # ClientDisconnect
         189,  # PrimarySteppedDown
         202,  # NetworkInterfaceExceededTimeLimit
         262,  # ExceededTimeLimit
         9001,  # SocketException
         10107,  # NotWritablePrimary
         11600,  # InterruptedAtShutdown
+        11601,  # Interrupted
         11602,  # InterruptedDueToReplStateChange
         13435,  # NotPrimaryNoSecondaryOk
         13436,  # NotPrimaryOrSecondary

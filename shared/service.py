@@ -94,7 +94,17 @@ async def consume(
             await retry_transient(functools.partial(handle_batch, [record]), MAX_PAUSE_S)
         except Exception as exc:
             log.error("record could not be handled", topic=record.topic, exc_info=exc)
-            await dead_letter(broker, record, DeadLetter("handler-error", repr(exc)), service)
+            problem = DeadLetter("handler-error", type(exc).__name__)  # the log has the rest
+            try:
+                await dead_letter(broker, record, problem, service)
+            except Exception as dlq_exc:  # never back into the redelivery loop
+                log.critical(
+                    "record could not be dead-lettered either; skipped",
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                    exc_info=dlq_exc,
+                )
 
 
 async def _every(interval_s: float, job: Callable[[], Awaitable[Any]]) -> None:

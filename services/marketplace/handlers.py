@@ -203,12 +203,14 @@ class _Decision:
             self._decided(fact)
 
     async def _unpark(self, key: str) -> None:
-        """Apply what waited for ``key``; what cannot apply goes to the DLQ, with its code."""
-        for parked in await self.deps.store.parking.take(self.session, key):
+        """Apply what waited for ``key``; what cannot apply goes to the DLQ with its code
+        (through the parking, in this transaction: see :meth:`Parking.refuse`)."""
+        parking = self.deps.store.parking
+        for parked in await parking.take(self.session, key):
             try:
                 await self.apply(read_fact(parked)[1], parked)
             except (DeadLetter, NotApplicable) as exc:
-                self.outcome.dead.append((parked, exc))
+                await parking.refuse(self.session, parked, DeadLetter(exc.code, str(exc)))
 
     def _decided(self, fact: FinancingDecided) -> None:
         referral, pid = self.state.referral, self.state.participant_id

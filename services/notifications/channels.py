@@ -187,7 +187,7 @@ def read_answer(channel: str, status: int, answer: bytes) -> Accepted:
     try:
         data = json.loads(answer)
         found = data["messages"][0]["id"] if channel == "whatsapp" else data["message_id"]
-    except (ValueError, TypeError, KeyError, IndexError):  # not JSON, or not the expected shape
+    except (ValueError, TypeError, KeyError, IndexError, RecursionError):  # not the shape
         found = None
     message_id = str(found) if isinstance(found, str | int) else ""
     if 0 < len(message_id) <= 100 and message_id.isprintable():

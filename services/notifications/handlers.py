@@ -342,8 +342,14 @@ async def _failed_by(deps: Deps, round_: _Round, job: Document, exc: Exception) 
     problem = DeliveryProblem(code="internal-error", channel=None, message=type(exc).__name__)
     try:
         await round_.record([_failure(deps, job, [problem])])
-    except Exception:
-        log.exception("could not record the failure; the job is retried when its lease ends")
+    except Exception:  # even the failure event cannot be made: end the job without one
+        log.exception("no outcome event for the job; it ends failed without one")
+        fields = {"status": FAILED, "failed_at": deps.clock(), "problems": [problem.model_dump()]}
+
+        async def end(session: AsyncClientSession) -> set[str]:
+            return await deps.store.finish(session, round_.lease.token, {job["_id"]: fields})
+
+        await retry_transient(lambda: in_transaction(deps.store.client, end))
 
 
 async def dispatch_due(deps: Deps, limit: int = 500) -> int:

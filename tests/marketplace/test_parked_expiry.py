@@ -11,7 +11,7 @@ import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaProducer
 
-from shared.contracts import ProductCurated, ProductListed
+from shared.contracts import CurationReviewed, ProductCurated, ProductListed
 from tests.conftest import Servers, random_id
 from tests.marketplace.fixtures import (
     MarketplaceUnderTest,
@@ -61,3 +61,18 @@ async def test_a_review_waiting_too_long_expires_to_the_dlq_and_replays(
     [curated] = await m.wait(ProductCurated, pid)
     assert curated.json()["grade"] == "A"
     await m.wait(ProductListed, pid)
+
+
+async def test_a_parked_review_refused_when_its_product_comes_goes_to_the_dlq_with_its_code(
+    impatient: MarketplaceUnderTest,
+) -> None:
+    """Parked before its product's certification, refused once it comes (a curator's
+    approval without a grade): dead-lettered with its own code, through the parking, so a
+    crash between the taking transaction and the DLQ cannot lose it."""
+    m = impatient
+    pid, prod = str(uuid.uuid4()), random_id("prod-")
+    await m.send(review(prod, "curator"))  # no grade; its product is not known yet
+    await m.send(certified(pid, prod))
+    dead = await m.dead(prod.encode())
+    assert dead.headers["dlq_error_type"] == "grade-required"
+    assert dead.headers["dlq_original_topic"] == m.topic(CurationReviewed)

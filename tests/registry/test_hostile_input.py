@@ -188,3 +188,17 @@ async def test_a_valid_event_on_another_events_topic_is_refused(registry: Regist
         await dead.stop()
     db = registry.mongo[registry.settings.mongodb_database]
     assert await db.journeys.find_one({"_id": marker}) is None
+
+
+async def test_a_birth_date_before_1900_is_rejected_not_dead_lettered(registry: Registry) -> None:
+    birth = date(1850, 5, 1)
+    data = registry.generator.valid(
+        birth_date=birth.isoformat(),
+        nik=make_nik("Jakarta Pusat", birth, "L", 4343),
+        gender="L",
+        city="Jakarta Pusat",
+    )
+    await registry.submit(data)
+    [outcome] = await registry.outcomes_for(data["submission_id"])
+    rejected = RegistrationRejected.model_validate_json(outcome.value)
+    assert ("invalid-payload", "birth_date") in [(r.code, r.field) for r in rejected.reasons]

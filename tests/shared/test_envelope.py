@@ -69,3 +69,21 @@ def test_outbox_document_round_trip() -> None:
     doc = event.to_document()
     assert doc["_id"] == e.id
     assert OutgoingEvent.from_document(doc) == event
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"ce_id": "x" * 101}, "ce_id"),
+        ({"ce_source": "portal\x01"}, "ce_source"),
+        ({"ce_subject": "\ud800"}, "ce_subject"),
+        ({"x-padding": "p" * 17_000}, "headers of"),
+        ({"ce_time": "9999-12-31T23:00:00-12:00"}, "ce_time out of range"),
+    ],
+)
+def test_envelope_attributes_are_bounded_like_the_contracts_ids(
+    change: dict[str, str], message: str
+) -> None:
+    headers = new_envelope(type="jakpreneur.x.v1", source="portal").headers() | change
+    with pytest.raises(EnvelopeError, match=message):
+        Envelope.from_headers(headers)
