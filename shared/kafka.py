@@ -7,13 +7,18 @@ import collections
 import contextlib
 import dataclasses
 import json
+import struct
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.consumer import fetcher as aiokafka_fetcher
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.record.default_records import DefaultRecordBatch as _CDefaultRecordBatch
+from aiokafka.record.default_records import _DefaultRecordBatchPy
+from aiokafka.record.memory_records import MemoryRecords as _CMemoryRecords
 from faststream.kafka import KafkaBroker
 from faststream.kafka.message import KafkaMessage
 from prometheus_client import CollectorRegistry, Counter
@@ -307,3 +312,95 @@ def records_of(message: KafkaMessage) -> list[Record]:
     """The records of a batch message (or of a single one), as they were on the wire."""
     raw: Any = message.raw_message
     return [Record.of_raw(r) for r in (raw if isinstance(raw, tuple) else (raw,))]
+
+
+# ------------------------------------------------------------------ undecodable header names
+# aiokafka decodes a record's header *names* as strict UTF-8 (its C extension and its pure
+# Python twin alike). One record whose header name is not UTF-8 then raises from every
+# getmany(): the consumer never gets past it and every partition of that consumer stalls,
+# which no handler can see or dead-letter. So the fetcher's records are wrapped: a batch is
+# read by the C extension as usual, and only when a header name fails to decode is that
+# batch read again by the pure-Python reader with undecodable bytes replaced (U+FFFD). The
+# record then reaches its consumer and is answered or dead-lettered like any other.
+
+
+class _LenientBytes(bytes):
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        return bytes.decode(self, encoding, "replace")
+
+
+class _LenientBuffer(bytearray):
+    def __getitem__(self, item: Any) -> Any:
+        found = super().__getitem__(item)
+        return _LenientBytes(found) if isinstance(item, slice) else found
+
+
+class _LenientBatch(_DefaultRecordBatchPy):  # type: ignore[misc]
+    """The pure-Python batch reader over a buffer whose slices decode leniently (also after
+    decompression, which replaces the buffer)."""
+
+    @property
+    def _buffer(self) -> _LenientBuffer:
+        buffer: _LenientBuffer = self.__dict__["_lenient_buffer"]
+        return buffer
+
+    @_buffer.setter
+    def _buffer(self, value: Any) -> None:
+        self.__dict__["_lenient_buffer"] = _LenientBuffer(value)
+
+
+class _TolerantBatch:
+    """A C-decoded batch that falls back to :class:`_LenientBatch` for the records from the
+    one whose header name could not be decoded."""
+
+    def __init__(self, batch: Any, raw: bytes, index: int) -> None:
+        self._batch, self._raw, self._index = batch, raw, index
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._batch, name)
+
+    def __next__(self) -> Any:
+        return next(self._batch)
+
+    def _raw_batch(self) -> bytes:
+        """This batch's bytes: each batch is its base offset (8 bytes), its length (4) and
+        that many bytes."""
+        pos = 0
+        for _ in range(self._index):
+            pos += 12 + struct.unpack_from(">i", self._raw, pos + 8)[0]
+        return self._raw[pos : pos + 12 + struct.unpack_from(">i", self._raw, pos + 8)[0]]
+
+    def __iter__(self) -> Any:
+        done = 0
+        try:
+            for record in self._batch:
+                done += 1
+                yield record
+        except UnicodeDecodeError:
+            log.warning("a header name is not UTF-8; read with replacement characters")
+            for index, record in enumerate(_LenientBatch(self._raw_batch())):
+                if index >= done:
+                    yield record
+
+
+class _TolerantRecords:
+    """aiokafka's MemoryRecords, with batches that survive an undecodable header name."""
+
+    def __init__(self, bytes_data: bytes) -> None:
+        self._records, self._raw, self._index = _CMemoryRecords(bytes_data), bytes_data, 0
+
+    def size_in_bytes(self) -> int:
+        return int(self._records.size_in_bytes())
+
+    def has_next(self) -> bool:
+        return bool(self._records.has_next())
+
+    def next_batch(self) -> Any:
+        batch = self._records.next_batch()
+        if batch is None or not isinstance(batch, _CDefaultRecordBatch):
+            return batch
+        self._index += 1
+        return _TolerantBatch(batch, self._raw, self._index - 1)
+
+
+aiokafka_fetcher.MemoryRecords = _TolerantRecords

@@ -8,6 +8,8 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.record.default_records import _DefaultRecordBatchBuilderPy
 
 from shared.contracts import ProductCurated, RegistrationRejected, TrainingEnrolled
 from shared.envelope import new_envelope
@@ -202,3 +204,46 @@ async def test_a_birth_date_before_1900_is_rejected_not_dead_lettered(registry: 
     [outcome] = await registry.outcomes_for(data["submission_id"])
     rejected = RegistrationRejected.model_validate_json(outcome.value)
     assert ("invalid-payload", "birth_date") in [(r.code, r.field) for r in rejected.reasons]
+
+
+async def test_a_header_name_that_is_not_utf8_stalls_nothing(registry: Registry) -> None:
+    """aiokafka decodes header names strictly; one such record used to make every fetch of
+    its consumer raise. Two submissions in one batch on one partition, the first with a
+    header name of bytes 0xFF 0xFE: both are answered."""
+
+    class RawName(str):  # what a producer outside Python could write
+        def encode(self, *args: object, **kwargs: object) -> bytes:
+            return b"\xff\xfe-x"
+
+    first, second = registry.generator.valid(), registry.generator.valid()
+    # A producer of its own, not idempotent: the pure-Python batch builder below carries no
+    # producer state.
+    producer = AIOKafkaProducer(bootstrap_servers=registry.outcomes.bootstrap, acks="all")
+    await producer.start()
+    try:
+        batch = producer.create_batch()
+        batch._builder = _DefaultRecordBatchBuilderPy(
+            2,
+            0,
+            is_transactional=0,
+            producer_id=-1,
+            producer_epoch=-1,
+            base_sequence=-1,
+            batch_size=1_000_000,
+        )
+        for data, extra in ((first, [(RawName("x"), b"1")]), (second, [])):
+            headers = [(k, v.encode()) for k, v in headers_for(data["submission_id"]).items()]
+            batch.append(
+                key=data["submission_id"].encode(),
+                value=json.dumps(data).encode(),
+                timestamp=None,
+                headers=headers + extra,
+            )
+        batch.close()
+        await (await producer.send_batch(batch, registry.submit_topic, partition=0))
+    finally:
+        await producer.stop()
+    for data in (first, second):
+        [outcome] = await registry.outcomes_for(data["submission_id"])
+        assert outcome.topic == registry.registered_topic
+    await _still_answers(registry)
