@@ -141,7 +141,7 @@ async def decide_batch(
             segments[:0] = [part for part in (segment[:at], segment[at + 1 :]) if part]
         except Exception as exc:  # the writes failed: find the record that makes them fail
             if is_transient(exc):
-                raise  # transact() gave up waiting: the batch is redelivered
+                raise  # an outage: consume() waits it out and the batch is decided again
             if len(segment) == 1:
                 refused[segment[0]] = exc
             else:

@@ -183,9 +183,9 @@ def service_app(
         max_records=settings.batch_size,
         max_poll_interval_ms=settings.max_poll_interval_ms,
         auto_offset_reset="earliest",
-        # Commit only after the whole batch is handled. The handler deals with each record's
-        # errors itself; anything escaping it is unforeseen, so the batch is redelivered
-        # rather than committed (ACK would commit it: silent loss).
+        # Commit only after the whole batch is handled: consume() answers, dead-letters or
+        # waits for every record, so only a shutdown (cancellation) escapes it, and then the
+        # batch is redelivered rather than committed (ACK would commit it: silent loss).
         ack_policy=AckPolicy.NACK_ON_ERROR,
         decoder=raw_body,
         parser=tolerant_parser,
