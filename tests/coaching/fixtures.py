@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -106,7 +107,17 @@ def days(n: float) -> datetime:
 async def coaching(
     servers: Servers, producer: AIOKafkaProducer, topic_prefix: str, tmp_path_factory: Any
 ) -> AsyncIterator[CoachingUnderTest]:
-    roster = Path(tmp_path_factory.mktemp("roster")) / "mentors.json"
+    roster_dir = Path(tmp_path_factory.mktemp("roster"))
+    async with running_coaching(servers, producer, topic_prefix, roster_dir) as running:
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def running_coaching(
+    servers: Servers, producer: AIOKafkaProducer, topic_prefix: str, roster_dir: Path
+) -> AsyncIterator[CoachingUnderTest]:
+    """Coaching in this process on the real servers, on the topics under ``topic_prefix``."""
+    roster = roster_dir / "mentors.json"
     roster.write_text(json.dumps(ROSTER))
     settings = CoachingSettings(
         kafka_bootstrap_servers=servers.kafka_bootstrap_servers,
@@ -125,6 +136,8 @@ async def coaching(
         topics += [dlq_topic(settings.topic(e.name)) for e in CONSUMES]
         events = await Collector(servers.kafka_bootstrap_servers, topics).start()
         mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(servers.mongodb_uri)
-        yield CoachingUnderTest(settings, url, producer, events, mongo)
-        await events.stop()
-        await mongo.close()
+        try:
+            yield CoachingUnderTest(settings, url, producer, events, mongo)
+        finally:
+            await events.stop()
+            await mongo.close()

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from services.coaching.handlers import CONSUMES as COACHING
@@ -37,11 +39,13 @@ from shared.contracts import (
 )
 from shared.envelope import new_envelope
 from shared.kafka import dlq_topic
-from tests.conftest import Servers
+from tests.coaching.fixtures import running_coaching
+from tests.conftest import Servers, random_id
 from tests.e2e.hostile import Hostile, generate
 from tests.kafka_helpers import Collector, send, serving
-from tests.marketplace.fixtures import sales
+from tests.marketplace.fixtures import running_marketplace, sales
 from tests.notifications.fixtures import notification_settings, stand_in_providers
+from tests.registry.fixtures import running_registry
 from tools.registrations import Generator, headers_for
 
 pytestmark = pytest.mark.integration
@@ -98,27 +102,34 @@ async def _lag(bootstrap: str, prefix: str) -> dict[str, int]:
 
 async def test_hostile_records_on_every_topic_end_answered_or_dead_lettered(
     servers: Servers,
-    registry: Any,
-    coaching: Any,
-    marketplace: Any,
-    topic_prefix: str,
+    producer: AIOKafkaProducer,
+    tmp_path: Path,
     fuzz_records: int,
     fuzz_seed: int,
 ) -> None:
-    # The notifications fixture has topics of its own; this one reads the shared ones.
-    async with stand_in_providers() as (_, providers_url, smtp_port):
-        settings = notification_settings(
-            servers, providers_url, smtp_port, topic_prefix=topic_prefix
+    # The four services on topics of their own: the poison must not reach other tests.
+    prefix = random_id("fuzz-") + "."
+    async with contextlib.AsyncExitStack() as stack:
+        registry = await stack.enter_async_context(running_registry(servers, producer, prefix))
+        coaching = await stack.enter_async_context(
+            running_coaching(servers, producer, prefix, tmp_path)
         )
-        async with serving(create_notifications(settings), settings.http_port) as url:
-            await _fuzz(
-                servers,
-                registry,
-                [registry.url, coaching.url, marketplace.url, url],
-                topic_prefix,
-                fuzz_records,
-                fuzz_seed,
-            )
+        marketplace = await stack.enter_async_context(
+            running_marketplace(servers, producer, prefix)
+        )
+        _, providers_url, smtp_port = await stack.enter_async_context(stand_in_providers())
+        settings = notification_settings(servers, providers_url, smtp_port, topic_prefix=prefix)
+        url = await stack.enter_async_context(
+            serving(create_notifications(settings), settings.http_port)
+        )
+        await _fuzz(
+            servers,
+            registry,
+            [registry.url, coaching.url, marketplace.url, url],
+            prefix,
+            fuzz_records,
+            fuzz_seed,
+        )
 
 
 async def _fuzz(

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -75,6 +76,15 @@ class Registry:
 async def registry(
     servers: Servers, producer: AIOKafkaProducer, log_file: Path, topic_prefix: str
 ) -> AsyncIterator[Registry]:
+    async with running_registry(servers, producer, topic_prefix) as running:
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def running_registry(
+    servers: Servers, producer: AIOKafkaProducer, topic_prefix: str
+) -> AsyncIterator[Registry]:
+    """A registry in this process on the real servers, on the topics under ``topic_prefix``."""
     settings = RegistrySettings(
         kafka_bootstrap_servers=servers.kafka_bootstrap_servers,
         mongodb_uri=servers.mongodb_uri,
@@ -97,6 +107,8 @@ async def registry(
         mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
             servers.mongodb_uri, tz_aware=True
         )
-        yield Registry(settings, url, producer, outcomes, mongo, Generator(seed=None))
-        await outcomes.stop()
-        await mongo.close()
+        try:
+            yield Registry(settings, url, producer, outcomes, mongo, Generator(seed=None))
+        finally:
+            await outcomes.stop()
+            await mongo.close()
