@@ -9,7 +9,11 @@ It holds no business rules: a service hands in its batch handler and its own set
 import asyncio
 import contextlib
 import functools
+import logging
+import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -44,6 +48,8 @@ from shared.tracing import configure_tracing
 log = get_logger(__name__)
 
 BatchHandler = Callable[[list[Record]], Awaitable[None]]
+# serve() sets it: a process of its own exits when its consumer stalls (see Watchdog).
+EXIT_ON_STALL = False
 MAX_PAUSE_S = 30.0  # the longest wait between two tries while the infrastructure is away
 Periodic = tuple[float, Callable[[], Awaitable[Any]]]
 
@@ -66,6 +72,31 @@ def _payload_schema(events: Sequence[type[Event]]) -> dict[str, Any]:
     schemas = [e.model_json_schema() for e in events]
     items = [_inline(schema, schema.get("$defs", {})) for schema in schemas]
     return {"type": "array", "items": items[0] if len(items) == 1 else {"oneOf": items}}
+
+
+@dataclass
+class Watchdog:
+    """Tells a stalled consumer from an idle or a waiting one.
+
+    Seen after a broker restart: aiokafka's consumer waited for ever for its group
+    coordinator while committing a batch, so nothing more was consumed, with records
+    behind it and every probe green. Stalled = records behind the consumer, no batch being
+    handled (a batch waiting out an outage is not stalled), and none started for
+    ``timeout_s``. The cure is a restart: the inbox and outbox make it safe (a kill -9 is)."""
+
+    timeout_s: float
+    busy: bool = False
+    last: float = field(default_factory=time.monotonic)
+
+    def started(self) -> None:
+        self.busy, self.last = True, time.monotonic()
+
+    def finished(self) -> None:
+        self.busy, self.last = False, time.monotonic()
+
+    def stalled(self, behind: int, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        return behind > 0 and not self.busy and now - self.last > self.timeout_s
 
 
 async def consume(
@@ -167,6 +198,7 @@ def service_app(
         if consumer is None:
             return
         lag.clear()  # partitions move between instances on a rebalance
+        total = 0
         # position() waits while a partition's offset is being reset: never hold a scrape.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(2):
@@ -175,6 +207,16 @@ def service_app(
                     if highwater is not None:
                         behind = max(0, highwater - await consumer.position(tp))
                         lag.labels(settings.service_name, tp.topic, str(tp.partition)).set(behind)
+                        total += behind
+        if watchdog.stalled(total):
+            log.critical(
+                "consumer stalled: records behind it and no batch handled",
+                behind=total,
+                stalled_s=round(time.monotonic() - watchdog.last),
+            )
+            if EXIT_ON_STALL:  # the orchestrator (or make up's supervisor) restarts us
+                logging.shutdown()
+                os._exit(70)
 
     inbound = broker.subscriber(
         *(settings.topic(e.name) for e in consumes),
@@ -193,9 +235,15 @@ def service_app(
         description="Consumes: " + "; ".join(f"{e.name}: {e.__doc__}" for e in consumes),
     )
 
+    watchdog = Watchdog(settings.stall_timeout_s)
+
     @inbound
     async def on_batch(body: Batch, message: KafkaMessage) -> None:
-        await consume(records_of(message), handle_batch, broker, settings.service_name)
+        watchdog.started()
+        try:
+            await consume(records_of(message), handle_batch, broker, settings.service_name)
+        finally:
+            watchdog.finished()
 
     for event in produces:  # documents the outbound topics in the AsyncAPI schema
         broker.publisher(
@@ -267,6 +315,8 @@ def serve(settings: ServiceSettings, create_app: Callable[[Any], ServiceApp]) ->
     """The entry point of ``python -m services.<name>``: logging, then uvicorn until SIGTERM.
     Shutdown flushes the outbox; a batch cut short is not committed, so it is redelivered
     (and its effects, already stored, are not repeated)."""
+    global EXIT_ON_STALL
+    EXIT_ON_STALL = True
     configure_logging(settings.service_name, settings.log_level)
     uvicorn.run(
         create_app(settings),

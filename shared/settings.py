@@ -64,6 +64,13 @@ class ServiceSettings(BaseSettings):
         description="A consumer that has not polled for this long (e.g. waiting out an outage) "
         "leaves its group; its batch is then redelivered, which the inbox makes harmless.",
     )
+    stall_timeout_s: float = Field(
+        default=60,
+        gt=0,
+        description="A consumer with records behind it that has handled no batch for this "
+        "long is stalled (aiokafka can hang after a broker restart): the process exits so "
+        "its orchestrator restarts it; in-process, /healthz says so.",
+    )
     parked_ttl_s: float = Field(
         default=7 * 24 * 3600,
         gt=0,

@@ -24,7 +24,7 @@ from shared.envelope import OutgoingEvent, new_envelope
 from shared.kafka import Record
 from shared.mongo import Parking, in_transaction
 from shared.retry import is_transient
-from shared.service import consume
+from shared.service import Watchdog, consume
 from tests.conftest import Servers, random_id
 from tests.kafka_helpers import Collector, send, serving
 from tests.shared.conftest import World
@@ -213,3 +213,15 @@ async def test_a_mongod_outage_pauses_the_registry_and_nothing_is_lost_or_double
     assert set(answers) == set(first + during)
     assert all(len(ids) == 1 for ids in answers.values())
     assert datetime.now(UTC)  # the clock still answers: nothing above hung
+
+
+def test_the_watchdog_tells_a_stalled_consumer_from_an_idle_or_a_waiting_one() -> None:
+    dog = Watchdog(timeout_s=60)
+    start = dog.last
+    assert not dog.stalled(behind=0, now=start + 600)  # idle: nothing behind it
+    assert not dog.stalled(behind=5, now=start + 30)  # behind, but handled a batch lately
+    assert dog.stalled(behind=5, now=start + 61)  # behind, and nothing handled for 61 s
+    dog.started()
+    assert not dog.stalled(behind=5, now=dog.last + 600)  # a batch waiting out an outage
+    dog.finished()
+    assert not dog.stalled(behind=5, now=dog.last + 1)
