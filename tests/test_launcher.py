@@ -20,11 +20,10 @@ from pymongo import MongoClient, WriteConcern
 
 from deploy.local.launcher import (
     Mongod,
-    die_with_parent,
     install_kafka,
     install_mongod,
 )
-from deploy.local.stack import SERVICES, free_ports_env
+from deploy.local.stack import SERVICES, free_ports_env, spawn_supervisor
 
 T = TypeVar("T")
 
@@ -116,15 +115,7 @@ def test_the_supervisor_restarts_what_dies(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     env = {**os.environ, "JAKPRENEUR_RUN_DIR": str(run_dir), **free_ports_env()}
     run_dir.mkdir()
-    log = (tmp_path / "supervisor.log").open("ab")
-    supervisor = subprocess.Popen(
-        [sys.executable, "-m", "deploy.local", "supervise"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        preexec_fn=die_with_parent,
-    )
+    supervisor = spawn_supervisor(env, tmp_path / "supervisor.log")
     try:
 
         def up() -> bool | None:
@@ -211,4 +202,3 @@ def test_the_supervisor_restarts_what_dies(tmp_path: Path) -> None:
             except subprocess.TimeoutExpired:
                 supervisor.kill()  # its children die with it (PR_SET_PDEATHSIG)
                 supervisor.wait()
-        log.close()

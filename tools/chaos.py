@@ -56,8 +56,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from deploy.local.launcher import die_with_parent, install_kafka, install_mongod
-from deploy.local.stack import free_ports_env
+from deploy.local.launcher import install_kafka, install_mongod
+from deploy.local.stack import free_ports_env, spawn_supervisor
 from shared.contracts import (
     Event,
     FinancingReferred,
@@ -130,16 +130,7 @@ class SupervisedStack:
             "TOPIC_PREFIX": self.topic_prefix,
             **free_ports_env(),
         }
-        log = (self.run_dir / "supervisor.log").open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "deploy.local", "supervise"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            preexec_fn=die_with_parent,
-        )
-        log.close()
+        self.process = spawn_supervisor(env, self.run_dir / "supervisor.log")
         deadline = time.monotonic() + timeout
         env_file = self.run_dir / "stack.env"
         while not env_file.exists():

@@ -40,6 +40,7 @@ from deploy.local.launcher import (
     Mongod,
     Server,
     _say,
+    die_with_parent,
     free_port,
     install_kafka,
     install_mongod,
@@ -58,6 +59,20 @@ PORT_VARS = (
     "MARKETPLACE_HTTP_PORT",
     "NOTIFICATIONS_HTTP_PORT",
 )
+
+
+def spawn_supervisor(env: Mapping[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """``python -m deploy.local supervise`` of its own (a test, a chaos run), logging to
+    ``log_path`` and dying with its parent."""
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "deploy.local", "supervise"],
+            env=dict(env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,
+        )
 
 
 def free_ports_env() -> dict[str, str]:

@@ -201,3 +201,15 @@ def notification_settings(
         "dispatch_interval_s": 0.2,
     }
     return NotificationSettings(**{**fields, **changes})
+
+
+@pytest_asyncio.fixture
+async def daytime_and_healthy_providers(
+    notifications: NotificationsUnderTest,
+) -> AsyncIterator[None]:
+    """10:00 in Jakarta and every provider answering, before and after a test."""
+    notifications.clock.now = jakarta(0, 10)
+    await notifications.control(whatsapp="ok", sms="ok", recipients={})
+    yield
+    notifications.clock.now = jakarta(0, 10)
+    await notifications.control(whatsapp="ok", sms="ok", recipients={})

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import signal
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
-import pytest_asyncio
 from aiokafka import AIOKafkaProducer
 
 from deploy.local.launcher import free_port
@@ -38,17 +36,7 @@ from tests.notifications.fixtures import (
     until,
 )
 
-pytestmark = pytest.mark.integration
-
-
-@pytest_asyncio.fixture(autouse=True)
-async def daytime_and_healthy_providers(
-    notifications: NotificationsUnderTest,
-) -> AsyncIterator[None]:
-    notifications.clock.now = jakarta(0, 10)
-    await notifications.control(whatsapp="ok", sms="ok", recipients={})
-    yield
-    await notifications.control(whatsapp="ok", sms="ok", recipients={})
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("daytime_and_healthy_providers")]
 
 
 def sent_ids(n: NotificationsUnderTest, pid: str) -> set[str]:

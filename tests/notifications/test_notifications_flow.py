@@ -4,12 +4,10 @@ HTTP stand-in for the WhatsApp and SMS providers and an SMTP server (aiosmtpd)."
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
-import pytest_asyncio
 
 from shared.contracts import NotificationFailed, NotificationSent
 from tests.notifications.fixtures import (
@@ -21,7 +19,7 @@ from tests.notifications.fixtures import (
     until,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("daytime_and_healthy_providers")]
 
 
 async def waiting(notifications: NotificationsUnderTest, pid: str, status: str) -> None:
@@ -33,17 +31,6 @@ async def waiting(notifications: NotificationsUnderTest, pid: str, status: str) 
         return [m["status"] for m in answer.json()["messages"]] == [status]
 
     await until(logged, what=f"a {status} message")
-
-
-@pytest_asyncio.fixture(autouse=True)
-async def daytime_and_healthy_providers(
-    notifications: NotificationsUnderTest,
-) -> AsyncIterator[None]:
-    notifications.clock.now = jakarta(0, 10)
-    await notifications.control(whatsapp="ok", sms="ok", recipients={})
-    yield
-    notifications.clock.now = jakarta(0, 10)
-    await notifications.control(whatsapp="ok", sms="ok", recipients={})
 
 
 async def test_a_welcome_goes_out_over_whatsapp_once_however_often_delivered(
