@@ -1,6 +1,9 @@
 # Every target installs what it needs the first time: the .venv and its packages here, the
 # Kafka jars and mongod in ~/.cache/jakpreneur (see deploy/local/launcher.py).
 PYTHON ?= python3.11
+# The local stack, the tests, the demo and the benchmark run on the development keys and
+# tokens in git; the services refuse them anywhere else (JAKPRENEUR_ENV unset = production).
+export JAKPRENEUR_ENV ?= development
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed

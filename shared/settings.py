@@ -7,8 +7,17 @@ same cluster; each service's own fields carry its prefix (``REGISTRY_...``).
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
+from typing import ClassVar, Self
+
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEVELOPMENT = "development"
+
+
+class DevelopmentSecretsError(RuntimeError):
+    """A service was started on development keys or tokens outside development. Not a
+    ValueError, so that pydantic does not wrap it with the input (the keys) in its text."""
 
 
 class ServiceSettings(BaseSettings):
@@ -16,7 +25,17 @@ class ServiceSettings(BaseSettings):
 
     model_config = SettingsConfigDict(populate_by_name=True, extra="ignore")
 
+    # Fields whose defaults are the development keys and tokens in git: a service refuses
+    # to start on them unless JAKPRENEUR_ENV=development (make up/run/test set it).
+    development_secrets: ClassVar[tuple[str, ...]] = ()
+
     service_name: str = Field(description="Name used as ce_source, consumer group and DLQ header.")
+    jakpreneur_env: str = Field(
+        default="production",
+        validation_alias=AliasChoices("jakpreneur_env", "JAKPRENEUR_ENV"),
+        description="`development` allows the development keys and tokens in git; any other "
+        "value (the default) refuses them.",
+    )
     kafka_bootstrap_servers: str = Field(
         default="127.0.0.1:9092",
         validation_alias=AliasChoices("kafka_bootstrap_servers", "KAFKA_BOOTSTRAP_SERVERS"),
@@ -83,6 +102,23 @@ class ServiceSettings(BaseSettings):
     outbox_relay_interval_s: float = Field(
         default=1.0, gt=0, description="How often the relay looks for events left unpublished."
     )
+
+    @model_validator(mode="after")
+    def _no_development_secrets(self) -> Self:
+        if self.jakpreneur_env == DEVELOPMENT:
+            return self
+        fields = type(self).model_fields
+        on_defaults = [
+            name
+            for name in self.development_secrets
+            if getattr(self, name) == fields[name].get_default(call_default_factory=True)
+        ]
+        if on_defaults:
+            raise DevelopmentSecretsError(
+                f"{self.service_name}: development secrets in {', '.join(on_defaults)}; set "
+                "them (or JAKPRENEUR_ENV=development for a local stack)"
+            )
+        return self
 
     def topic(self, name: str) -> str:
         """The physical topic of an event name under this deployment's prefix."""

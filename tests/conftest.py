@@ -20,6 +20,9 @@ from aiokafka import AIOKafkaProducer
 from deploy.local.launcher import Kafka, Mongod, free_port, stop_all
 from shared.logging import configure_logging
 
+# The services under test run on the development keys (as `make test` sets it too).
+os.environ.setdefault("JAKPRENEUR_ENV", "development")
+
 # Each service's in-process fixture, visible to every test (the e2e flows use several).
 pytest_plugins = [
     "tests.registry.fixtures",

@@ -154,7 +154,12 @@ class ServiceProcess(Server):
         self.spec = spec
         self.url = f"http://127.0.0.1:{spec.port}"
         self.run_dir = run_dir
-        self.env = {**env, f"{spec.name.upper()}_HTTP_PORT": str(spec.port)}
+        # A local stack runs on the development keys and tokens: allowed only when so marked.
+        self.env = {
+            "JAKPRENEUR_ENV": "development",
+            **env,
+            f"{spec.name.upper()}_HTTP_PORT": str(spec.port),
+        }
 
     def launch(self) -> None:
         command = [sys.executable, "-m", self.spec.module, *self.spec.args]

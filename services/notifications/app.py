@@ -40,6 +40,8 @@ class NotificationSettings(ServiceSettings):
         env_prefix="NOTIFICATIONS_", populate_by_name=True, extra="ignore"
     )
 
+    development_secrets = ("whatsapp_token", "sms_api_key")
+
     service_name: str = "notifications"
     mongodb_database: str = "notifications"
     http_port: int = 8004

@@ -34,6 +34,8 @@ DEV_ENCRYPTION_KEY = "ZGV2LW9ubHktZW5jcnlwdGlvbi1rZXktY2hhbmdlLW0="
 class RegistrySettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="REGISTRY_", populate_by_name=True, extra="ignore")
 
+    development_secrets = ("pii_hash_key", "pii_encryption_key")
+
     service_name: str = "registry"
     mongodb_database: str = "registry"
     http_port: int = 8001
@@ -66,8 +68,8 @@ def create_app(settings: RegistrySettings | None = None) -> ServiceApp:
     deps = Deps(settings=settings, broker=broker, store=store, outbox=outbox)
 
     async def prepare() -> None:
-        if settings.pii_hash_key == DEV_HASH_KEY:
-            log.warning("using development PII keys; set REGISTRY_PII_* in a deployment")
+        if settings.pii_hash_key == DEV_HASH_KEY:  # only allowed in development
+            log.warning("using development PII keys (JAKPRENEUR_ENV=development)")
         await store.ensure_indexes()
         await store.backfill_journeys()
 
