@@ -771,7 +771,9 @@ async def _chaos(stack: SupervisedStack, options: Options) -> dict[str, Any]:
     bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
     feed = ChaosFeed(bootstrap, options.topic_prefix, plans, options.rate)
     started = time.monotonic()
-    run = asyncio.create_task(feed.run(timeout_s=options.settle_timeout_s + 1800))
+    # Feeding takes participants / rate; then every plan has settle_timeout_s to finish.
+    feeding_s = len(plans) / options.rate
+    run = asyncio.create_task(feed.run(timeout_s=feeding_s + options.settle_timeout_s))
     killing = asyncio.create_task(
         kill_in_turn(stack, feed, options.victims, max(1, options.participants // 10))
     )

@@ -166,6 +166,10 @@ class Simulator:
         self.bootstrap, self.prefix, self.plans = bootstrap, prefix, plans
         self.by_submission = {p.data["submission_id"]: p for p in plans}
         self.by_participant: dict[str, Plan] = {}
+        # Events of a participant whose registration has not been read yet: topics are read
+        # side by side, so a training-enrolled can come before its participant-registered
+        # (after a broker restart it does); they are reacted to once the participant is known.
+        self.early: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         self.rejections: Counter[str] = Counter()
         self.sent = 0
 
@@ -202,9 +206,13 @@ class Simulator:
             if p is not None:
                 p.participant_id = data["participant_id"]
                 self.by_participant[p.participant_id] = p
+                for early_topic, early_data in self.early.pop(p.participant_id, []):
+                    await self.react(early_topic, early_data)
             return
         p = self.by_participant.get(data.get("participant_id", ""))
         if p is None:
+            if isinstance(data.get("participant_id"), str):
+                self.early.setdefault(data["participant_id"], []).append((topic, data))
             return
         pid = p.participant_id or ""
         if name == TrainingEnrolled.name:  # the LMS: attendance and the post-test

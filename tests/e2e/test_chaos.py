@@ -24,7 +24,7 @@ def test_every_guarantee_holds_through_a_kill_of_each_process(tmp_path: Path) ->
             seed=12,
             run_dir=tmp_path / "run",
             topic_prefix="chaos-test.",
-            settle_timeout_s=600,
+            settle_timeout_s=300,
         )
     )
     evidence = json.dumps(summary, indent=2, default=str)
