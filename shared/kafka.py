@@ -240,27 +240,28 @@ async def send_to_dlq(
     broker: KafkaBroker, record: Record, *, error_type: str, error_message: str, service: str
 ) -> None:
     """Republish the record untouched to ``<topic>.dlq``, with why and where it failed."""
-    headers = dict(record.headers)
-    headers.update(
-        {
-            "dlq_error_type": error_type,
-            "dlq_error_message": mask_text(error_message[:2000]),
-            "dlq_original_topic": record.topic,
-            "dlq_original_partition": str(record.partition),
-            "dlq_original_offset": str(record.offset),
-            "dlq_failing_service": service,
-            "dlq_failed_at": datetime.now(UTC).isoformat(),
-        }
-    )
+    why = {
+        "dlq_error_type": error_type,
+        "dlq_error_message": mask_text(error_message[:2000]),
+        "dlq_original_topic": record.topic,
+        "dlq_original_partition": str(record.partition),
+        "dlq_original_offset": str(record.offset),
+        "dlq_failing_service": service,
+        "dlq_failed_at": datetime.now(UTC).isoformat(),
+    }
     try:
         await broker.publish(
-            record.value, topic=dlq_topic(record.topic), key=record.key, headers=headers
+            record.value,
+            topic=dlq_topic(record.topic),
+            key=record.key,
+            headers={**record.headers, **why},
         )
     except TOO_LARGE_ERRORS:
-        # The record with our headers no longer fits: keep the entry (where and why it
+        # The record with our headers no longer fits: keep the entry (why and where it
         # failed, the envelope, shortened) without the value rather than lose it.
-        headers = {k: v[:256] for k, v in headers.items() if k in _KEEP}
-        headers["dlq_value_dropped"] = f"{len(record.value)} bytes: too large to keep"
+        envelope = {k: v[:256] for k, v in record.headers.items() if k in ENVELOPE_HEADERS}
+        dropped = {"dlq_value_dropped": f"{len(record.value)} bytes: too large to keep"}
+        headers = {**envelope, **why, **dropped}
         await broker.publish(b"", topic=dlq_topic(record.topic), key=None, headers=headers)
     DEAD_LETTERS.labels(service, record.topic, error_type).inc()
     log.warning(
@@ -270,27 +271,6 @@ async def send_to_dlq(
         offset=record.offset,
         error_type=error_type,
     )
-
-
-_KEEP = frozenset(
-    {
-        "ce_specversion",
-        "ce_id",
-        "ce_source",
-        "ce_type",
-        "ce_time",
-        "ce_subject",
-        "ce_correlationid",
-        "ce_causationid",
-        "dlq_error_type",
-        "dlq_error_message",
-        "dlq_original_topic",
-        "dlq_original_partition",
-        "dlq_original_offset",
-        "dlq_failing_service",
-        "dlq_failed_at",
-    }
-)
 
 
 def _clean_headers(record: Any) -> Any:
