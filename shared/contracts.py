@@ -102,6 +102,11 @@ class Event(Part):
     name: ClassVar[str]
     version: ClassVar[int] = 1
     max_bytes: ClassVar[int] = MAX_RECORD_BYTES
+    # Who writes and who reads the topic: services by name, internal systems by their
+    # principal. The one source of the Kafka ACLs (shared/access.py), of the ce_source a
+    # consumer accepts and of each service's subscriptions (``consumed_by``).
+    producers: ClassVar[tuple[str, ...]] = ()
+    consumers: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def ce_type(cls) -> str:
@@ -119,6 +124,8 @@ class RegistrationSubmitted(Event):
     """
 
     name: ClassVar[str] = "registration-submitted"
+    producers: ClassVar[tuple[str, ...]] = ("portal",)
+    consumers: ClassVar[tuple[str, ...]] = ("registry",)
 
     submission_id: Id = Field(description="Unique per submission; idempotency key.")
     nik: Digits = Field(description="Nomor Induk Kependudukan, 16 digits, a DKI Jakarta KTP.")
@@ -157,6 +164,8 @@ class ParticipantRegistered(Event):
     """A submission passed every rule; the participant now exists. Never carries NIK or KK."""
 
     name: ClassVar[str] = "participant-registered"
+    producers: ClassVar[tuple[str, ...]] = ("registry",)
+    consumers: ClassVar[tuple[str, ...]] = ("coaching", "marketplace", "notifications")
 
     participant_id: Id = Field(description="Random UUID; not derivable from the NIK.")
     submission_id: Id = Field(description="The submission this answers.")
@@ -184,6 +193,8 @@ class RegistrationRejected(Event):
     """A submission broke one or more rules; every problem found is listed."""
 
     name: ClassVar[str] = "registration-rejected"
+    producers: ClassVar[tuple[str, ...]] = ("registry",)
+    consumers: ClassVar[tuple[str, ...]] = ()
 
     submission_id: Id = Field(description="The submission this answers.")
     rejected_at: Instant = Field(description="When the registry decided.")
@@ -205,6 +216,8 @@ class TrainingAttendanceRecorded(Event):
     """The trainers' LMS recorded whether a participant attended one session of a cohort."""
 
     name: ClassVar[str] = "training-attendance-recorded"
+    producers: ClassVar[tuple[str, ...]] = ("lms",)
+    consumers: ClassVar[tuple[str, ...]] = ("coaching",)
 
     participant_id: Id = Field(description="The participant.")
     cohort_id: Id = Field(description="The cohort the session belongs to.")
@@ -220,6 +233,8 @@ class TrainingAssessed(Event):
     """The post-test result of a participant in a cohort."""
 
     name: ClassVar[str] = "training-assessed"
+    producers: ClassVar[tuple[str, ...]] = ("lms",)
+    consumers: ClassVar[tuple[str, ...]] = ("coaching",)
 
     participant_id: Id = Field(description="The participant.")
     cohort_id: Id = Field(description="The cohort assessed.")
@@ -231,6 +246,8 @@ class MentoringSessionRecorded(Event):
     """A pendamping logged a mentoring session with a participant."""
 
     name: ClassVar[str] = "mentoring-session-recorded"
+    producers: ClassVar[tuple[str, ...]] = ("pendamping-app",)
+    consumers: ClassVar[tuple[str, ...]] = ("coaching",)
 
     participant_id: Id = Field(description="The mentee.")
     mentor_id: Id = Field(description="The pendamping.")
@@ -242,6 +259,8 @@ class ProductSubmitted(Event):
     """A participant submitted a product for licensing help."""
 
     name: ClassVar[str] = "product-submitted"
+    producers: ClassVar[tuple[str, ...]] = ("pendamping-app",)
+    consumers: ClassVar[tuple[str, ...]] = ("coaching",)
 
     product_id: Id = Field(description="The product.")
     participant_id: Id = Field(description="Its owner.")
@@ -255,6 +274,8 @@ class CertificationIssued(Event):
     """OSS, BPJPH, BPOM, DJKI ... issued a licence or certificate."""
 
     name: ClassVar[str] = "certification-issued"
+    producers: ClassVar[tuple[str, ...]] = ("certificate-issuers",)
+    consumers: ClassVar[tuple[str, ...]] = ("coaching", "marketplace")
 
     certificate_id: Id = Field(description="The certificate.")
     participant_id: Id = Field(description="Its holder.")
@@ -272,6 +293,8 @@ class CertificationRevoked(Event):
     """An issuer revoked a certificate."""
 
     name: ClassVar[str] = "certification-revoked"
+    producers: ClassVar[tuple[str, ...]] = ("certificate-issuers",)
+    consumers: ClassVar[tuple[str, ...]] = ("coaching",)
 
     certificate_id: Id = Field(description="The certificate revoked.")
     reason: Name = Field(description="Why.")
@@ -282,6 +305,8 @@ class TrainingEnrolled(Event):
     """A registered participant was placed in a training cohort (P2)."""
 
     name: ClassVar[str] = "training-enrolled"
+    producers: ClassVar[tuple[str, ...]] = ("coaching",)
+    consumers: ClassVar[tuple[str, ...]] = ("registry", "notifications")
 
     participant_id: Id = Field(description="The participant.")
     cohort_id: Id = Field(description="The cohort.")
@@ -294,6 +319,8 @@ class TrainingCompleted(Event):
     """Attendance >= 75 % and post-test score >= 70."""
 
     name: ClassVar[str] = "training-completed"
+    producers: ClassVar[tuple[str, ...]] = ("coaching",)
+    consumers: ClassVar[tuple[str, ...]] = ("registry", "marketplace", "notifications")
 
     participant_id: Id = Field(description="The participant.")
     cohort_id: Id = Field(description="The cohort.")
@@ -310,6 +337,8 @@ class TrainingNotCompleted(Event):
     """All sessions and the assessment are in and the completion rule failed."""
 
     name: ClassVar[str] = "training-not-completed"
+    producers: ClassVar[tuple[str, ...]] = ("coaching",)
+    consumers: ClassVar[tuple[str, ...]] = ("registry", "notifications")
 
     participant_id: Id = Field(description="The participant.")
     cohort_id: Id = Field(description="The cohort.")
@@ -322,6 +351,8 @@ class MentoringAssigned(Event):
     """A pendamping from the participant's kecamatan (or city) centre was assigned (P3)."""
 
     name: ClassVar[str] = "mentoring-assigned"
+    producers: ClassVar[tuple[str, ...]] = ("coaching",)
+    consumers: ClassVar[tuple[str, ...]] = ("registry", "notifications")
 
     participant_id: Id = Field(description="The mentee.")
     mentor_id: Id = Field(description="The pendamping.")
@@ -332,6 +363,8 @@ class MentoringCompleted(Event):
     """Three mentoring sessions were recorded."""
 
     name: ClassVar[str] = "mentoring-completed"
+    producers: ClassVar[tuple[str, ...]] = ("coaching",)
+    consumers: ClassVar[tuple[str, ...]] = ("registry", "marketplace")
 
     participant_id: Id = Field(description="The mentee.")
     mentor_id: Id = Field(description="The pendamping.")
@@ -349,6 +382,8 @@ class ProductCertified(Event):
     """A product satisfies its category's requirement set with valid certificates (P4)."""
 
     name: ClassVar[str] = "product-certified"
+    producers: ClassVar[tuple[str, ...]] = ("coaching",)
+    consumers: ClassVar[tuple[str, ...]] = ("registry", "marketplace", "notifications")
 
     product_id: Id = Field(description="The product.")
     participant_id: Id = Field(description="Its owner.")
@@ -363,6 +398,8 @@ class ProductCertificationLapsed(Event):
     """A revocation or an expiry broke a certified product's requirement set."""
 
     name: ClassVar[str] = "product-certification-lapsed"
+    producers: ClassVar[tuple[str, ...]] = ("coaching",)
+    consumers: ClassVar[tuple[str, ...]] = ("marketplace", "notifications")
 
     product_id: Id = Field(description="The product.")
     participant_id: Id = Field(description="Its owner.")
@@ -376,6 +413,8 @@ class CertificationExpiring(Event):
     """A certificate expires within 30 days; sent once per certificate."""
 
     name: ClassVar[str] = "certification-expiring"
+    producers: ClassVar[tuple[str, ...]] = ("coaching",)
+    consumers: ClassVar[tuple[str, ...]] = ("notifications",)
 
     certificate_id: Id = Field(description="The certificate.")
     participant_id: Id = Field(description="Its holder.")
@@ -394,6 +433,8 @@ class CurationReviewed(Event):
     """One level of the curation ladder reviewed a product."""
 
     name: ClassVar[str] = "curation-reviewed"
+    producers: ClassVar[tuple[str, ...]] = ("curators",)
+    consumers: ClassVar[tuple[str, ...]] = ("marketplace",)
 
     product_id: Id = Field(description="The product reviewed.")
     level: CurationLevel = Field(description="pendamping -> kecamatan -> dinas -> curator.")
@@ -410,6 +451,8 @@ class SalesReported(Event):
     """A month of sales of a participant (QRIS, e-Order, marketplaces, offline books)."""
 
     name: ClassVar[str] = "sales-reported"
+    producers: ClassVar[tuple[str, ...]] = ("qris-eorder",)
+    consumers: ClassVar[tuple[str, ...]] = ("marketplace",)
 
     participant_id: Id = Field(description="The participant.")
     period: Month = Field(description="YYYY-MM.")
@@ -425,6 +468,8 @@ class FinancingDecided(Event):
     """Bank DKI decided on a referral."""
 
     name: ClassVar[str] = "financing-decided"
+    producers: ClassVar[tuple[str, ...]] = ("bank-dki",)
+    consumers: ClassVar[tuple[str, ...]] = ("marketplace",)
 
     referral_id: Id = Field(description="The referral decided.")
     decision: Literal["approved", "declined"] = Field(description="The bank's decision.")
@@ -437,6 +482,8 @@ class ProductCurationRejected(Event):
     """A curation level rejected the product; curation ends there."""
 
     name: ClassVar[str] = "product-curation-rejected"
+    producers: ClassVar[tuple[str, ...]] = ("marketplace",)
+    consumers: ClassVar[tuple[str, ...]] = ("notifications",)
 
     product_id: Id = Field(description="The product.")
     participant_id: Id = Field(description="Its owner.")
@@ -448,6 +495,8 @@ class ProductCurated(Event):
     """Every level approved; the curator graded the product."""
 
     name: ClassVar[str] = "product-curated"
+    producers: ClassVar[tuple[str, ...]] = ("marketplace",)
+    consumers: ClassVar[tuple[str, ...]] = ("registry",)
 
     product_id: Id = Field(description="The product.")
     participant_id: Id = Field(description="Its owner.")
@@ -458,6 +507,8 @@ class ProductListed(Event):
     """The product is listed on the channels its grade opens."""
 
     name: ClassVar[str] = "product-listed"
+    producers: ClassVar[tuple[str, ...]] = ("marketplace",)
+    consumers: ClassVar[tuple[str, ...]] = ("registry", "notifications")
 
     product_id: Id = Field(description="The product.")
     participant_id: Id = Field(description="Its owner.")
@@ -471,6 +522,8 @@ class ProductDelisted(Event):
     """The product left every channel (its certification lapsed)."""
 
     name: ClassVar[str] = "product-delisted"
+    producers: ClassVar[tuple[str, ...]] = ("marketplace",)
+    consumers: ClassVar[tuple[str, ...]] = ()
 
     product_id: Id = Field(description="The product.")
     participant_id: Id = Field(description="Its owner.")
@@ -481,6 +534,8 @@ class ExportFacilitated(Event):
     """A grade-A product with steady sales and the right certificates goes international."""
 
     name: ClassVar[str] = "export-facilitated"
+    producers: ClassVar[tuple[str, ...]] = ("marketplace",)
+    consumers: ClassVar[tuple[str, ...]] = ("registry", "notifications")
 
     product_id: Id = Field(description="The product.")
     participant_id: Id = Field(description="Its owner.")
@@ -492,6 +547,8 @@ class FinancialReportRecorded(Event):
     """A month of sales was recorded (or replaced the month's earlier report)."""
 
     name: ClassVar[str] = "financial-report-recorded"
+    producers: ClassVar[tuple[str, ...]] = ("marketplace",)
+    consumers: ClassVar[tuple[str, ...]] = ("registry",)
 
     participant_id: Id = Field(description="The participant.")
     period: Month = Field(description="YYYY-MM.")
@@ -505,6 +562,8 @@ class FinancingReferred(Event):
     """The participant passed six of the seven stages: referred to Bank DKI micro credit."""
 
     name: ClassVar[str] = "financing-referred"
+    producers: ClassVar[tuple[str, ...]] = ("marketplace",)
+    consumers: ClassVar[tuple[str, ...]] = ("registry", "notifications")
 
     referral_id: Id = Field(description="The referral; the bank answers with it.")
     participant_id: Id = Field(description="The participant.")
@@ -518,6 +577,8 @@ class FinancingApproved(Event):
     """Bank DKI approved the referral."""
 
     name: ClassVar[str] = "financing-approved"
+    producers: ClassVar[tuple[str, ...]] = ("marketplace",)
+    consumers: ClassVar[tuple[str, ...]] = ("registry", "notifications")
 
     referral_id: Id = Field(description="The referral.")
     participant_id: Id = Field(description="The participant.")
@@ -529,6 +590,8 @@ class FinancingDeclined(Event):
     """Bank DKI declined the referral."""
 
     name: ClassVar[str] = "financing-declined"
+    producers: ClassVar[tuple[str, ...]] = ("marketplace",)
+    consumers: ClassVar[tuple[str, ...]] = ("registry", "notifications")
 
     referral_id: Id = Field(description="The referral.")
     participant_id: Id = Field(description="The participant.")
@@ -542,6 +605,8 @@ class NotificationSent(Event):
     """A participant-facing message was handed to a provider."""
 
     name: ClassVar[str] = "notification-sent"
+    producers: ClassVar[tuple[str, ...]] = ("notifications",)
+    consumers: ClassVar[tuple[str, ...]] = ()
 
     participant_id: Id = Field(description="The recipient.")
     channel: Literal["whatsapp", "sms", "email"] = Field(description="How it went out.")
@@ -560,6 +625,8 @@ class NotificationFailed(Event):
     """No channel could deliver the message; every attempt is listed."""
 
     name: ClassVar[str] = "notification-failed"
+    producers: ClassVar[tuple[str, ...]] = ("notifications",)
+    consumers: ClassVar[tuple[str, ...]] = ()
 
     participant_id: Id = Field(description="The recipient.")
     template: Name = Field(description="The template (the event it tells about).")
@@ -602,6 +669,16 @@ CATALOGUE: tuple[type[Event], ...] = (
     NotificationSent,
     NotificationFailed,
 )
+
+
+def produced_by(principal: str) -> tuple[type[Event], ...]:
+    """The events ``principal`` (a service or an internal system) writes, in catalogue order."""
+    return tuple(event for event in CATALOGUE if principal in event.producers)
+
+
+def consumed_by(principal: str) -> tuple[type[Event], ...]:
+    """The events ``principal`` reads, in catalogue order."""
+    return tuple(event for event in CATALOGUE if principal in event.consumers)
 
 
 def validate_fields(

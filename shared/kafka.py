@@ -7,6 +7,7 @@ import collections
 import contextlib
 import dataclasses
 import json
+import os
 import struct
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -16,11 +17,13 @@ from typing import Any, TypeVar
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.consumer import fetcher as aiokafka_fetcher
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.helpers import create_ssl_context
 from aiokafka.record.default_records import DefaultRecordBatch as _CDefaultRecordBatch
 from aiokafka.record.default_records import _DefaultRecordBatchPy
 from aiokafka.record.memory_records import MemoryRecords as _CMemoryRecords
 from faststream.kafka import KafkaBroker
 from faststream.kafka.message import KafkaMessage
+from faststream.security import BaseSecurity, SASLScram256, SASLScram512
 from prometheus_client import CollectorRegistry, Counter
 from pydantic import ValidationError
 
@@ -36,10 +39,109 @@ T = TypeVar("T")
 DLQ_SUFFIX = ".dlq"
 
 
+@dataclass(frozen=True)
+class KafkaAccess:
+    """Where the cluster is and who logs in: the one factory of every Kafka client's
+    connection settings (services, tools and tests alike). ``KAFKA_SECURITY_PROTOCOL``
+    ``SASL_PLAINTEXT`` on a local stack (127.0.0.1 only), ``SASL_SSL`` anywhere else."""
+
+    bootstrap_servers: str
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = "SCRAM-SHA-512"
+    username: str = ""
+    password: str = dataclasses.field(default="", repr=False)
+    ssl_cafile: str = ""
+
+    VARIABLES = (
+        "KAFKA_BOOTSTRAP_SERVERS",
+        "KAFKA_SECURITY_PROTOCOL",
+        "KAFKA_SASL_MECHANISM",
+        "KAFKA_SASL_USERNAME",
+        "KAFKA_SASL_PASSWORD",
+        "KAFKA_SSL_CAFILE",
+    )
+
+    @classmethod
+    def of(cls, settings: ServiceSettings) -> KafkaAccess:
+        return cls(
+            settings.kafka_bootstrap_servers,
+            settings.kafka_security_protocol,
+            settings.kafka_sasl_mechanism,
+            settings.kafka_sasl_username,
+            settings.kafka_sasl_password.get_secret_value(),
+            settings.kafka_ssl_cafile,
+        )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> KafkaAccess:
+        """From the ``KAFKA_*`` variables (``.run/stack.env`` has the simulator's)."""
+        env = os.environ if env is None else env
+        values = [env.get(name, "") for name in cls.VARIABLES]
+        return cls(
+            values[0] or "127.0.0.1:9092",
+            values[1] or "PLAINTEXT",
+            values[2] or "SCRAM-SHA-512",
+            *values[3:],
+        )
+
+    def as_user(self, username: str, password: str) -> KafkaAccess:
+        return dataclasses.replace(self, username=username, password=password)
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.security_protocol.startswith("SASL_")
+
+    def env(self) -> dict[str, str]:
+        """The ``KAFKA_*`` variables of a child process that logs in as this principal."""
+        values = (
+            self.bootstrap_servers,
+            self.security_protocol,
+            self.sasl_mechanism,
+            self.username,
+            self.password,
+            self.ssl_cafile,
+        )
+        return dict(zip(self.VARIABLES, values, strict=True))
+
+    def _ssl_context(self) -> Any:
+        if not self.security_protocol.endswith("SSL"):
+            return None
+        return create_ssl_context(cafile=self.ssl_cafile or None)
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of an aiokafka producer, consumer, admin or client."""
+        kwargs: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "security_protocol": self.security_protocol,
+            "ssl_context": self._ssl_context(),
+        }
+        if self.uses_sasl:
+            kwargs |= {
+                "sasl_mechanism": self.sasl_mechanism,
+                "sasl_plain_username": self.username,
+                "sasl_plain_password": self.password,
+            }
+        return kwargs
+
+    def security(self) -> BaseSecurity | None:
+        """The same, for FastStream's broker (which also shows it in the AsyncAPI docs)."""
+        ssl = self.security_protocol.endswith("SSL")
+        if not self.uses_sasl:
+            return BaseSecurity(self._ssl_context(), use_ssl=True) if ssl else None
+        scram = {"SCRAM-SHA-512": SASLScram512, "SCRAM-SHA-256": SASLScram256}
+        if self.sasl_mechanism not in scram:
+            raise ValueError(f"unsupported KAFKA_SASL_MECHANISM {self.sasl_mechanism!r}")
+        return scram[self.sasl_mechanism](
+            self.username, self.password, ssl_context=self._ssl_context(), use_ssl=ssl
+        )
+
+
 def make_broker(settings: ServiceSettings) -> KafkaBroker:
     """acks=all and the idempotent producer: a retried send is never written twice."""
+    access = KafkaAccess.of(settings)
     return KafkaBroker(
-        settings.kafka_bootstrap_servers,
+        access.bootstrap_servers,
+        security=access.security(),
         acks="all",
         enable_idempotence=True,
         client_id=settings.service_name,
@@ -52,7 +154,7 @@ async def ensure_topics(settings: ServiceSettings, names: Iterable[str]) -> list
     topics = sorted(
         {t for name in names for t in (settings.topic(name), dlq_topic(settings.topic(name)))}
     )
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    admin = AIOKafkaAdminClient(**KafkaAccess.of(settings).client_kwargs())
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -135,8 +237,11 @@ class DeadLetter(Exception):
         self.code = code
 
 
-def read_envelope(record: Record, *types: str) -> Envelope:
-    """The record's envelope, if it is one of ``types``; else :class:`DeadLetter`."""
+def read_envelope(record: Record, *events: type[Event]) -> Envelope:
+    """The record's envelope, if it is one of ``events``, on that event's topic, from a
+    producer the catalogue allows for it; else :class:`DeadLetter`. Kafka's ACLs keep
+    other principals off the topic; ``ce_source`` is checked too, so a system allowed to
+    write cannot pass its record off as another's (e.g. a portal posing as Bank DKI)."""
     repeated = sorted(n for n in record.repeated_headers if n in ENVELOPE_HEADERS)
     if repeated:
         raise DeadLetter("invalid-envelope", f"repeated envelope headers: {', '.join(repeated)}")
@@ -144,8 +249,15 @@ def read_envelope(record: Record, *types: str) -> Envelope:
         envelope = Envelope.from_headers(record.headers)
     except EnvelopeError as exc:
         raise DeadLetter("invalid-envelope", str(exc)) from None
-    if envelope.type not in types:
+    contract = next((e for e in events if e.ce_type() == envelope.type), None)
+    if contract is None:
         raise DeadLetter("unknown-event-type", f"ce_type {envelope.type!r} is not handled here")
+    if not record.topic.endswith(contract.name):  # one event type per topic
+        raise DeadLetter("unknown-event-type", f"ce_type {envelope.type!r} is not this topic's")
+    if envelope.source not in contract.producers:
+        raise DeadLetter(
+            "unknown-source", f"ce_source {envelope.source!r} does not produce {contract.name}"
+        )
     return envelope
 
 
@@ -175,10 +287,8 @@ def read_event(
 ) -> tuple[Envelope, Event]:
     """The record's envelope and its contract (chosen by ``ce_type``), or :class:`DeadLetter`
     saying which fields are wrong (names only: values may be personal data)."""
-    envelope = read_envelope(record, *by_type)
+    envelope = read_envelope(record, *by_type.values())
     contract = by_type[envelope.type]
-    if not record.topic.endswith(contract.name):  # one event type per topic
-        raise DeadLetter("unknown-event-type", f"ce_type {envelope.type!r} is not this topic's")
     check_size(record, contract.max_bytes)
     try:
         event = contract.model_validate_json(record.value, strict=strict)

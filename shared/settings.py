@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Self
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEVELOPMENT = "development"
@@ -41,9 +41,35 @@ class ServiceSettings(BaseSettings):
         validation_alias=AliasChoices("kafka_bootstrap_servers", "KAFKA_BOOTSTRAP_SERVERS"),
         description="Comma-separated host:port list of the Kafka cluster.",
     )
+    kafka_security_protocol: str = Field(
+        default="PLAINTEXT",
+        pattern="^(PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL)$",
+        validation_alias=AliasChoices("kafka_security_protocol", "KAFKA_SECURITY_PROTOCOL"),
+        description="SASL_PLAINTEXT on a local stack (127.0.0.1), SASL_SSL anywhere else.",
+    )
+    kafka_sasl_mechanism: str = Field(
+        default="SCRAM-SHA-512",
+        validation_alias=AliasChoices("kafka_sasl_mechanism", "KAFKA_SASL_MECHANISM"),
+    )
+    kafka_sasl_username: str = Field(
+        default="",
+        validation_alias=AliasChoices("kafka_sasl_username", "KAFKA_SASL_USERNAME"),
+        description="This service's Kafka principal (its ACLs come from the catalogue).",
+    )
+    kafka_sasl_password: SecretStr = Field(
+        default=SecretStr(""),
+        validation_alias=AliasChoices("kafka_sasl_password", "KAFKA_SASL_PASSWORD"),
+    )
+    kafka_ssl_cafile: str = Field(
+        default="",
+        validation_alias=AliasChoices("kafka_ssl_cafile", "KAFKA_SSL_CAFILE"),
+        description="CA bundle that signed the brokers' certificates (SASL_SSL); empty: the "
+        "system's trust store.",
+    )
     mongodb_uri: str = Field(
         default="mongodb://127.0.0.1:27017/?replicaSet=rs0",
         validation_alias=AliasChoices("mongodb_uri", "MONGODB_URI"),
+        repr=False,  # it carries this service's password
         description="MongoDB connection string; a replica set, so transactions work.",
     )
     topic_prefix: str = Field(

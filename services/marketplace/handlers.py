@@ -47,6 +47,8 @@ from shared.contracts import (
     ProductListed,
     SalesReported,
     TrainingCompleted,
+    consumed_by,
+    produced_by,
 )
 from shared.envelope import Envelope, OutgoingEvent
 from shared.kafka import DeadLetter, Record, read_event
@@ -56,28 +58,8 @@ from shared.settings import ServiceSettings
 
 log = get_logger(__name__)
 
-CONSUMES: tuple[type[Event], ...] = (
-    ParticipantRegistered,
-    TrainingCompleted,
-    MentoringCompleted,
-    ProductCertified,
-    ProductCertificationLapsed,
-    CertificationIssued,
-    CurationReviewed,
-    SalesReported,
-    FinancingDecided,
-)
-PRODUCES: tuple[type[Event], ...] = (
-    ProductCurationRejected,
-    ProductCurated,
-    ProductListed,
-    ProductDelisted,
-    ExportFacilitated,
-    FinancialReportRecorded,
-    FinancingReferred,
-    FinancingApproved,
-    FinancingDeclined,
-)
+CONSUMES = consumed_by("marketplace")  # the catalogue says who reads what
+PRODUCES = produced_by("marketplace")
 _BY_TYPE = {event.ce_type(): event for event in CONSUMES}
 _STAGE_OF: dict[type[Event], str] = {
     ParticipantRegistered: "registered",

@@ -33,24 +33,13 @@ from services.notifications.channels import PermanentFailure, Providers, Transie
 from services.notifications.store import FAILED, PENDING, SENT, WAITING, Lease, NotificationStore
 from services.notifications.templates import Templates
 from shared.contracts import (
-    CertificationExpiring,
     DeliveryProblem,
     Event,
-    ExportFacilitated,
-    FinancingApproved,
-    FinancingDeclined,
-    FinancingReferred,
-    MentoringAssigned,
     NotificationFailed,
     NotificationSent,
     ParticipantRegistered,
-    ProductCertificationLapsed,
-    ProductCertified,
-    ProductCurationRejected,
-    ProductListed,
-    TrainingCompleted,
-    TrainingEnrolled,
-    TrainingNotCompleted,
+    consumed_by,
+    produced_by,
 )
 from shared.envelope import Envelope, OutgoingEvent
 from shared.kafka import Record, read_event, readable
@@ -63,23 +52,8 @@ from shared.tracing import processing
 log = get_logger(__name__)
 
 # Every participant-facing event; a new one is a template file plus a line here.
-CONSUMES: tuple[type[Event], ...] = (
-    ParticipantRegistered,
-    TrainingEnrolled,
-    TrainingCompleted,
-    TrainingNotCompleted,
-    MentoringAssigned,
-    ProductCertified,
-    ProductCertificationLapsed,
-    CertificationExpiring,
-    ProductCurationRejected,
-    ProductListed,
-    ExportFacilitated,
-    FinancingReferred,
-    FinancingApproved,
-    FinancingDeclined,
-)
-PRODUCES: tuple[type[Event], ...] = (NotificationSent, NotificationFailed)
+CONSUMES = consumed_by("notifications")  # the catalogue says who reads what
+PRODUCES = produced_by("notifications")
 _BY_TYPE = {event.ce_type(): event for event in CONSUMES}
 
 # A round renews its lease every quarter of the lease's length. It starts a channel's send

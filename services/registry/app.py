@@ -9,14 +9,9 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from services.registry import journey
-from services.registry.handlers import JOURNEY_EVENTS, Deps, handle_batch
+from services.registry.handlers import Deps, handle_batch
 from services.registry.store import PiiVault, RegistryStore
-from shared.contracts import (
-    Event,
-    ParticipantRegistered,
-    RegistrationRejected,
-    RegistrationSubmitted,
-)
+from shared.contracts import consumed_by, produced_by
 from shared.http import ServiceApp, document_response, json_response
 from shared.kafka import make_broker
 from shared.logging import get_logger
@@ -51,8 +46,8 @@ DASHBOARD_TYPES = {
     "dashboard.js": "text/javascript; charset=utf-8",
     "dashboard.css": "text/css; charset=utf-8",
 }
-CONSUMES: tuple[type[Event], ...] = (RegistrationSubmitted, *JOURNEY_EVENTS)
-PRODUCES = (ParticipantRegistered, RegistrationRejected)
+CONSUMES = consumed_by("registry")  # the catalogue says who reads what
+PRODUCES = produced_by("registry")
 
 
 def create_app(settings: RegistrySettings | None = None) -> ServiceApp:

@@ -26,24 +26,13 @@ from services.registry.store import RegistryStore
 from shared.contracts import (
     Contact,
     Event,
-    ExportFacilitated,
     FinancialReportRecorded,
-    FinancingApproved,
-    FinancingDeclined,
-    FinancingReferred,
     Id,
-    MentoringAssigned,
-    MentoringCompleted,
     ParticipantRegistered,
-    ProductCertified,
-    ProductCurated,
-    ProductListed,
     Reason,
     RegistrationRejected,
     RegistrationSubmitted,
-    TrainingCompleted,
-    TrainingEnrolled,
-    TrainingNotCompleted,
+    consumed_by,
     validate_fields,
 )
 from shared.envelope import Envelope, OutgoingEvent
@@ -87,7 +76,7 @@ def read_submission(record: Record, received: datetime) -> Submission:
 
     Age is judged on the day the registry ``received`` the record, never on the producer's
     ``ce_time``: a clock set ahead must not let a minor register."""
-    envelope = read_envelope(record, RegistrationSubmitted.ce_type())
+    envelope = read_envelope(record, RegistrationSubmitted)
     raw = read_object(record, RegistrationSubmitted.max_bytes)
     submission_id = raw.get("submission_id")
     if not isinstance(submission_id, str) or not submission_id:
@@ -269,21 +258,7 @@ async def handle_submissions(records: list[Record], deps: Deps) -> None:
 
 
 # The other services' events that move a participant along the journey.
-JOURNEY_EVENTS: tuple[type[Event], ...] = (
-    TrainingEnrolled,
-    TrainingCompleted,
-    TrainingNotCompleted,
-    MentoringAssigned,
-    MentoringCompleted,
-    ProductCertified,
-    ProductCurated,
-    ProductListed,
-    ExportFacilitated,
-    FinancialReportRecorded,
-    FinancingReferred,
-    FinancingApproved,
-    FinancingDeclined,
-)
+JOURNEY_EVENTS = tuple(e for e in consumed_by("registry") if e is not RegistrationSubmitted)
 _JOURNEY_BY_TYPE = {event.ce_type(): event for event in JOURNEY_EVENTS}
 
 
