@@ -202,7 +202,9 @@ class RegistrationRejected(Event):
         min_length=1, max_length=MAX_ITEMS, description="Every problem found."
     )
     participant_id: Id | None = Field(
-        default=None, description="For `already-registered`: the existing participant."
+        default=None,
+        description="Deprecated, always null: the NIK's owner is not told to the submitter "
+        "(ops read it at the registry's GET /submissions/{submission_id}).",
     )
 
 

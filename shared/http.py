@@ -1,27 +1,70 @@
-"""HTTP on the FastStream ASGI app: probes, JSON responses and routes with path parameters.
+"""HTTP on the FastStream ASGI app: probes, JSON responses, routes with path parameters, and
+who may call them.
 
 ``AsgiFastStream`` routes exact paths only; :class:`ServiceApp` adds ``/a/{name}`` routes so
-a service can expose ``GET /participants/{participant_id}`` on the same app and port. Their
-handlers get the path and query parameters in one dict.
+a service can expose ``GET /participants/{participant_id}`` on the same app and port.
+
+Every request passes one gate here (:meth:`ServiceApp.__call__`), so no service can forget
+it: the probes and ``/metrics`` (:data:`OPEN_PATHS`) and a service's ``open_routes`` (files
+with no data behind them) are open; anything else, the AsyncAPI docs and unknown paths
+included, needs a valid bearer token (:mod:`shared.auth`), else 401. A :class:`Route` names
+the resource it reads; the gate answers 403 when the token's role does not read it, and
+404 when the participant in the path is outside the token's scope, the same answer as for
+a participant that does not exist (whether someone is in the programme is private). A
+route without a participant in its path reads many: the gate narrows its query to the
+scope (:func:`shared.auth.narrow`, 403 when the query asks for more) and the handler gets
+the narrowed filters. Handlers get a :class:`Request`: parameters, principal, filters.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
 from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.asgi.types import Receive, Scope, Send
 
-PathHandler = Callable[[dict[str, str]], Awaitable[AsgiResponse]]
+from shared import auth
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+# Open to anyone who reaches the port: they say whether the process serves, never a record.
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+OpenHandler = Callable[[dict[str, str]], Awaitable[AsgiResponse]]
+SubjectLookup = Callable[[str], Awaitable[auth.Subject | None]]
 
 
-def json_response(body: Any, status: int = 200) -> AsgiResponse:
+@dataclass(frozen=True)
+class Request:
+    params: dict[str, str]  # path and query parameters; a path parameter wins
+    principal: auth.Principal
+    # For a route over many participants: the filters the principal's scope holds it to.
+    scope_filters: Mapping[str, str] = field(default_factory=dict)
+
+
+Handler = Callable[[Request], Awaitable[AsgiResponse]]
+
+
+@dataclass(frozen=True)
+class Route:
+    template: str  # e.g. "/participants/{participant_id}/coaching"
+    reads: auth.Resource
+    handler: Handler
+    missing: str = "not found"  # the 404 text, also for a participant outside the scope
+
+
+def json_response(
+    body: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> AsgiResponse:
     return AsgiResponse(
-        json.dumps(body, default=str).encode(), status, {"content-type": "application/json"}
+        json.dumps(body, default=str).encode(),
+        status,
+        {"content-type": "application/json", **(headers or {})},
     )
 
 
@@ -36,27 +79,104 @@ def _compile(template: str) -> re.Pattern[str]:
     return re.compile(re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(template)))
 
 
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+def _refusal(exc: Exception) -> AsgiResponse:
+    if isinstance(exc, auth.Unauthenticated):
+        challenge = 'Bearer realm="jakpreneur"'
+        if not str(exc).startswith("a bearer token is required"):
+            challenge += ', error="invalid_token"'
+        return json_response({"error": str(exc)}, 401, {"www-authenticate": challenge})
+    if isinstance(exc, auth.Forbidden):
+        challenge = 'Bearer realm="jakpreneur", error="insufficient_scope"'
+        return json_response({"error": str(exc)}, 403, {"www-authenticate": challenge})
+    return json_response({"error": str(exc)}, 503, {"retry-after": "5"})
+
+
 class ServiceApp(AsgiFastStream):
     def __init__(
-        self, *args: Any, path_routes: Sequence[tuple[str, PathHandler]] = (), **kwargs: Any
+        self,
+        *args: Any,
+        authenticator: auth.Authenticator,
+        path_routes: Sequence[Route] = (),
+        open_routes: Sequence[tuple[str, OpenHandler]] = (),
+        subject_of: SubjectLookup | None = None,
+        **kwargs: Any,
     ) -> None:
+        """``subject_of`` finds what the service knows of a participant's city, kecamatan,
+        pendamping and referral; without it only the scopes decided on the participant id
+        (ops, dinas, the participant themself) reach its per-participant routes."""
         super().__init__(*args, **kwargs)
-        self.path_routes = [(_compile(template), handler) for template, handler in path_routes]
+        self.authenticator = authenticator
+        self.path_routes = [(_compile(route.template), route) for route in path_routes]
+        self.open_routes = [(_compile(template), handler) for template, handler in open_routes]
+        self.subject_of = subject_of
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            for pattern, handler in self.path_routes:
-                match = pattern.fullmatch(scope["path"])
-                if match is None:
-                    continue
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            await super().__call__(scope, receive, send)
+            return
+        response = await self._open(scope)
+        if response is None:
+            try:
+                response = await self._guarded(scope)
+            except (auth.Unauthenticated, auth.Forbidden, auth.AuthUnavailable) as exc:
+                if not isinstance(exc, auth.Unauthenticated):
+                    log.info("request refused", path=scope["path"], reason=str(exc))
+                response = _refusal(exc)
+        if response is None:  # the AsyncAPI docs, or FastStream's 404
+            await super().__call__(scope, receive, send)
+        else:
+            await response(scope, receive, send)
+
+    async def _open(self, scope: Scope) -> AsgiResponse | None:
+        for pattern, handler in self.open_routes:
+            match = pattern.fullmatch(scope["path"])
+            if match is not None:
                 if scope["method"] not in ("GET", "HEAD"):
-                    response = json_response({"error": "method not allowed"}, 405)
-                else:  # query parameters too; a path parameter wins over one of them
-                    query = dict(parse_qsl(scope.get("query_string", b"").decode()))
-                    response = await handler({**query, **match.groupdict()})
-                await response(scope, receive, send)
-                return
-        await super().__call__(scope, receive, send)
+                    return json_response({"error": "method not allowed"}, 405)
+                return await handler({**self._query(scope), **match.groupdict()})
+        return None
+
+    @staticmethod
+    def _query(scope: Scope) -> dict[str, str]:
+        return dict(parse_qsl(scope.get("query_string", b"").decode()))
+
+    async def _guarded(self, scope: Scope) -> AsgiResponse | None:
+        principal = await self.authenticator.authenticate(_header(scope, b"authorization"))
+        for pattern, route in self.path_routes:
+            match = pattern.fullmatch(scope["path"])
+            if match is None:
+                continue
+            if scope["method"] not in ("GET", "HEAD"):
+                return json_response({"error": "method not allowed"}, 405)
+            auth.authorize(principal, route.reads)
+            params = {**self._query(scope), **match.groupdict()}
+            if "participant_id" in match.groupdict():
+                if not await self._reaches(principal, params["participant_id"]):
+                    log.info(
+                        "request refused",
+                        route=route.template,
+                        role=principal.role_name,
+                        reason="participant outside the token's scope",
+                    )
+                    return json_response({"error": route.missing}, 404)
+                return await route.handler(Request(params, principal))
+            filters = auth.narrow(principal, params)
+            return await route.handler(Request(params, principal, filters))
+        auth.authorize(principal, "docs")  # the AsyncAPI docs; anything else is a 404
+        return None
+
+    async def _reaches(self, principal: auth.Principal, participant_id: str) -> bool:
+        if not auth.needs_subject(principal):
+            return auth.in_scope(principal, auth.Subject(participant_id))
+        subject = None if self.subject_of is None else await self.subject_of(participant_id)
+        return subject is not None and auth.in_scope(principal, subject)
 
 
 def probes(

@@ -27,8 +27,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, gen
 from pydantic import WithJsonSchema
 from pymongo import AsyncMongoClient
 
+from shared.auth import Authenticator
 from shared.contracts import Event
-from shared.http import PathHandler, ServiceApp, probes
+from shared.http import OpenHandler, Route, ServiceApp, SubjectLookup, probes
 from shared.kafka import METRICS as kafka_metrics
 from shared.kafka import (
     DeadLetter,
@@ -160,13 +161,17 @@ def service_app(
     handle_batch: BatchHandler,
     prepare: Callable[[], Awaitable[Any]] | None = None,
     periodic: Sequence[Periodic] = (),
-    path_routes: Sequence[tuple[str, PathHandler]] = (),
+    path_routes: Sequence[Route] = (),
+    open_routes: Sequence[tuple[str, OpenHandler]] = (),
+    subject_of: SubjectLookup | None = None,
     cleanup: Callable[[], Awaitable[Any]] | None = None,
     parking: Parking | None = None,
 ) -> ServiceApp:
     """The service's ASGI app. ``prepare`` (indexes, reference data) runs before consuming;
     ``cleanup`` (the service's own clients) after it stopped. A service that parks facts
-    hands in its ``parking``: what waits longer than ``parked_ttl_s`` is dead-lettered."""
+    hands in its ``parking``: what waits longer than ``parked_ttl_s`` is dead-lettered.
+    HTTP: ``path_routes`` need a token whose role and scope reach them, ``subject_of``
+    tells the scope of a participant, ``open_routes`` hold no data (see shared.http)."""
     configure_tracing(settings.service_name, settings.otlp_endpoint)
     Batch = Annotated[list[bytes], WithJsonSchema(_payload_schema(consumes))]
     tasks: list[asyncio.Task[None]] = []
@@ -299,13 +304,21 @@ def service_app(
         body = generate_latest(metrics) + generate_latest(kafka_metrics)
         return AsgiResponse(body, 200, {"content-type": CONTENT_TYPE_LATEST})
 
+    if not settings.auth_jwks_url:  # allowed in development only (ServiceSettings)
+        log.warning("AUTH_JWKS_URL unset: every endpoint but the probes and metrics answers 503")
+    authenticator = Authenticator(
+        settings.auth_issuer, settings.auth_audience, settings.auth_jwks_url
+    )
     return ServiceApp(
         broker,
+        authenticator=authenticator,
         lifespan=lifespan,
         after_startup=[start_background],
         on_shutdown=[stop_background],
         asgi_routes=[*probes(ready, outages), ("/metrics", metrics_endpoint)],
         path_routes=path_routes,
+        open_routes=open_routes,
+        subject_of=subject_of,
         asyncapi_path=AsyncAPIRoute("/docs/asyncapi", asyncapi_json_path="/docs/asyncapi.json"),
         logger=get_logger("jakpreneur.faststream"),
     )

@@ -13,11 +13,18 @@ from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEVELOPMENT = "development"
+# The issuer of the local stack's tokens (deploy/local/identity.py): refused outside development.
+DEVELOPMENT_ISSUER = "https://jakpreneur.invalid/development"
 
 
 class DevelopmentSecretsError(RuntimeError):
     """A service was started on development keys or tokens outside development. Not a
     ValueError, so that pydantic does not wrap it with the input (the keys) in its text."""
+
+
+class AuthenticationNotConfiguredError(RuntimeError):
+    """A service outside development has no token issuer to check its HTTP callers with
+    (a RuntimeError for the same reason as :class:`DevelopmentSecretsError`)."""
 
 
 class ServiceSettings(BaseSettings):
@@ -128,6 +135,24 @@ class ServiceSettings(BaseSettings):
     outbox_relay_interval_s: float = Field(
         default=1.0, gt=0, description="How often the relay looks for events left unpublished."
     )
+    # HTTP authentication (shared.auth): bearer JWTs of the province's OIDC provider.
+    auth_issuer: str = Field(
+        default="",
+        validation_alias=AliasChoices("auth_issuer", "AUTH_ISSUER"),
+        description="The `iss` every token must carry (the OIDC issuer URL).",
+    )
+    auth_audience: str = Field(
+        default="jakpreneur",
+        validation_alias=AliasChoices("auth_audience", "AUTH_AUDIENCE"),
+        description="The `aud` every token must carry.",
+    )
+    auth_jwks_url: str = Field(
+        default="",
+        validation_alias=AliasChoices("auth_jwks_url", "AUTH_JWKS_URL"),
+        description="The issuer's JWKS (https://..., or file://... locally). Required outside "
+        "development; in development, unset means every endpoint but the probes and metrics "
+        "answers 503.",
+    )
 
     @model_validator(mode="after")
     def _no_development_secrets(self) -> Self:
@@ -143,6 +168,28 @@ class ServiceSettings(BaseSettings):
             raise DevelopmentSecretsError(
                 f"{self.service_name}: development secrets in {', '.join(on_defaults)}; set "
                 "them (or JAKPRENEUR_ENV=development for a local stack)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _authentication_configured(self) -> Self:
+        """Outside development a service refuses to start without a token issuer (it would
+        answer nobody) or with the local stack's (anyone with a checkout can mint those).
+        With a JWKS URL, the issuer and audience are needed anywhere: unset, PyJWT would
+        skip their checks."""
+        problems = []
+        if self.auth_jwks_url and not (self.auth_issuer and self.auth_audience):
+            problems.append("AUTH_JWKS_URL needs AUTH_ISSUER and AUTH_AUDIENCE")
+        if self.jakpreneur_env != DEVELOPMENT:
+            if not self.auth_jwks_url:
+                problems.append("no AUTH_JWKS_URL")
+            if self.auth_issuer == DEVELOPMENT_ISSUER:
+                problems.append("AUTH_ISSUER is the local development issuer")
+        if problems:
+            raise AuthenticationNotConfiguredError(
+                f"{self.service_name}: {'; '.join(problems)} (HTTP callers are checked "
+                "against the province's OIDC issuer; JAKPRENEUR_ENV=development for a local "
+                "stack)"
             )
         return self
 

@@ -19,9 +19,12 @@ from aiokafka import AIOKafkaProducer
 
 from deploy.local.launcher import Kafka, Mongod, free_port, stop_all
 from shared.logging import configure_logging
+from tests import auth_helpers
 
 # The services under test run on the development keys (as `make test` sets it too).
 os.environ.setdefault("JAKPRENEUR_ENV", "development")
+# ... and check bearer tokens against the session's own issuer (AUTH_* set here).
+auth_helpers.configure_session()
 
 # Each service's in-process fixture, visible to every test (the e2e flows use several).
 pytest_plugins = [

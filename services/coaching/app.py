@@ -11,7 +11,8 @@ from pydantic_settings import SettingsConfigDict
 
 from services.coaching.handlers import CONSUMES, PRODUCES, Deps, check_expiries, handle_facts
 from services.coaching.store import CoachingStore
-from shared.http import ServiceApp, document_response
+from shared.auth import Subject
+from shared.http import Request, Route, ServiceApp, document_response
 from shared.kafka import make_broker
 from shared.logging import get_logger
 from shared.mongo import Outbox, make_client
@@ -38,6 +39,9 @@ class CoachingSettings(ServiceSettings):
     )
 
 
+MISSING = "participant not known to coaching"
+
+
 def create_app(settings: CoachingSettings | None = None) -> ServiceApp:
     settings = settings or CoachingSettings()
     broker = make_broker(settings)
@@ -59,9 +63,21 @@ def create_app(settings: CoachingSettings | None = None) -> ServiceApp:
         count = await store.load_mentors(roster["centres"])
         log.info("pendamping roster loaded", mentors=count, file=str(settings.mentors_file))
 
-    async def coaching(params: dict[str, str]) -> AsgiResponse:
-        doc = await store.states.get(params["participant_id"])
-        return document_response(doc, "participant not known to coaching")
+    async def subject_of(participant_id: str) -> Subject | None:
+        doc = await store.states.get(participant_id)
+        if doc is None:
+            return None
+        profile, mentoring = doc.get("profile") or {}, doc.get("mentoring") or {}
+        return Subject(
+            participant_id,
+            city=profile.get("city"),
+            kecamatan=profile.get("kecamatan"),
+            pendamping_id=mentoring.get("mentor_id"),
+        )
+
+    async def coaching(request: Request) -> AsgiResponse:
+        doc = await store.states.get(request.params["participant_id"])
+        return document_response(doc, MISSING)
 
     return service_app(
         settings,
@@ -73,6 +89,9 @@ def create_app(settings: CoachingSettings | None = None) -> ServiceApp:
         handle_batch=lambda records: handle_facts(records, deps),
         prepare=prepare,
         periodic=[(settings.expiry_check_interval_s, lambda: check_expiries(deps))],
-        path_routes=[("/participants/{participant_id}/coaching", coaching)],
+        path_routes=[
+            Route("/participants/{participant_id}/coaching", "coaching", coaching, MISSING)
+        ],
+        subject_of=subject_of,
         parking=store.parking,
     )

@@ -8,7 +8,8 @@ from pydantic_settings import SettingsConfigDict
 
 from services.marketplace.handlers import CONSUMES, PRODUCES, Deps, Financing, handle_facts
 from services.marketplace.store import MarketplaceStore
-from shared.http import ServiceApp, document_response, json_response
+from shared.auth import Subject
+from shared.http import Request, Route, ServiceApp, document_response, json_response
 from shared.kafka import make_broker
 from shared.mongo import Outbox, make_client
 from shared.service import service_app
@@ -33,6 +34,9 @@ class MarketplaceSettings(ServiceSettings):
     )
 
 
+MISSING = "participant not known to the marketplace"
+
+
 def create_app(settings: MarketplaceSettings | None = None) -> ServiceApp:
     settings = settings or MarketplaceSettings()
     broker = make_broker(settings)
@@ -52,15 +56,27 @@ def create_app(settings: MarketplaceSettings | None = None) -> ServiceApp:
         export_programme=settings.export_programme,
     )
 
-    async def marketplace(params: dict[str, str]) -> AsgiResponse:
-        doc = await store.states.get(params["participant_id"])
-        return document_response(doc, "participant not known to the marketplace")
+    async def subject_of(participant_id: str) -> Subject | None:
+        doc = await store.states.get(participant_id)
+        if doc is None:
+            return None
+        return Subject(
+            participant_id,
+            city=doc.get("city"),
+            kecamatan=doc.get("kecamatan"),
+            financing_referred=doc.get("referral") is not None,
+        )
 
-    async def sales(params: dict[str, str]) -> AsgiResponse:
+    async def marketplace(request: Request) -> AsgiResponse:
+        doc = await store.states.get(request.params["participant_id"])
+        return document_response(doc, MISSING)
+
+    async def sales(request: Request) -> AsgiResponse:
         """The monthly sales ledger."""
+        params = request.params
         doc = await store.states.get(params["participant_id"])
         if doc is None:
-            return json_response({"error": "participant not known to the marketplace"}, 404)
+            return json_response({"error": MISSING}, 404)
         months = [
             {k: s[k] for k in ("period", "revenue_idr", "transactions", "channel")}
             for s in doc.get("sales", [])
@@ -83,7 +99,10 @@ def create_app(settings: MarketplaceSettings | None = None) -> ServiceApp:
         handle_batch=lambda records: handle_facts(records, deps),
         parking=store.parking,
         path_routes=[
-            ("/participants/{participant_id}/sales", sales),
-            ("/participants/{participant_id}/marketplace", marketplace),
+            Route("/participants/{participant_id}/sales", "sales", sales, MISSING),
+            Route(
+                "/participants/{participant_id}/marketplace", "marketplace", marketplace, MISSING
+            ),
         ],
+        subject_of=subject_of,
     )

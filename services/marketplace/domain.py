@@ -91,6 +91,10 @@ class Referral(BaseModel):
 
 class Marketplace(BaseModel):
     participant_id: str
+    # From participant-registered: whose region the participant is in, for the HTTP scope of
+    # the kota and kecamatan offices (shared.auth). None until it arrived.
+    city: str | None = None
+    kecamatan: str | None = None
     stages: list[str] = Field(default_factory=list)  # those reported by other services
     products: list[Product] = Field(default_factory=list)
     certificates: list[Certificate] = Field(default_factory=list)

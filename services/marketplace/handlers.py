@@ -115,6 +115,8 @@ class _Decision:
         state, store, pid = self.state, self.deps.store, self.state.participant_id
         if type(fact) in _STAGE_OF:
             state.mark(_STAGE_OF[type(fact)])
+            if isinstance(fact, ParticipantRegistered):
+                state.city, state.kecamatan = fact.city, fact.kecamatan
         elif isinstance(fact, ProductCertified):
             product = state.product(fact.product_id)
             product.certified, product.category = True, fact.category

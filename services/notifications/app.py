@@ -26,7 +26,7 @@ from services.notifications.handlers import (
 )
 from services.notifications.store import NotificationStore
 from services.notifications.templates import Templates
-from shared.http import ServiceApp, json_response
+from shared.http import Request, Route, ServiceApp, json_response
 from shared.kafka import make_broker
 from shared.mongo import Outbox, make_client
 from shared.service import service_app
@@ -137,8 +137,10 @@ def create_app(
         # crashed one's, which any dispatcher takes over once their lease runs out.
         await store.ensure_indexes()
 
-    async def notifications(params: dict[str, str]) -> AsgiResponse:
-        pid = params["participant_id"]
+    async def notifications(request: Request) -> AsgiResponse:
+        """Only ops and the participant themself read it (shared.auth.ROLES): no scope
+        needs a participant's region here, so the service keeps none."""
+        pid = request.params["participant_id"]
         log_entries = await store.log_of(pid)
         for entry in log_entries:
             entry["message_id"] = entry.pop("_id")
@@ -154,6 +156,8 @@ def create_app(
         handle_batch=lambda records: handle_events(records, deps),
         prepare=prepare,
         periodic=[(settings.dispatch_interval_s, lambda: dispatch_due(deps))],
-        path_routes=[("/participants/{participant_id}/notifications", notifications)],
+        path_routes=[
+            Route("/participants/{participant_id}/notifications", "notifications", notifications)
+        ],
         cleanup=providers.close,
     )

@@ -11,8 +11,9 @@ from pydantic_settings import SettingsConfigDict
 from services.registry import journey
 from services.registry.handlers import Deps, handle_batch
 from services.registry.store import PiiVault, RegistryStore
+from shared.auth import Subject, withhold
 from shared.contracts import consumed_by, produced_by
-from shared.http import ServiceApp, document_response, json_response
+from shared.http import Request, Route, ServiceApp, document_response, json_response
 from shared.kafka import make_broker
 from shared.logging import get_logger
 from shared.mongo import Outbox, make_client
@@ -46,6 +47,8 @@ DASHBOARD_TYPES = {
     "dashboard.js": "text/javascript; charset=utf-8",
     "dashboard.css": "text/css; charset=utf-8",
 }
+# What only ops and the participant themself see of a participant (shared.auth.ROLES).
+PERSONAL_FIELDS = frozenset({"full_name", "display_name", "birth_date", "contact"})
 CONSUMES = consumed_by("registry")  # the catalogue says who reads what
 PRODUCES = produced_by("registry")
 
@@ -68,25 +71,53 @@ def create_app(settings: RegistrySettings | None = None) -> ServiceApp:
         await store.ensure_indexes()
         await store.backfill_journeys()
 
-    async def participant(params: dict[str, str]) -> AsgiResponse:
-        doc = await store.get_participant(params["participant_id"])
+    async def subject_of(participant_id: str) -> Subject | None:
+        doc = await store.scope_of(participant_id)
+        if doc is None:
+            return None
+        profile = doc.get("profile", {})
+        return Subject(
+            participant_id,
+            city=profile.get("city"),
+            kecamatan=profile.get("kecamatan"),
+            pendamping_id=doc.get("mentor_id"),
+        )
+
+    async def participant(request: Request) -> AsgiResponse:
+        doc = await store.get_participant(request.params["participant_id"])
+        if doc is not None:
+            withhold(request.principal, doc, PERSONAL_FIELDS)
         return document_response(doc, "participant not found")
 
-    async def participant_journey(params: dict[str, str]) -> AsgiResponse:
-        doc = await store.journey(params["participant_id"])
+    async def participant_journey(request: Request) -> AsgiResponse:
+        doc = await store.journey(request.params["participant_id"])
         return document_response(doc, "participant has no journey")
 
-    async def funnel(params: dict[str, str]) -> AsgiResponse:
+    async def submission(request: Request) -> AsgiResponse:
+        """A submission's outcome; for an already-registered one, whose NIK it is (ops)."""
+        doc = await store.submission(request.params["submission_id"])
+        if doc is None:
+            return json_response({"error": "submission not answered"}, 404)
+        return json_response(doc)
+
+    async def funnel(request: Request) -> AsgiResponse:
         """The programme funnel; filters: city, kecamatan, sector, has_business,
-        registered_month (YYYY-MM)."""
-        match = journey.parse_filters(params)
+        registered_month (YYYY-MM), held to the caller's scope (``scope``)."""
+        params = request.params
+        match = journey.parse_filters(params, request.scope_filters)
         result = journey.funnel(await store.journeys_matching(match))
         return json_response(
-            {"filters": {k: params[k] for k in journey.FILTERS if params.get(k)}, **result}
+            {
+                "filters": {k: params[k] for k in journey.FILTERS if params.get(k)},
+                "scope": dict(request.scope_filters),
+                **result,
+            }
         )
 
     async def dashboard_asset(params: dict[str, str]) -> AsgiResponse:
-        """The dashboard's own files; nothing comes from a CDN."""
+        """The dashboard's own files; nothing comes from a CDN. Open: they hold no data (the
+        page asks /funnel for its numbers, with the token it was given), and a browser
+        cannot send a bearer token with the request for a page."""
         name = params.get("asset", "index.html")
         if name not in DASHBOARD_TYPES:
             return json_response({"error": "not found"}, 404)
@@ -103,10 +134,23 @@ def create_app(settings: RegistrySettings | None = None) -> ServiceApp:
         handle_batch=lambda records: handle_batch(records, deps),
         prepare=prepare,
         path_routes=[
-            ("/participants/{participant_id}/journey", participant_journey),
-            ("/participants/{participant_id}", participant),
-            ("/funnel", funnel),
-            ("/dashboard", dashboard_asset),
-            ("/dashboard/{asset}", dashboard_asset),
+            Route(
+                "/participants/{participant_id}/journey",
+                "journey",
+                participant_journey,
+                "participant has no journey",
+            ),
+            Route(
+                "/participants/{participant_id}",
+                "participant",
+                participant,
+                "participant not found",
+            ),
+            Route(
+                "/submissions/{submission_id}", "submission", submission, "submission not answered"
+            ),
+            Route("/funnel", "funnel", funnel),
         ],
+        open_routes=[("/dashboard", dashboard_asset), ("/dashboard/{asset}", dashboard_asset)],
+        subject_of=subject_of,
     )

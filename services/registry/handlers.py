@@ -123,6 +123,7 @@ async def _decide(
     now = datetime.now(UTC)
     events: list[OutgoingEvent] = []
     participants: list[dict[str, Any]] = []
+    rejections: list[dict[str, Any]] = []
     submitted_topic = deps.settings.topic(RegistrationSubmitted.name)
     for sub in todo:
         with processing(sub.envelope, submitted_topic, None):
@@ -132,11 +133,18 @@ async def _decide(
             if existing is not None:
                 reasons.append(domain.ALREADY_REGISTERED)
             if reasons:
+                # Whose NIK it is stays here, for ops (GET /submissions/{id}); the event
+                # goes back to the submitter's system, which must not learn it.
                 rejected = RegistrationRejected(
-                    submission_id=sub.submission_id,
-                    rejected_at=now,
-                    reasons=reasons,
-                    participant_id=existing,
+                    submission_id=sub.submission_id, rejected_at=now, reasons=reasons
+                )
+                rejections.append(
+                    {
+                        "_id": sub.submission_id,
+                        "rejected_at": now,
+                        "reasons": [r.model_dump(mode="json") for r in reasons],
+                        "existing_participant_id": existing,
+                    }
                 )
                 events.append(
                     _event(
@@ -158,6 +166,7 @@ async def _decide(
                 _event(deps, registered, key=pid, subject=pid, cause=sub.envelope, now=now)
             )
     await deps.store.insert_participants(session, participants)
+    await deps.store.record_rejections(session, rejections)
     await deps.store.start_journeys(
         session,
         [
@@ -272,7 +281,7 @@ async def handle_batch(records: list[Record], deps: Deps) -> None:
 async def record_journeys(records: list[Record], deps: Deps) -> None:
     """Each event's stage at the event's time; the first time a stage is reached wins, so
     redelivered or replayed events change nothing."""
-    reached: list[tuple[str, str, datetime, str | None]] = []
+    reached: list[tuple[str, str, datetime, str | None, str | None]] = []
 
     def read(record: Record) -> tuple[Envelope, Event]:
         return read_event(record, _JOURNEY_BY_TYPE, strict=False)
@@ -282,5 +291,6 @@ async def record_journeys(records: list[Record], deps: Deps) -> None:
     ):
         month = event.period if isinstance(event, FinancialReportRecorded) else None
         pid: str = getattr(event, "participant_id")  # noqa: B009 - every journey event has it
-        reached.append((pid, journey.STAGE_OF_EVENT[event.name], envelope.time, month))
+        mentor: str | None = getattr(event, "mentor_id", None)  # mentoring-assigned, -completed
+        reached.append((pid, journey.STAGE_OF_EVENT[event.name], envelope.time, month, mentor))
     await retry_transient(lambda: deps.store.record_stages(reached))

@@ -43,6 +43,13 @@ FUNNEL: Sequence[str] = (
 # Reached by some, but not steps of the funnel.
 SIDE_STAGES: Sequence[str] = ("training-not-completed", "export-facilitated", "financing-declined")
 FILTERS: Sequence[str] = ("city", "kecamatan", "sector", "has_business", "registered_month")
+# The fields of a journey that an HTTP caller's scope holds a read to (shared.auth's
+# aggregate filters): a kota officer's city, a pendamping's mentees.
+SCOPE_FIELDS: Mapping[str, str] = {
+    "city": "profile.city",
+    "kecamatan": "profile.kecamatan",
+    "pendamping_id": "mentor_id",  # recorded from mentoring-assigned (and -completed)
+}
 
 
 def funnel(journeys: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
@@ -83,8 +90,11 @@ def funnel(journeys: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
-def parse_filters(query: Mapping[str, str]) -> dict[str, Any]:
-    """The funnel's query parameters as a MongoDB match on the journey's profile."""
+def parse_filters(
+    query: Mapping[str, str], scope: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The funnel's query parameters as a MongoDB match on the journey's profile, held to
+    the caller's ``scope`` (which shared.auth.narrow has checked the query against)."""
     match: dict[str, Any] = {}
     for name in FILTERS:
         value = query.get(name)
@@ -94,4 +104,5 @@ def parse_filters(query: Mapping[str, str]) -> dict[str, Any]:
             match["profile.has_business"] = value.lower() in ("1", "true", "yes", "ya")
         else:
             match[f"profile.{name}"] = value
+    match.update({SCOPE_FIELDS[name]: value for name, value in (scope or {}).items()})
     return match

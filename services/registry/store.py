@@ -43,12 +43,16 @@ class RegistryStore:
         self.vault = vault
         self.participants = self.db.participants
         self.journeys = self.db.journeys
+        # The outcome of each rejected submission, for ops: an already-registered one names
+        # the NIK's owner here, never in the event the submitter's system reads.
+        self.rejections = self.db.rejections
 
     async def ensure_indexes(self) -> None:
         await self.participants.create_index("nik_hash", unique=True)
         await self.participants.create_index("submission_id", unique=True)
         for name in ("city", "kecamatan", "sector", "has_business", "registered_month"):
             await self.journeys.create_index(f"profile.{name}")
+        await self.journeys.create_index("mentor_id", sparse=True)  # a pendamping's funnel
 
     async def participants_by_hash(
         self, session: AsyncClientSession, nik_hashes: set[str]
@@ -79,6 +83,30 @@ class RegistryStore:
     async def get_participant(self, participant_id: str) -> Document | None:
         """The participant as other callers may see it: no NIK or KK, not even encrypted."""
         return await self.participants.find_one({"_id": participant_id}, _HIDDEN)
+
+    async def record_rejections(
+        self, session: AsyncClientSession, rejections: list[dict[str, Any]]
+    ) -> None:
+        """Each ``{"_id": submission_id, ...}`` once (a submission is decided once)."""
+        if rejections:
+            await self.rejections.insert_many(rejections, session=session)
+
+    async def submission(self, submission_id: str) -> Document | None:
+        """A submission's outcome: the participant it registered, or why it was rejected."""
+        registered = await self.participants.find_one(
+            {"submission_id": submission_id}, {"registered_at": 1}
+        )
+        if registered is not None:
+            return {
+                "submission_id": submission_id,
+                "outcome": "registered",
+                "participant_id": registered["_id"],
+                "registered_at": registered["registered_at"],
+            }
+        rejected = await self.rejections.find_one({"_id": submission_id})
+        if rejected is None:
+            return None
+        return {"submission_id": rejected.pop("_id"), "outcome": "rejected", **rejected}
 
     # ----------------------------------------------------------------- the journey model
 
@@ -143,20 +171,31 @@ class RegistryStore:
             ]
         )
 
-    async def record_stages(self, reached: list[tuple[str, str, datetime, str | None]]) -> None:
-        """(participant, stage, when, sales month): first time wins, so replays change nothing."""
+    async def record_stages(
+        self, reached: list[tuple[str, str, datetime, str | None, str | None]]
+    ) -> None:
+        """(participant, stage, when, sales month, pendamping): first time wins, so replays
+        change nothing; the pendamping, named by the mentoring events, scopes their reads."""
         if not reached:
             return
         updates = []
-        for participant_id, stage, at, month in reached:
+        for participant_id, stage, at, month, mentor in reached:
             update: dict[str, Any] = {"$min": {f"stages.{stage}": at}}
             if month:
                 update["$addToSet"] = {"sales_months": month}
+            if mentor:
+                update["$set"] = {"mentor_id": mentor}
             updates.append(UpdateOne({"_id": participant_id}, update, upsert=True))
         await self.journeys.bulk_write(updates, ordered=True)
 
     async def journey(self, participant_id: str) -> Document | None:
         return await self.journeys.find_one({"_id": participant_id})
+
+    async def scope_of(self, participant_id: str) -> Document | None:
+        """The participant's city, kecamatan and pendamping, as the journey knows them."""
+        return await self.journeys.find_one(
+            {"_id": participant_id}, {"profile.city": 1, "profile.kecamatan": 1, "mentor_id": 1}
+        )
 
     async def journeys_matching(self, match: dict[str, Any]) -> list[Document]:
         return await self.journeys.find(match, {"stages": 1}).to_list()

@@ -10,7 +10,12 @@ import pytest
 
 from services.notifications.app import NotificationSettings
 from services.registry.app import DEV_ENCRYPTION_KEY, DEV_HASH_KEY, RegistrySettings
-from shared.settings import DevelopmentSecretsError
+from shared.settings import (
+    DEVELOPMENT_ISSUER,
+    AuthenticationNotConfiguredError,
+    DevelopmentSecretsError,
+    ServiceSettings,
+)
 
 
 def test_settings_refuse_development_secrets_outside_development() -> None:
@@ -19,10 +24,33 @@ def test_settings_refuse_development_secrets_outside_development() -> None:
     with pytest.raises(DevelopmentSecretsError, match="whatsapp_token, sms_api_key"):
         NotificationSettings(jakpreneur_env="production")
     own = RegistrySettings(
-        jakpreneur_env="production", pii_hash_key="k" * 32, pii_encryption_key="A" * 43 + "="
+        jakpreneur_env="production",
+        pii_hash_key="k" * 32,
+        pii_encryption_key="A" * 43 + "=",
+        auth_issuer=PROVINCE_ISSUER,
     )
     assert own.pii_hash_key == "k" * 32
     assert RegistrySettings(jakpreneur_env="development").pii_hash_key == DEV_HASH_KEY
+
+
+PROVINCE_ISSUER = "https://sso.jakarta.go.id/realms/jakpreneur"
+
+
+def test_settings_refuse_to_run_without_a_token_issuer_outside_development() -> None:
+    """No JWKS (nobody could be let in) or the local stack's issuer (anyone with a checkout
+    can mint its tokens): refused, unless in development."""
+    deployed = {"jakpreneur_env": "production", "service_name": "x"}
+    with pytest.raises(AuthenticationNotConfiguredError, match="no AUTH_JWKS_URL"):
+        ServiceSettings(**deployed, auth_jwks_url="", auth_issuer=PROVINCE_ISSUER)
+    with pytest.raises(AuthenticationNotConfiguredError, match="development issuer"):
+        ServiceSettings(**deployed, auth_issuer=DEVELOPMENT_ISSUER)
+    with pytest.raises(AuthenticationNotConfiguredError, match="needs AUTH_ISSUER"):
+        ServiceSettings(service_name="x", jakpreneur_env="development", auth_issuer="")
+    settings = ServiceSettings(**deployed, auth_issuer=PROVINCE_ISSUER)
+    assert settings.auth_jwks_url.startswith("file://")  # the session's (tests/auth_helpers)
+    assert settings.auth_audience == "jakpreneur"
+    unset = ServiceSettings(service_name="x", jakpreneur_env="development", auth_jwks_url="")
+    assert unset.auth_jwks_url == ""  # development: starts, and answers 503 (shared.http)
 
 
 def test_a_service_process_without_development_mark_does_not_start() -> None:
