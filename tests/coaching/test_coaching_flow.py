@@ -29,6 +29,7 @@ from shared.contracts import (
     TrainingEnrolled,
     TrainingNotCompleted,
 )
+from tests import auth_helpers
 from tests.coaching.fixtures import CoachingUnderTest, days, participant
 from tests.conftest import random_id
 from tests.kafka_helpers import send, wait_committed
@@ -295,7 +296,7 @@ async def test_the_coaching_view_over_http(coaching: CoachingUnderTest) -> None:
     await coaching.send(product(pid, prod, "jasa"))
     await coaching.send(certificate(pid, "NIB", None))
     await coaching.wait(ProductCertified, pid)
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(headers=auth_helpers.ops()) as http:
         view = (await http.get(f"{coaching.url}/participants/{pid}/coaching")).json()
         missing = await http.get(f"{coaching.url}/participants/{uuid.uuid4()}/coaching")
     assert view["enrollment"]["cohort_id"] == cohort

@@ -15,6 +15,7 @@ import pytest
 
 from shared.contracts import MentoringAssigned, MentoringSessionRecorded
 from shared.kafka import dlq_topic
+from tests import auth_helpers
 from tests.coaching.fixtures import CoachingUnderTest
 from tests.coaching.test_coaching_flow import NOW, complete_training, processed
 from tools.cli import REPLAYS_TOPIC, read_dlq, replay
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.integration
 
 
 async def sessions_of(c: CoachingUnderTest, pid: str) -> int:
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(headers=auth_helpers.ops()) as http:
         view = (await http.get(f"{c.url}/participants/{pid}/coaching")).json()
     return int((view.get("mentoring") or {}).get("sessions", 0))
 

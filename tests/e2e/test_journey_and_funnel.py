@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from shared.contracts import ParticipantRegistered, TrainingEnrolled
+from tests import auth_helpers
 from tests.coaching.fixtures import CoachingUnderTest
 from tests.conftest import random_id
 from tests.registry.fixtures import Registry
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.integration
 
 async def poll(url: str, until: Any, timeout: float = 60) -> Any:
     deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(headers=auth_helpers.ops()) as http:
         while True:
             body = (await http.get(url)).json()
             if until(body) or time.monotonic() > deadline:
@@ -61,7 +62,7 @@ async def test_the_funnel_counts_registrations_and_enrolments_with_filters(
 
     with_business = await poll(f"{url}&has_business=true", lambda b: True)
     assert with_business["participants"] == 3
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(headers=auth_helpers.ops()) as http:
         journey = (await http.get(f"{registry.url}/participants/{pids[0]}/journey")).json()
     assert set(journey["stages"]) == {"registered", "training-enrolled"}
     assert journey["profile"]["kecamatan"] == kecamatan
@@ -111,7 +112,8 @@ async def test_the_dashboard_in_headless_chromium_shows_the_funnels_numbers(
         f"--user-data-dir={tmp_path / 'profile'}",
         "--virtual-time-budget=10000",
         "--dump-dom",
-        f"{registry.url}/dashboard?kecamatan={kecamatan}",
+        # the token in the fragment, as `make run` prints the link (the page keeps it)
+        f"{registry.url}/dashboard?kecamatan={kecamatan}#token={auth_helpers.token('ops')}",
     ]
     proc = await asyncio.create_subprocess_exec(
         *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL

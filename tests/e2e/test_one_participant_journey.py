@@ -22,6 +22,7 @@ from shared.contracts import (
     TrainingCompleted,
     TrainingEnrolled,
 )
+from tests import auth_helpers
 from tests.coaching.fixtures import CoachingUnderTest, days
 from tests.coaching.test_coaching_flow import NOW, assessed, attendance
 from tests.conftest import random_id
@@ -106,7 +107,7 @@ async def test_from_registration_to_a_bank_dki_referral(
 
     # and the registry's journey shows every stage the participant passed
     deadline = asyncio.get_running_loop().time() + 60
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(headers=auth_helpers.ops()) as http:
         while True:
             path = f"{registry.url}/participants/{pid}/journey"
             stages = set((await http.get(path)).json().get("stages", {}))

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from shared.contracts import TrainingCompleted, TrainingEnrolled, TrainingNotCompleted
+from tests import auth_helpers
 from tests.coaching.fixtures import CoachingUnderTest
 from tests.conftest import Servers, random_id
 from tests.marketplace.fixtures import MarketplaceUnderTest
@@ -37,7 +38,7 @@ async def test_the_funnel_equals_the_simulators_intent(
     assert result.settled == PARTICIPANTS  # every plan saw its last event
 
     url = f"{registry.url}/funnel?kecamatan={kecamatan}"
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(headers=auth_helpers.ops()) as http:
         for _ in range(300):
             funnel = (await http.get(url)).json()
             counts = {row["stage"]: row["count"] for row in funnel["stages"]}

@@ -24,6 +24,7 @@ from shared.contracts import (
     ProductListed,
     TrainingCompleted,
 )
+from tests import auth_helpers
 from tests.coaching.fixtures import participant
 from tests.conftest import random_id
 from tests.kafka_helpers import wait_committed
@@ -117,7 +118,7 @@ async def test_sales_reports_are_recorded_replaced_and_deduplicated(
     await marketplace.events.caught_up()
     assert len(marketplace.of(FinancialReportRecorded, pid)) == 3
     assert [r.json()["replaced"] for r in recorded] == [False, False, True]
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(headers=auth_helpers.ops()) as http:
         ledger = (await http.get(f"{marketplace.url}/participants/{pid}/sales")).json()
         missing = await http.get(f"{marketplace.url}/participants/{uuid.uuid4()}/sales")
     assert [(m["period"], m["revenue_idr"]) for m in ledger["months"]] == [

@@ -22,6 +22,7 @@ from services.notifications.channels import message_id_for, read_answer, worst_c
 from shared.contracts import NotificationFailed, NotificationSent
 from shared.envelope import new_envelope
 from shared.mongo import Document, make_client
+from tests import auth_helpers
 from tests.conftest import Servers
 from tests.kafka_helpers import Collector, serving, spawn_service, wait_ready
 from tests.notifications.fixtures import (
@@ -276,7 +277,7 @@ async def test_a_2xx_with_an_unreadable_answer_is_recorded_as_sent_once(
     key = f"{await n.send(registered(pid, phone))}:{pid}"
     [sent] = await n.wait(NotificationSent, pid)
     assert (sent.json()["channel"], sent.json()["provider_message_id"]) == ("whatsapp", "unknown")
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(headers=auth_helpers.ops()) as http:
         response = await http.get(f"{n.url}/participants/{pid}/notifications")
     [entry] = response.json()["messages"]
     assert (entry["status"], entry["provider_message_id"]) == ("sent", "unknown")

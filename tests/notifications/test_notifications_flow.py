@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from shared.contracts import NotificationFailed, NotificationSent
+from tests import auth_helpers
 from tests.notifications.fixtures import (
     NotificationsUnderTest,
     enrolled,
@@ -26,7 +27,7 @@ async def waiting(notifications: NotificationsUnderTest, pid: str, status: str) 
     """Until the participant's one message is in the delivery log with ``status``."""
 
     async def logged() -> bool:
-        async with httpx.AsyncClient() as http:
+        async with httpx.AsyncClient(headers=auth_helpers.ops()) as http:
             answer = await http.get(f"{notifications.url}/participants/{pid}/notifications")
         return [m["status"] for m in answer.json()["messages"]] == [status]
 
@@ -172,7 +173,7 @@ async def test_the_delivery_log_over_http_has_no_addresses(
     pid, phone = str(uuid.uuid4()), new_phone()
     await notifications.send(registered(pid, phone, "wati@contoh.id"))
     await notifications.wait(NotificationSent, pid)
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(headers=auth_helpers.ops()) as http:
         response = await http.get(f"{notifications.url}/participants/{pid}/notifications")
     [entry] = response.json()["messages"]
     assert (entry["status"], entry["channel"], entry["template"]) == (

@@ -6,6 +6,7 @@ import asyncio
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -14,6 +15,7 @@ from bson import encode
 from services.registry.handlers import Deps, handle_submissions
 from shared.contracts import ParticipantRegistered, RegistrationRejected, RegistrationSubmitted
 from shared.kafka import Record
+from tests import auth_helpers
 from tests.kafka_helpers import send, wait_committed
 from tests.registry.fixtures import Registry
 from tools.registrations import BREAKERS, headers_for
@@ -49,7 +51,7 @@ async def test_valid_submission_gives_one_participant_registered_with_envelope(
     assert data["nik"] not in outcome.value.decode() and data["kk"] not in outcome.value.decode()
     assert body.participant_id not in data["nik"]
 
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(headers=auth_helpers.ops()) as http:
         response = await http.get(f"{registry.url}/participants/{body.participant_id}")
         missing = await http.get(f"{registry.url}/participants/{uuid.uuid4()}")
     assert response.status_code == 200
@@ -161,8 +163,31 @@ async def test_a_second_submission_with_a_registered_nik_is_already_registered(
     await registry.submit(second)
     [rejected] = await registry.outcomes_for(second["submission_id"])
     assert rejected.topic == registry.rejected_topic
-    assert rejected.json()["participant_id"] == pid
     assert [r["code"] for r in rejected.json()["reasons"]] == ["already-registered"]
+    # the submitter is not told whose NIK it is; ops can read it at the registry
+    assert rejected.json()["participant_id"] is None and pid not in rejected.value.decode()
+    outcome = await submission_outcome(registry, second["submission_id"])
+    assert outcome["outcome"] == "rejected" and outcome["existing_participant_id"] == pid
+    assert outcome["reasons"][0]["code"] == "already-registered"
+    assert (await submission_outcome(registry, first["submission_id"]))["participant_id"] == pid
+    async with httpx.AsyncClient() as http:
+        url = f"{registry.url}/submissions/{second['submission_id']}"
+        assert (await http.get(url)).status_code == 401
+        for role, claims in (("dinas", {}), ("kota", {"city": first["city"]})):
+            refused = await http.get(url, headers=auth_helpers.bearer(role, **claims))
+            assert refused.status_code == 403 and pid not in refused.text
+        assert (
+            await http.get(f"{registry.url}/submissions/x", headers=auth_helpers.ops())
+        ).status_code == 404
+
+
+async def submission_outcome(registry: Registry, submission_id: str) -> dict[str, Any]:
+    """GET /submissions/{id} as ops: the outcome, and an already-registered one's owner."""
+    async with httpx.AsyncClient(headers=auth_helpers.ops()) as http:
+        response = await http.get(f"{registry.url}/submissions/{submission_id}")
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
 
 
 async def test_two_submissions_with_one_nik_at_once_register_one(registry: Registry) -> None:
@@ -183,7 +208,9 @@ async def test_two_submissions_with_one_nik_at_once_register_one(registry: Regis
     assert topics == sorted([registry.registered_topic, registry.rejected_topic])
     winner = next(o for o in outcomes if o.topic == registry.registered_topic)
     loser = next(o for o in outcomes if o.topic == registry.rejected_topic)
-    assert loser.json()["participant_id"] == winner.json()["participant_id"]
+    assert loser.json()["participant_id"] is None
+    existing = await submission_outcome(registry, loser.json()["submission_id"])
+    assert existing["existing_participant_id"] == winner.json()["participant_id"]
 
 
 async def test_concurrent_handlers_race_on_one_nik_and_one_wins(registry: Registry) -> None:
@@ -234,11 +261,12 @@ async def test_concurrent_handlers_race_on_one_nik_and_one_wins(registry: Regist
     registered = [o for o in outcomes if o.topic == registry.registered_topic]
     assert len(registered) == 1
     pid = registered[0].json()["participant_id"]
-    assert all(
-        o.json()["participant_id"] == pid and o.json()["reasons"][0]["code"] == "already-registered"
-        for o in outcomes
-        if o is not registered[0]
-    )
+    for o in outcomes:
+        if o is not registered[0]:
+            assert o.json()["reasons"][0]["code"] == "already-registered"
+            assert o.json()["participant_id"] is None
+            outcome = await submission_outcome(registry, o.json()["submission_id"])
+            assert outcome["existing_participant_id"] == pid
     assert len(await registry.participants_with(_id=pid)) == 1
 
 
@@ -296,11 +324,15 @@ async def test_an_unreadable_record_lands_in_the_dlq_with_its_headers(
 
 
 async def test_probes_and_asyncapi_docs(registry: Registry) -> None:
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(headers=auth_helpers.ops()) as http:
         health = await http.get(f"{registry.url}/healthz")
         ready = await http.get(f"{registry.url}/readyz")
         docs = await http.get(f"{registry.url}/docs/asyncapi")
         schema = await http.get(f"{registry.url}/docs/asyncapi.json")
+        anonymous = await http.get(f"{registry.url}/docs/asyncapi", headers={"Authorization": ""})
+        participant = auth_helpers.bearer("participant", participant_id="p-1")
+        any_role = await http.get(f"{registry.url}/docs/asyncapi.json", headers=participant)
+    assert anonymous.status_code == 401 and any_role.status_code == 200
     assert health.status_code == 200
     assert ready.json() == {
         "status": "ready",

@@ -1,6 +1,21 @@
 // The funnel dashboard: reads GET /funnel with the form's filters and draws one bar per stage.
 "use strict";
 const form = document.getElementById("filters");
+const TOKEN_KEY = "jakpreneur-token";
+
+// The bearer token comes in the address's fragment (/dashboard#token=...: a fragment is never
+// sent to a server, so it stays out of access logs); it is kept in this tab's sessionStorage
+// (gone when the tab closes) and taken out of the address bar, history included.
+function takeToken() {
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  const token = fragment.get("token");
+  if (token) {
+    sessionStorage.setItem(TOKEN_KEY, token);
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+  return sessionStorage.getItem(TOKEN_KEY);
+}
+const token = takeToken();
 
 function query() {
   const params = new URLSearchParams();
@@ -14,10 +29,24 @@ function percent(value) {
 
 async function render() {
   const params = query();
-  const response = await fetch("/funnel?" + params.toString());
+  const total = document.getElementById("total");
+  if (!token) {
+    total.textContent = "Perlu token: buka /dashboard#token=... (make run mencetak tautannya).";
+    return;
+  }
+  const response = await fetch("/funnel?" + params.toString(), {
+    headers: { Authorization: "Bearer " + token },
+  });
+  if (!response.ok) {
+    const problem = await response.json().catch(() => ({}));
+    total.textContent = `Ditolak (${response.status}): ${problem.error || response.statusText}`;
+    return;
+  }
   const funnel = await response.json();
+  const scope = Object.values(funnel.scope || {}).join(" / ");
+  document.getElementById("scope").textContent = scope ? `Cakupan: ${scope}` : "";
   const top = Math.max(1, ...funnel.stages.map((s) => s.count));
-  document.getElementById("total").textContent = `${funnel.participants} peserta`;
+  total.textContent = `${funnel.participants} peserta`;
   const chart = document.getElementById("chart");
   chart.replaceChildren();
   const times = document.querySelector("#time-in-stage tbody");
