@@ -135,6 +135,11 @@ def test_the_supervisor_restarts_what_dies(tmp_path: Path) -> None:
         row = wait_for(restarted(run_dir, "registry", before["registry"]["pid"]), 120, "registry")
         assert row["last_exit"] == -signal.SIGKILL
         assert httpx.get(f"{stack_env['REGISTRY_URL']}/healthz", timeout=5).status_code == 200
+        # the stack's ops token (its own issuer's) opens the restarted registry; none: 401
+        funnel = f"{stack_env['REGISTRY_URL']}/funnel"
+        ops = {"Authorization": f"Bearer {stack_env['JAKPRENEUR_OPS_TOKEN']}"}
+        assert httpx.get(funnel, headers=ops, timeout=5).status_code == 200
+        assert httpx.get(funnel, timeout=5).status_code == 401
 
         # mongod and Kafka, together; something durable in each first
         mongo_port = int(env["MONGO_PORT"])

@@ -71,6 +71,7 @@ from shared.contracts import (
     TrainingEnrolled,
 )
 from shared.envelope import new_envelope
+from tools.ops_token import ops_headers
 from tools.simulate import WATCHED, Plan, Simulator, intended, plan
 
 T = TypeVar("T")
@@ -715,9 +716,11 @@ def redeliveries(topics: dict[str, list[Record]]) -> dict[str, int]:
 # --------------------------------------------------------------------------- settling
 
 
-async def funnel_counts(http: httpx.AsyncClient, registry_url: str) -> dict[str, int]:
-    funnel = (await http.get(f"{registry_url}/funnel", timeout=30)).json()
-    return {row["stage"]: row["count"] for row in funnel["stages"]}
+async def funnel_counts(http: httpx.AsyncClient, env: dict[str, str]) -> dict[str, int]:
+    """The registry's funnel, read as ops (the stack's JAKPRENEUR_OPS_TOKEN)."""
+    answer = await http.get(f"{env['REGISTRY_URL']}/funnel", headers=ops_headers(env), timeout=30)
+    answer.raise_for_status()
+    return {row["stage"]: row["count"] for row in answer.json()["stages"]}
 
 
 async def settle(
@@ -732,7 +735,7 @@ async def settle(
         async def settled() -> dict[str, Any] | None:
             nonlocal last, same_since
             try:
-                counts = await funnel_counts(http, env["REGISTRY_URL"])
+                counts = await funnel_counts(http, env)
                 gauges = await backlog_and_lag(http, env)
                 groups = await group_lag(env["KAFKA_BOOTSTRAP_SERVERS"], stack.topic_prefix)
             except (httpx.HTTPError, KafkaError) as exc:
@@ -792,7 +795,7 @@ async def _chaos(stack: SupervisedStack, options: Options) -> dict[str, Any]:
     say("settled; reading every topic from the beginning")
     topics = await read_everything(bootstrap, options.topic_prefix)
     async with httpx.AsyncClient() as http:
-        funnel = await funnel_counts(http, env["REGISTRY_URL"])
+        funnel = await funnel_counts(http, env)
         answer = await http.get(f"{env['PROVIDERS_URL']}/_deliveries", timeout=30)
         deliveries = answer.json() if answer.status_code == 200 else None
     checks = verify(plans, topics, funnel, deliveries)

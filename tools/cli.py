@@ -6,6 +6,8 @@
     jakpreneur dlq show DLQ_TOPIC PARTITION OFFSET
     jakpreneur dlq replay DLQ_TOPIC PARTITION OFFSET --by NAME
     jakpreneur stack up | down | status
+    jakpreneur token --role ROLE [--city C] [--kecamatan K] [--pendamping-id P]
+                     [--participant-id ID] [--minutes M]
     jakpreneur simulate [--participants N]      jakpreneur bench [--participants N]
 
 The listings (``topics list``, ``topics describe``, ``dlq list``, ``stack status``) take
@@ -434,6 +436,52 @@ def _run_stack(entry: Any, command: str) -> None:
 
     sys.argv = ["python -m deploy.local", command]
     entry()
+
+
+# ------------------------------------------------------------------------------ token
+
+
+@app.command("token")
+def token_command(
+    role: Annotated[
+        str, typer.Option(help="ops, dinas, kota, kecamatan, pendamping, bank, participant")
+    ],
+    city: Annotated[str | None, typer.Option(help="kota, kecamatan: the city")] = None,
+    kecamatan: Annotated[str | None, typer.Option(help="kecamatan: the kecamatan")] = None,
+    pendamping_id: Annotated[str | None, typer.Option(help="pendamping: their mentor id")] = None,
+    participant_id: Annotated[str | None, typer.Option(help="participant: their id")] = None,
+    minutes: Annotated[int, typer.Option(min=1, max=24 * 60, help="valid for")] = 15,
+) -> None:
+    """A short-lived bearer token of the local stack's development issuer (its key is in the
+    run directory while the stack runs), on stdout: for curl, or the dashboard's address
+    (``/dashboard#token=...``). The services of a deployment do not accept it."""
+    from deploy.local.identity import DevelopmentIdentity
+    from deploy.local.stack import ENV_FILE, RUN_DIR
+    from shared.auth import Forbidden, principal_from_claims
+    from tools.demo import stack_env
+
+    claims = {
+        "city": city,
+        "kecamatan": kecamatan,
+        "pendamping_id": pendamping_id,
+        "participant_id": participant_id,
+    }
+    given = {name: value for name, value in claims.items() if value}
+    try:  # the role table's own check: a known role with the claims its scope needs
+        principal_from_claims({"sub": f"dev-{role}", "role": role, **given})
+    except Forbidden as exc:
+        notes.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    try:
+        identity = DevelopmentIdentity.load(RUN_DIR / "auth")
+    except FileNotFoundError:
+        notes.print(f"no local stack's token key in {RUN_DIR / 'auth'}: make up (or make run)")
+        raise typer.Exit(1) from None
+    token = identity.mint(role, ttl_s=minutes * 60, **given)
+    sys.stdout.write(token + "\n")
+    registry = stack_env(ENV_FILE).get("REGISTRY_URL")
+    if registry:
+        notes.print(f"dashboard: {registry}/dashboard#token={token}", soft_wrap=True)
 
 
 @app.command("simulate")

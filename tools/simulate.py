@@ -453,13 +453,21 @@ if __name__ == "__main__":
     main()
 
 
-def settled_funnel(registry_url: str, wanted: dict[str, int], quiet_s: float = 20) -> Any:
-    """Poll the registry's funnel until it shows what was intended, or stops changing."""
+def settled_funnel(
+    registry_url: str, wanted: dict[str, int], token: str | None = None, quiet_s: float = 20
+) -> Any:
+    """Poll the registry's funnel until it shows what was intended, or stops changing; as
+    ops (``token``, else JAKPRENEUR_OPS_TOKEN: tools/ops_token.py)."""
     import httpx
 
+    from tools.ops_token import ops_headers
+
+    headers = {"Authorization": f"Bearer {token}"} if token else ops_headers()
     last, last_change = None, time.monotonic()
     while True:
-        funnel = httpx.get(f"{registry_url}/funnel", timeout=30).json()
+        answer = httpx.get(f"{registry_url}/funnel", headers=headers, timeout=30)
+        answer.raise_for_status()  # a 401 says the token is missing or stale
+        funnel = answer.json()
         counts = {row["stage"]: row["count"] for row in funnel["stages"]}
         if all(counts.get(stage, 0) >= n for stage, n in wanted.items()):
             return funnel

@@ -35,6 +35,7 @@ from typing import Any
 
 import httpx
 
+from deploy.local.identity import DevelopmentIdentity
 from deploy.local.launcher import (
     Kafka,
     Mongod,
@@ -122,6 +123,9 @@ PROVIDERS = ServiceSpec(
     ready_path="/_messages",
 )
 PROVIDERS_SMTP_PORT = 2525
+# JAKPRENEUR_OPS_TOKEN in stack.env: an ops token for the tools, valid while a stack runs
+# (a day; `jakpreneur token --role ops` mints another).
+OPS_TOKEN_TTL_S = 24 * 3600
 
 
 def service_specs(environ: Mapping[str, str] = os.environ) -> tuple[ServiceSpec, ...]:
@@ -273,12 +277,17 @@ class Stack:
             "KAFKA_BOOTSTRAP_SERVERS": self.kafka.bootstrap_servers,
             "MONGODB_URI": self.mongod.uri,
         }
+        # The local token issuer (deploy/local/identity.py), a new key each start: the
+        # services read its JWKS; tools read the services with the ops token.
+        identity = DevelopmentIdentity.create(self.run_dir / "auth")
         child_env = {
             **_provider_wiring(self.specs[0]),
             **os.environ,
             **env,
+            **identity.env(),
             **self.service_env,
         }
+        env["JAKPRENEUR_OPS_TOKEN"] = identity.mint("ops", ttl_s=OPS_TOKEN_TTL_S)
         services = [ServiceProcess(spec, child_env, self.run_dir) for spec in self.specs]
         units = [self._add(service, service.url) for service in services]
         for service in services:
@@ -405,6 +414,7 @@ class Stack:
         self.started.clear()
         self.supervised.clear()
         (self.run_dir / "stack.env").unlink(missing_ok=True)
+        shutil.rmtree(self.run_dir / "auth", ignore_errors=True)  # its tokens die with it
         self.state_file.unlink(missing_ok=True)
 
 
@@ -504,16 +514,21 @@ def run(args: argparse.Namespace) -> None:
         result = asyncio.run(
             simulate(env["KAFKA_BOOTSTRAP_SERVERS"], participants=args.participants, seed=args.seed)
         )
-        print_funnel(result, settled_funnel(env["REGISTRY_URL"], result.intended))
+        token = env["JAKPRENEUR_OPS_TOKEN"]
+        print_funnel(result, settled_funnel(env["REGISTRY_URL"], result.intended, token))
         for key, value in env.items():
             _say(f"{key}={value}")
         for service in SERVICES:
             _say(f"{service.name} AsyncAPI docs: {env[service.url_var]}/docs/asyncapi")
+        _say('(with a token: curl -H "Authorization: Bearer $JAKPRENEUR_OPS_TOKEN", stack.env)')
         _say(
             f"messages sent to participants: {env[PROVIDERS.url_var]}/ (between 21:00 and "
             "07:00 WIB they wait for 07:00: quiet hours)"
         )
-        _say(f"the funnel dashboard: {env['REGISTRY_URL']}/dashboard")
+        # The token in the fragment: the browser never sends it to the server (the page
+        # keeps it in the tab's session storage and sends it as a bearer token).
+        _say(f"the funnel dashboard (as ops): {env['REGISTRY_URL']}/dashboard#token={token}")
+        _say('another role: jakpreneur token --role kota --city "Jakarta Selatan"')
         if args.exit:
             return
         _say("stack keeps running; Ctrl-C stops it")
