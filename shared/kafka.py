@@ -73,10 +73,14 @@ class KafkaAccess:
         )
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> KafkaAccess:
-        """From the ``KAFKA_*`` variables (``.run/stack.env`` has the simulator's)."""
+    def from_env(cls, env: Mapping[str, str] | None = None, *, admin: bool = False) -> KafkaAccess:
+        """From the ``KAFKA_*`` variables (``.run/stack.env`` has the simulator's). With
+        ``admin``, ``KAFKA_ADMIN_USERNAME``/``KAFKA_ADMIN_PASSWORD`` win where set: a local
+        stack's super user, for ops tools (replay, topic creation) and the benchmark."""
         env = os.environ if env is None else env
         values = [env.get(name, "") for name in cls.VARIABLES]
+        if admin and env.get("KAFKA_ADMIN_USERNAME"):
+            values[3:5] = env["KAFKA_ADMIN_USERNAME"], env.get("KAFKA_ADMIN_PASSWORD", "")
         return cls(
             values[0] or "127.0.0.1:9092",
             values[1] or "PLAINTEXT",

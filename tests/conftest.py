@@ -1,23 +1,30 @@
-"""Fixtures: real servers for the session, picked in this order:
-
-1. ``KAFKA_BOOTSTRAP_SERVERS`` and ``MONGODB_URI`` if both are set (existing servers);
-2. testcontainers, if a Docker engine answers;
-3. the project's own launcher (``deploy/local``): one Kafka and one mongod per session.
+"""Fixtures: one Kafka and one mongod for the session from the project's own launcher
+(``deploy/local``), with the security production uses: SASL/SCRAM and per-principal ACLs
+generated from the catalogue on Kafka, authorisation and a user per service on MongoDB.
+Each service under test logs in as its own principal and user (:meth:`Servers.settings_for`);
+the tests themselves play the internal systems as the simulator's principal
+(:attr:`Servers.kafka`), as ``make run``'s tools do. (There is no testcontainers path: its
+images would need the same SCRAM users and ACLs, and no Docker engine here could test it.)
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaProducer
 
-from deploy.local.launcher import Kafka, Mongod, free_port, stop_all
+from deploy.local.launcher import ADMIN, Kafka, Mongod, free_port, stop_all
+from shared.access import INBOUND, PRINCIPALS, SERVICES, SIMULATOR, acls, readers
+from shared.contracts import CATALOGUE
+from shared.kafka import KafkaAccess
 from shared.logging import configure_logging
 from tests import auth_helpers
 
@@ -35,69 +42,82 @@ pytest_plugins = [
 ]
 
 
-@dataclass(frozen=True)
+@dataclass
 class Servers:
-    kafka_bootstrap_servers: str
-    mongodb_uri: str
-    origin: str
+    """The session's Kafka and mongod, and who logs in to them."""
 
+    broker: Kafka
+    mongod: Mongod
+    _granted: set[str] = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
-def _docker_answers() -> bool:
-    try:
-        import docker
+    def principal(self, user: str) -> KafkaAccess:
+        return KafkaAccess.from_env(self.broker.access(user))
 
-        docker.from_env(timeout=3).ping()
-        return True
-    except Exception:
-        return False
+    @property
+    def kafka(self) -> KafkaAccess:
+        """The simulator's principal: writes every inbound fact, reads every topic."""
+        return self.principal(SIMULATOR)
 
+    @property
+    def admin(self) -> KafkaAccess:
+        """The super user: for what no principal may do (forging a service's event)."""
+        return self.principal(ADMIN)
 
-def _testcontainers() -> Iterator[Servers]:
-    from pymongo import MongoClient
-    from testcontainers.community.kafka import KafkaContainer
-    from testcontainers.core.container import DockerContainer
-    from testcontainers.core.waiting_utils import wait_for_logs
+    @property
+    def mongodb_uri(self) -> str:
+        """MongoDB's admin, for tests that look into any service's database."""
+        return self.mongod.uri
 
-    kafka = (
-        KafkaContainer("confluentinc/cp-kafka:7.6.0")
-        .with_kraft()
-        .with_env("KAFKA_AUTO_CREATE_TOPICS_ENABLE", "false")
-    )
-    mongo = DockerContainer("mongo:7.0").with_command("--replSet rs0 --bind_ip_all")
-    mongo = mongo.with_exposed_ports(27017)
-    with kafka, mongo:
-        wait_for_logs(mongo, "Waiting for connections")
-        uri = f"mongodb://{mongo.get_container_host_ip()}:{mongo.get_exposed_port(27017)}"
-        uri += "/?directConnection=true"
-        client: MongoClient[dict[str, object]] = MongoClient(uri)
-        client.admin.command(
-            "replSetInitiate", {"_id": "rs0", "members": [{"_id": 0, "host": "localhost:27017"}]}
-        )
-        while not client.admin.command("hello").get("isWritablePrimary"):
-            pass
-        client.close()
-        yield Servers(kafka.get_bootstrap_server(), uri, "testcontainers")
+    def grant(self, prefix: str) -> None:
+        """The catalogue's ACLs for the topics and groups under ``prefix`` (once each)."""
+        with self._lock:
+            if prefix not in self._granted:
+                self.broker.grant(acls(prefix))
+                self._granted.add(prefix)
+
+    def settings_for(self, user: str, prefix: str, database: str) -> dict[str, Any]:
+        """A service's infrastructure settings: its own Kafka principal (``admin`` for a
+        kernel test's made-up service) and its own MongoDB user, which may read and write
+        ``database`` only."""
+        self.grant(prefix)
+        uri = self.mongod.grant(user, [database]) if user in SERVICES else self.mongod.uri
+        access = self.principal(user)
+        return {
+            "kafka_bootstrap_servers": access.bootstrap_servers,
+            "kafka_security_protocol": access.security_protocol,
+            "kafka_sasl_mechanism": access.sasl_mechanism,
+            "kafka_sasl_username": access.username,
+            "kafka_sasl_password": access.password,
+            "mongodb_uri": uri,
+            "topic_prefix": prefix,
+            "mongodb_database": database,
+        }
+
+    def env_for(self, user: str, prefix: str, database: str) -> dict[str, str]:
+        """The same as environment variables of a service process (``TOPIC_PREFIX`` too; its
+        database is a prefixed variable, e.g. ``COACHING_MONGODB_DATABASE``)."""
+        fields = self.settings_for(user, prefix, database)
+        return {
+            **self.principal(user).env(),
+            "MONGODB_URI": fields["mongodb_uri"],
+            "TOPIC_PREFIX": prefix,
+        }
 
 
 @pytest.fixture(scope="session")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    mongodb_uri = os.environ.get("MONGODB_URI")
-    if bootstrap and mongodb_uri:
-        yield Servers(bootstrap, mongodb_uri, "environment")
-    elif _docker_answers():
-        yield from _testcontainers()
-    else:
-        root = tmp_path_factory.mktemp("servers")
-        started = []
-        try:
-            kafka = Kafka(root / "kafka").start()
-            started.append(kafka)
-            mongod = Mongod(root / "mongod").start()
-            started.append(mongod)
-            yield Servers(kafka.bootstrap_servers, mongod.uri, "launcher")
-        finally:
-            stop_all(started)
+    root = tmp_path_factory.mktemp("servers")
+    started: list[Any] = []
+    try:
+        kafka = Kafka(root / "kafka", users=PRINCIPALS).start()
+        started.append(kafka)
+        mongod = Mongod(root / "mongod").start()
+        started.append(mongod)
+        kafka.grant(readers())
+        yield Servers(kafka, mongod)
+    finally:
+        stop_all(started)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -122,9 +142,11 @@ def random_id(prefix: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def topic_prefix() -> str:
+def topic_prefix(servers: Servers) -> str:
     """One prefix for the session's in-process services, so they feed each other."""
-    return random_id("test-") + "."
+    prefix = random_id("test-") + "."
+    servers.grant(prefix)
+    return prefix
 
 
 @pytest.fixture(scope="session")
@@ -136,11 +158,62 @@ def log_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         yield path
 
 
+class Upstream:
+    """A producer that sends each record as whoever the catalogue lets write its topic: an
+    inbound fact as the simulator (which plays the internal systems), a service's event as
+    that service's principal. So a test feeding a service is held to the same ACLs as the
+    programme; what no principal may write needs the ``forger``."""
+
+    def __init__(self, servers: Servers) -> None:
+        self.servers = servers
+        self.producers: dict[str, AIOKafkaProducer] = {}
+        self._by_length = sorted(CATALOGUE, key=lambda e: -len(e.name))
+
+    def user_of(self, topic: str) -> str:
+        event = next((e for e in self._by_length if topic.endswith(e.name)), None)
+        if event is None:
+            raise ValueError(f"no event is published on {topic}; use the forger")
+        return SIMULATOR if event in INBOUND else event.producers[0]
+
+    async def of(self, topic: str) -> AIOKafkaProducer:
+        user = self.user_of(topic)
+        if user not in self.producers:
+            access = self.servers.principal(user)
+            producer = AIOKafkaProducer(
+                **access.client_kwargs(), acks="all", enable_idempotence=True
+            )
+            await producer.start()
+            self.producers[user] = producer
+        return self.producers[user]
+
+    async def send(self, topic: str, value: Any = None, **kwargs: Any) -> Any:
+        return await (await self.of(topic)).send(topic, value, **kwargs)
+
+    async def send_and_wait(self, topic: str, value: Any = None, **kwargs: Any) -> Any:
+        return await (await self.of(topic)).send_and_wait(topic, value, **kwargs)
+
+    async def flush(self) -> None:
+        for producer in self.producers.values():
+            await producer.flush()
+
+    async def stop(self) -> None:
+        for producer in self.producers.values():
+            await producer.stop()
+
+
 @pytest_asyncio.fixture(scope="session")
-async def producer(servers: Servers) -> AsyncIterator[AIOKafkaProducer]:
-    p = AIOKafkaProducer(
-        bootstrap_servers=servers.kafka_bootstrap_servers, acks="all", enable_idempotence=True
-    )
+async def producer(servers: Servers) -> AsyncIterator[Upstream]:
+    """Plays every upstream producer, each as its own principal (see :class:`Upstream`)."""
+    upstream = Upstream(servers)
+    yield upstream
+    await upstream.stop()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def forger(servers: Servers) -> AsyncIterator[AIOKafkaProducer]:
+    """The super user: writes what no principal may (a service's event forged on its topic),
+    to test what a consumer does with it should a principal be stolen."""
+    p = AIOKafkaProducer(**servers.admin.client_kwargs(), acks="all", enable_idempotence=True)
     await p.start()
     yield p
     await p.stop()

@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from deploy.local.launcher import die_with_parent
+from shared.kafka import KafkaAccess
 
 
 @dataclass(frozen=True)
@@ -38,14 +39,14 @@ class Seen:
 class Collector:
     """Reads topics from their beginning in the background; tests wait on what arrived."""
 
-    def __init__(self, bootstrap: str, topics: list[str]) -> None:
-        self.bootstrap = bootstrap
+    def __init__(self, kafka: KafkaAccess, topics: list[str]) -> None:
+        self.kafka = kafka
         self.topics = topics
         self.records: list[Seen] = []
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> Collector:
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        self.consumer = AIOKafkaConsumer(**self.kafka.client_kwargs(), enable_auto_commit=False)
         await self.consumer.start()
         self.partitions: list[TopicPartition] = []
         for topic in self.topics:
@@ -106,10 +107,10 @@ class Collector:
 
 
 async def wait_committed(
-    bootstrap: str, group: str, topic: str, partition: int, offset: int, timeout: float = 60
+    kafka: KafkaAccess, group: str, topic: str, partition: int, offset: int, timeout: float = 60
 ) -> None:
     """Wait until ``group`` has committed past ``offset``: the service has processed it."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka.client_kwargs())
     await admin.start()
     try:
         deadline = time.monotonic() + timeout

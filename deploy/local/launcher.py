@@ -240,6 +240,22 @@ class Kafka(Server):
             "KAFKA_SASL_PASSWORD": self.passwords[user],
         }
 
+    def grant(self, rules: Iterable[Any]) -> None:
+        """Create ACLs (:class:`shared.access.Acl`) as the admin, applied when it returns."""
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        from shared.access import grant
+
+        async def run() -> None:
+            admin = AIOKafkaAdminClient(**self._client_kwargs())
+            await admin.start()
+            try:
+                await grant(admin, rules)
+            finally:
+                await admin.close()
+
+        _in_thread(run)
+
     def _client_kwargs(self) -> dict[str, Any]:
         return {
             "bootstrap_servers": self.bootstrap_servers,
@@ -390,6 +406,11 @@ class Mongod(Server):
         self.port = port or free_port()
         self.users = dict(users or {})
         self.passwords = credentials(data_dir / "credentials.json", [ADMIN, *self.users])
+
+    @property
+    def address(self) -> str:
+        """The connection string without a user: it reaches the server and reads nothing."""
+        return f"mongodb://127.0.0.1:{self.port}/?replicaSet={REPLICA_SET}"
 
     @property
     def uri(self) -> str:

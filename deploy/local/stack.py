@@ -37,6 +37,7 @@ import httpx
 
 from deploy.local.identity import DevelopmentIdentity
 from deploy.local.launcher import (
+    ADMIN,
     Kafka,
     Mongod,
     Server,
@@ -46,6 +47,7 @@ from deploy.local.launcher import (
     install_kafka,
     install_mongod,
 )
+from shared.access import PRINCIPALS, SIMULATOR, acls, readers
 
 RUN_DIR = Path(os.environ.get("JAKPRENEUR_RUN_DIR") or ".run")
 # The variables that move the stack's ports (see the module's docstring).
@@ -243,8 +245,21 @@ class Stack:
         self.run_dir = run_dir
         self.service_env = service_env or {}
         self.specs = service_specs()
-        self.kafka = Kafka(run_dir / "data" / "kafka", kafka_port, controller_port)
-        self.mongod = Mongod(run_dir / "data" / "mongod", mongo_port)
+        self.kafka = Kafka(
+            run_dir / "data" / "kafka", kafka_port, controller_port, users=PRINCIPALS
+        )
+        # Each service's user may read and write its own database (named as the service,
+        # unless <SERVICE>_MONGODB_DATABASE says otherwise) and no other.
+        environ = {**os.environ, **self.service_env}
+        self.mongod = Mongod(
+            run_dir / "data" / "mongod",
+            mongo_port,
+            users={
+                spec.name: [environ.get(f"{spec.name.upper()}_MONGODB_DATABASE") or spec.name]
+                for spec in SERVICES
+            },
+        )
+        self.topic_prefix = environ.get("TOPIC_PREFIX", "")
         self.started: list[Server] = []
         self.supervised: list[Supervised] = []
         self._stopping = threading.Event()
@@ -273,22 +288,33 @@ class Stack:
             unit = self._add(server, address)
             server.start()
             self._update(unit, state="running")
+        self.kafka.grant([*acls(self.topic_prefix), *readers()])
+        admin = self.kafka.access(ADMIN)
+        # What tools and tests use: the simulator's principal (it plays the internal systems
+        # and reads every topic), the super user and MongoDB's admin for ops tools.
         env = {
-            "KAFKA_BOOTSTRAP_SERVERS": self.kafka.bootstrap_servers,
-            "MONGODB_URI": self.mongod.uri,
+            **self.kafka.access(SIMULATOR),
+            "KAFKA_ADMIN_USERNAME": admin["KAFKA_SASL_USERNAME"],
+            "KAFKA_ADMIN_PASSWORD": admin["KAFKA_SASL_PASSWORD"],
+            "MONGODB_URI": self.mongod.address,
+            "MONGODB_ADMIN_URI": self.mongod.uri,
         }
         # The local token issuer (deploy/local/identity.py), a new key each start: the
         # services read its JWKS; tools read the services with the ops token.
         identity = DevelopmentIdentity.create(self.run_dir / "auth")
+        env["JAKPRENEUR_OPS_TOKEN"] = identity.mint("ops", ttl_s=OPS_TOKEN_TTL_S)
         child_env = {
             **_provider_wiring(self.specs[0]),
             **os.environ,
-            **env,
             **identity.env(),
             **self.service_env,
         }
-        env["JAKPRENEUR_OPS_TOKEN"] = identity.mint("ops", ttl_s=OPS_TOKEN_TTL_S)
-        services = [ServiceProcess(spec, child_env, self.run_dir) for spec in self.specs]
+        for name in (*env, "KAFKA_ADMIN_USERNAME", "KAFKA_ADMIN_PASSWORD"):
+            child_env.pop(name, None)  # a service logs in as itself, never as someone else
+        services = [
+            ServiceProcess(spec, {**child_env, **self._login(spec.name)}, self.run_dir)
+            for spec in self.specs
+        ]
         units = [self._add(service, service.url) for service in services]
         for service in services:
             service.launch()
@@ -297,7 +323,10 @@ class Stack:
             service.wait_ready()
             self._update(unit, state="running")
             env[service.spec.url_var] = service.url
-        (self.run_dir / "stack.env").write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+        env_file = self.run_dir / "stack.env"
+        env_file.touch(mode=0o600)  # it holds passwords: its owner's only
+        env_file.chmod(0o600)
+        env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
         if supervise:
             for unit in self.supervised:
                 # PR_SET_PDEATHSIG fires when the *thread* that spawned a child ends, so each
@@ -308,6 +337,12 @@ class Stack:
                 watcher.start()
                 self._watchers.append(watcher)
         return env
+
+    def _login(self, name: str) -> dict[str, str]:
+        """A service's own Kafka principal and MongoDB user; nothing for the stand-in."""
+        if name not in self.mongod.users:
+            return {"KAFKA_BOOTSTRAP_SERVERS": self.kafka.bootstrap_servers}
+        return {**self.kafka.access(name), "MONGODB_URI": self.mongod.uri_for(name)}
 
     # ------------------------------------------------------------------- supervision
 
@@ -473,7 +508,10 @@ def up(args: argparse.Namespace) -> None:
             PID_FILE.unlink(missing_ok=True)
             sys.exit("stack failed to start:\n" + (RUN_DIR / "stack.log").read_text()[-3000:])
         time.sleep(0.5)
-    sys.stdout.write(ENV_FILE.read_text())
+    for line in ENV_FILE.read_text().splitlines():  # the passwords stay in the file
+        name, _, value = line.partition("=")
+        secret = "PASSWORD" in name or "TOKEN" in name or name.endswith("ADMIN_URI")
+        sys.stdout.write(f"{name}={'<in ' + str(ENV_FILE) + '>' if secret else value}\n")
 
 
 def install(args: argparse.Namespace) -> None:
@@ -502,6 +540,7 @@ def down(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """The main job: a fresh stack, the simulated programme, the funnel, then wait."""
+    from shared.kafka import KafkaAccess
     from tools.simulate import print_funnel, settled_funnel, simulate
 
     if PID_FILE.exists():
@@ -512,7 +551,7 @@ def run(args: argparse.Namespace) -> None:
         env = stack.start()
         _say(f"simulating {args.participants} participants through the 7P")
         result = asyncio.run(
-            simulate(env["KAFKA_BOOTSTRAP_SERVERS"], participants=args.participants, seed=args.seed)
+            simulate(KafkaAccess.from_env(env), participants=args.participants, seed=args.seed)
         )
         token = env["JAKPRENEUR_OPS_TOKEN"]
         print_funnel(result, settled_funnel(env["REGISTRY_URL"], result.intended, token))

@@ -53,7 +53,7 @@ class CoachingUnderTest:
 
     async def send(self, fact: Event, ce_id: str | None = None) -> Any:
         """Publish an inbound fact as the internal system would (key = participant id)."""
-        envelope = new_envelope(type=fact.ce_type(), source="test-system")
+        envelope = new_envelope(type=fact.ce_type(), source=fact.producers[0])
         headers = envelope.headers()
         if ce_id:
             headers["ce_id"] = ce_id
@@ -120,10 +120,7 @@ async def running_coaching(
     roster = roster_dir / "mentors.json"
     roster.write_text(json.dumps(ROSTER))
     settings = CoachingSettings(
-        kafka_bootstrap_servers=servers.kafka_bootstrap_servers,
-        mongodb_uri=servers.mongodb_uri,
-        topic_prefix=topic_prefix,
-        mongodb_database=random_id("coaching_"),
+        **servers.settings_for("coaching", topic_prefix, random_id("coaching_")),
         http_port=free_port(),
         outbox_relay_interval_s=0.2,
         cohort_capacity=3,
@@ -134,7 +131,7 @@ async def running_coaching(
     async with serving(create_app(settings), settings.http_port) as url:
         topics = [settings.topic(e.name) for e in PRODUCES]
         topics += [dlq_topic(settings.topic(e.name)) for e in CONSUMES]
-        events = await Collector(servers.kafka_bootstrap_servers, topics).start()
+        events = await Collector(servers.kafka, topics).start()
         mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(servers.mongodb_uri)
         try:
             yield CoachingUnderTest(settings, url, producer, events, mongo)

@@ -29,6 +29,7 @@ from shared.contracts import (
     TrainingEnrolled,
     TrainingNotCompleted,
 )
+from shared.kafka import KafkaAccess
 from tests import auth_helpers
 from tests.coaching.fixtures import CoachingUnderTest, days, participant
 from tests.conftest import random_id
@@ -70,7 +71,7 @@ async def processed(c: CoachingUnderTest, meta: Any) -> None:
     """Wait until coaching has committed past the record ``meta`` describes."""
     settings = c.settings
     await wait_committed(
-        settings.kafka_bootstrap_servers, settings.consumer_group, meta.topic, meta.partition,
+        KafkaAccess.of(settings), settings.consumer_group, meta.topic, meta.partition,
         meta.offset,
     )  # fmt: skip
 

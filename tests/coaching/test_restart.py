@@ -29,11 +29,10 @@ async def test_killed_and_restarted_mid_stream_converges_without_duplicates(
 ) -> None:
     prefix = random_id("coach-crash-") + "."
     port = free_port()
+    database = random_id("coaching_")
     env = {
-        "KAFKA_BOOTSTRAP_SERVERS": servers.kafka_bootstrap_servers,
-        "MONGODB_URI": servers.mongodb_uri,
-        "TOPIC_PREFIX": prefix,
-        "COACHING_MONGODB_DATABASE": random_id("coaching_"),
+        **servers.env_for("coaching", prefix, database),
+        "COACHING_MONGODB_DATABASE": database,
         "COACHING_HTTP_PORT": str(port),
         "COACHING_OUTBOX_RELAY_INTERVAL_S": "0.2",
     }
@@ -48,9 +47,7 @@ async def test_killed_and_restarted_mid_stream_converges_without_duplicates(
             prefix + TrainingEnrolled.name,
             prefix + ProductCertified.name,
         )
-        events = await Collector(
-            servers.kafka_bootstrap_servers, [enrolled_topic, certified_topic]
-        ).start()
+        events = await Collector(servers.kafka, [enrolled_topic, certified_topic]).start()
 
         facts: list[Event] = []
         pids = [str(uuid.uuid4()) for _ in range(PARTICIPANTS)]
@@ -63,7 +60,7 @@ async def test_killed_and_restarted_mid_stream_converges_without_duplicates(
             ]
         sends = []
         for fact in facts:
-            headers = new_envelope(type=fact.ce_type(), source="test-system").headers()
+            headers = new_envelope(type=fact.ce_type(), source=fact.producers[0]).headers()
             sends.append(
                 await producer.send(
                     prefix + fact.name,

@@ -43,7 +43,7 @@ class Hostile:
 
 def _headers(event: type[Event], **changes: str | None) -> list[tuple[str, bytes | None]]:
     headers: dict[str, str | None] = dict(
-        new_envelope(type=event.ce_type(), source="fuzz").headers()
+        new_envelope(type=event.ce_type(), source=event.producers[0]).headers()
     )
     headers.update(changes)
     return [
@@ -104,6 +104,7 @@ def hostile(draw: st.DrawFn, events: tuple[type[Event], ...]) -> Hostile:
                 "null-header",
                 "wrong-type",
                 "not-an-object",
+                "foreign-source",
             ]
         )
     )
@@ -140,6 +141,12 @@ def hostile(draw: st.DrawFn, events: tuple[type[Event], ...]) -> Hostile:
         other = draw(st.sampled_from([e for e in CATALOGUE if e is not event]))
         headers = _headers(event, ce_type=other.ce_type())
         value = json.dumps({f: "x" for f in _required(other)}).encode()
+    elif kind == "foreign-source":  # a producer passing its record off as another's
+        source = draw(st.sampled_from(["portal", "bank-dki", "coaching", "fuzz", ""]))
+        if source in event.producers:
+            source = "fuzz"
+        headers = _headers(event, ce_source=source)
+        value = json.dumps({f: "x" for f in fields}).encode()
     elif kind == "not-an-object":
         value = json.dumps(draw(st.lists(_json, max_size=3) | st.integers() | st.text())).encode()
     return Hostile(event, kind, value, headers)

@@ -68,11 +68,10 @@ async def test_spans_are_exported_over_otlp_when_a_collector_is_configured(
     await web.TCPSite(runner, "127.0.0.1", collector_port).start()
 
     prefix, port = random_id("otel-") + ".", free_port()
+    database = random_id("registry_")
     env = {
-        "KAFKA_BOOTSTRAP_SERVERS": servers.kafka_bootstrap_servers,
-        "MONGODB_URI": servers.mongodb_uri,
-        "TOPIC_PREFIX": prefix,
-        "REGISTRY_MONGODB_DATABASE": random_id("registry_"),
+        **servers.env_for("registry", prefix, database),
+        "REGISTRY_MONGODB_DATABASE": database,
         "REGISTRY_HTTP_PORT": str(port),
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{collector_port}",
         "OTEL_BSP_SCHEDULE_DELAY": "200",
@@ -81,9 +80,7 @@ async def test_spans_are_exported_over_otlp_when_a_collector_is_configured(
     outcomes = None
     try:
         await wait_ready(f"http://127.0.0.1:{port}", service)
-        outcomes = await Collector(
-            servers.kafka_bootstrap_servers, [prefix + ParticipantRegistered.name]
-        ).start()
+        outcomes = await Collector(servers.kafka, [prefix + ParticipantRegistered.name]).start()
         data = Generator(seed=None).valid()
         await producer.send_and_wait(
             prefix + RegistrationSubmitted.name,

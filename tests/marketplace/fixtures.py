@@ -39,7 +39,7 @@ class MarketplaceUnderTest:
         return self.settings.topic(event.name)
 
     async def send(self, fact: Event, ce_id: str | None = None) -> Any:
-        headers = new_envelope(type=fact.ce_type(), source="test-system").headers()
+        headers = new_envelope(type=fact.ce_type(), source=fact.producers[0]).headers()
         if ce_id:
             headers["ce_id"] = ce_id
         key = (
@@ -121,10 +121,7 @@ async def running_marketplace(
     """A marketplace in this process on the real servers; ``changes`` to its settings."""
     settings = MarketplaceSettings(
         **{
-            "kafka_bootstrap_servers": servers.kafka_bootstrap_servers,
-            "mongodb_uri": servers.mongodb_uri,
-            "topic_prefix": topic_prefix,
-            "mongodb_database": random_id("marketplace_"),
+            **servers.settings_for("marketplace", topic_prefix, random_id("marketplace_")),
             "http_port": free_port(),
             "outbox_relay_interval_s": 0.2,
             **changes,
@@ -133,7 +130,7 @@ async def running_marketplace(
     async with serving(create_app(settings), settings.http_port) as url:
         topics = [settings.topic(e.name) for e in PRODUCES]
         topics += [dlq_topic(settings.topic(e.name)) for e in CONSUMES]
-        events = await Collector(servers.kafka_bootstrap_servers, topics).start()
+        events = await Collector(servers.kafka, topics).start()
         try:
             yield MarketplaceUnderTest(settings, url, producer, events)
         finally:

@@ -24,6 +24,7 @@ from shared.contracts import (
     ProductListed,
     TrainingCompleted,
 )
+from shared.kafka import KafkaAccess
 from tests import auth_helpers
 from tests.coaching.fixtures import participant
 from tests.conftest import random_id
@@ -37,7 +38,7 @@ LADDER = ("pendamping", "kecamatan", "dinas", "curator")
 async def processed(m: MarketplaceUnderTest, meta: Any) -> None:
     s = m.settings
     await wait_committed(
-        s.kafka_bootstrap_servers, s.consumer_group, meta.topic, meta.partition, meta.offset
+        KafkaAccess.of(s), s.consumer_group, meta.topic, meta.partition, meta.offset
     )
 
 

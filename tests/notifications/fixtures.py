@@ -80,7 +80,7 @@ class NotificationsUnderTest:
         return self.settings.topic(event.name)
 
     async def send(self, fact: Event, ce_id: str | None = None) -> str:
-        headers = new_envelope(type=fact.ce_type(), source="test-system").headers()
+        headers = new_envelope(type=fact.ce_type(), source=fact.producers[0]).headers()
         if ce_id:
             headers["ce_id"] = ce_id
         pid: str = getattr(fact, "participant_id")  # noqa: B009
@@ -172,7 +172,7 @@ async def notifications(
         async with serving(create_app(settings, clock), settings.http_port) as url:
             topics = [settings.topic(e.name) for e in PRODUCES]
             topics += [dlq_topic(settings.topic(e.name)) for e in CONSUMES]
-            events = await Collector(servers.kafka_bootstrap_servers, topics).start()
+            events = await Collector(servers.kafka, topics).start()
             yield NotificationsUnderTest(
                 settings, url, producer, events, stand_in, providers_url, clock
             )
@@ -185,10 +185,9 @@ def notification_settings(
     """A deployment of its own (topics, database, HTTP port) that sends to the stand-in at
     ``providers_url``; quick timeouts and rounds unless ``changes`` say otherwise."""
     fields: dict[str, Any] = {
-        "kafka_bootstrap_servers": servers.kafka_bootstrap_servers,
-        "mongodb_uri": servers.mongodb_uri,
-        "topic_prefix": random_id("notif-") + ".",
-        "mongodb_database": random_id("notifications_"),
+        **servers.settings_for(
+            "notifications", random_id("notif-") + ".", random_id("notifications_")
+        ),
         "http_port": free_port(),
         "outbox_relay_interval_s": 0.2,
         "whatsapp_base_url": f"{providers_url}/whatsapp",

@@ -64,7 +64,7 @@ async def under_test(
 ) -> NotificationsUnderTest:
     """Send and watch a deployment of its own (its first instance has created the topics)."""
     topic = settings.topic(NotificationSent.name)
-    events = await Collector(servers.kafka_bootstrap_servers, [topic]).start()
+    events = await Collector(servers.kafka, [topic]).start()
     return NotificationsUnderTest(settings, url, producer, events, stand_in, providers_url, Clock())
 
 
@@ -160,9 +160,9 @@ async def test_a_replica_killed_mid_round_loses_nothing_and_repeats_only_the_sen
             finally:
                 await client.close()
         env = {
-            "KAFKA_BOOTSTRAP_SERVERS": servers.kafka_bootstrap_servers,
-            "MONGODB_URI": servers.mongodb_uri,
-            "TOPIC_PREFIX": settings.topic_prefix,
+            **servers.env_for(
+                "notifications", settings.topic_prefix, settings.mongodb_database
+            ),
             **{
                 f"NOTIFICATIONS_{name.upper()}": str(getattr(settings, name))
                 for name in (
@@ -226,7 +226,7 @@ async def test_an_expired_lease_is_taken_over_and_a_live_one_left_alone(
     wall, now = datetime.now(UTC).replace(microsecond=0), n.clock()  # as mongod keeps them
 
     def job(lease_owner: str, lease_until: datetime) -> Document:
-        cause = new_envelope(type=enrolled(pid).ce_type(), source="test-system")
+        cause = new_envelope(type=enrolled(pid).ce_type(), source=enrolled(pid).producers[0])
         return {
             "_id": f"{cause.id}:{pid}",
             "participant_id": pid,
@@ -324,7 +324,7 @@ async def test_a_job_that_trips_a_bug_ends_failed_not_retried_for_ever(
     notification-failed with internal-error, and nothing reaches a provider."""
     n, pid, phone = notifications, str(uuid.uuid4()), new_phone()
     now = n.clock()
-    cause = new_envelope(type=enrolled(pid).ce_type(), source="test-system")
+    cause = new_envelope(type=enrolled(pid).ce_type(), source=enrolled(pid).producers[0])
     data = enrolled(pid).model_dump(mode="json")
     data.pop("cohort_id")
     data.pop("sector")

@@ -86,10 +86,7 @@ async def running_registry(
 ) -> AsyncIterator[Registry]:
     """A registry in this process on the real servers, on the topics under ``topic_prefix``."""
     settings = RegistrySettings(
-        kafka_bootstrap_servers=servers.kafka_bootstrap_servers,
-        mongodb_uri=servers.mongodb_uri,
-        topic_prefix=topic_prefix,
-        mongodb_database=random_id("registry_"),
+        **servers.settings_for("registry", topic_prefix, random_id("registry_")),
         http_port=free_port(),
         outbox_relay_interval_s=0.2,
         log_level="DEBUG",
@@ -97,7 +94,7 @@ async def running_registry(
     async with serving(create_app(settings), settings.http_port) as url:
         submit_topic = settings.topic(RegistrationSubmitted.name)
         outcomes = await Collector(
-            servers.kafka_bootstrap_servers,
+            servers.kafka,
             [
                 settings.topic(ParticipantRegistered.name),
                 settings.topic(RegistrationRejected.name),

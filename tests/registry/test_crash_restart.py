@@ -29,9 +29,7 @@ async def test_killed_and_restarted_mid_stream_answers_each_submission_once(
     database = random_id("registry_")
     port = free_port()
     env = {
-        "KAFKA_BOOTSTRAP_SERVERS": servers.kafka_bootstrap_servers,
-        "MONGODB_URI": servers.mongodb_uri,
-        "TOPIC_PREFIX": prefix,
+        **servers.env_for("registry", prefix, database),
         "REGISTRY_MONGODB_DATABASE": database,
         "REGISTRY_HTTP_PORT": str(port),
         "REGISTRY_OUTBOX_RELAY_INTERVAL_S": "0.2",
@@ -46,7 +44,7 @@ async def test_killed_and_restarted_mid_stream_answers_each_submission_once(
 
         submit_topic = prefix + RegistrationSubmitted.name
         outcomes = await Collector(
-            servers.kafka_bootstrap_servers,
+            servers.kafka,
             [prefix + ParticipantRegistered.name, prefix + RegistrationRejected.name],
         ).start()
         batch = Generator(seed=None).batch(COUNT, invalid_rate=0.1, duplicate_rate=0.05)
@@ -78,7 +76,7 @@ async def test_killed_and_restarted_mid_stream_answers_each_submission_once(
                 last[m.partition] = max(last.get(m.partition, -1), m.offset)
             for partition, offset in last.items():
                 await wait_committed(
-                    servers.kafka_bootstrap_servers,
+                    servers.kafka,
                     prefix + "registry",
                     submit_topic,
                     partition,

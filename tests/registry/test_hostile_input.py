@@ -78,10 +78,10 @@ async def test_a_valid_submission_with_an_overflowing_time_goes_to_the_dlq(
 
 
 async def test_a_journey_event_with_an_overflowing_time_goes_to_its_dlq(
-    registry: Registry,
+    registry: Registry, forger: AIOKafkaProducer
 ) -> None:
     topic = registry.settings.topic(TrainingEnrolled.name)
-    dead = await Collector(registry.outcomes.bootstrap, [dlq_topic(topic)]).start()
+    dead = await Collector(registry.outcomes.kafka, [dlq_topic(topic)]).start()
     try:
         marker = str(uuid.uuid4()).encode()
         headers = new_envelope(type=TrainingEnrolled.ce_type(), source="coaching").headers()
@@ -93,7 +93,7 @@ async def test_a_journey_event_with_an_overflowing_time_goes_to_its_dlq(
             "city": "Jakarta Pusat",
             "session_count": 4,
         }
-        await send(registry.producer, topic, json.dumps(body).encode(), marker, headers)
+        await send(forger, topic, json.dumps(body).encode(), marker, headers)
         [entry] = await dead.wait_for(lambda r: r.key == marker)
         assert entry.headers["dlq_error_type"] == "invalid-envelope"
     finally:
@@ -172,18 +172,18 @@ async def test_age_is_judged_on_the_day_received_not_the_producers_clock(
     assert [r.code for r in rejected.reasons] == ["underage"]
 
 
-async def test_a_valid_event_on_another_events_topic_is_refused(registry: Registry) -> None:
+async def test_a_valid_event_on_another_events_topic_is_refused(
+    registry: Registry, forger: AIOKafkaProducer
+) -> None:
     """One event type per topic: a well-formed product-curated put on training-enrolled is
     not taken for a stage; it goes to that topic's DLQ."""
     topic = registry.settings.topic(TrainingEnrolled.name)
-    dead = await Collector(registry.outcomes.bootstrap, [dlq_topic(topic)]).start()
+    dead = await Collector(registry.outcomes.kafka, [dlq_topic(topic)]).start()
     try:
         marker = str(uuid.uuid4())
         curated = ProductCurated(product_id="p", participant_id=marker, grade="A")
         headers = new_envelope(type=ProductCurated.ce_type(), source="marketplace").headers()
-        await send(
-            registry.producer, topic, curated.model_dump_json().encode(), marker.encode(), headers
-        )
+        await send(forger, topic, curated.model_dump_json().encode(), marker.encode(), headers)
         [entry] = await dead.wait_for(lambda r: r.key == marker.encode())
         assert entry.headers["dlq_error_type"] == "unknown-event-type"
     finally:
@@ -218,7 +218,7 @@ async def test_a_header_name_that_is_not_utf8_stalls_nothing(registry: Registry)
     first, second = registry.generator.valid(), registry.generator.valid()
     # A producer of its own, not idempotent: the pure-Python batch builder below carries no
     # producer state.
-    producer = AIOKafkaProducer(bootstrap_servers=registry.outcomes.bootstrap, acks="all")
+    producer = AIOKafkaProducer(**registry.outcomes.kafka.client_kwargs(), acks="all")
     await producer.start()
     try:
         batch = producer.create_batch()

@@ -14,7 +14,7 @@ from bson import encode
 
 from services.registry.handlers import Deps, handle_submissions
 from shared.contracts import ParticipantRegistered, RegistrationRejected, RegistrationSubmitted
-from shared.kafka import Record
+from shared.kafka import KafkaAccess, Record
 from tests import auth_helpers
 from tests.kafka_helpers import send, wait_committed
 from tests.registry.fixtures import Registry
@@ -134,7 +134,7 @@ async def test_a_redelivered_submission_is_answered_once(registry: Registry) -> 
 
     for meta in metas:
         await wait_committed(
-            registry.settings.kafka_bootstrap_servers,
+            KafkaAccess.of(registry.settings),
             registry.settings.consumer_group,
             meta.topic,
             meta.partition,

@@ -36,11 +36,10 @@ class World:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def world(servers: Servers) -> AsyncIterator[World]:
+    db_name = random_id("batch_")
     settings = ServiceSettings(
-        service_name="batch-test",
-        kafka_bootstrap_servers=servers.kafka_bootstrap_servers,
-        mongodb_uri=servers.mongodb_uri,
-        topic_prefix=random_id("batch-") + ".",
+        service_name="batch-test",  # a made-up service: it logs in as the admin
+        **servers.settings_for("admin", random_id("batch-") + ".", db_name),
         topic_partitions=1,
     )
     await ensure_topics(settings, ["training-enrolled"])
@@ -48,9 +47,9 @@ async def world(servers: Servers) -> AsyncIterator[World]:
     broker = make_broker(settings)
     await broker.connect()
     client = make_client(servers.mongodb_uri)
-    db = client[random_id("batch_")]
-    dlq = await Collector(servers.kafka_bootstrap_servers, [f"{topic}.dlq"]).start()
-    published = await Collector(servers.kafka_bootstrap_servers, [topic]).start()
+    db = client[db_name]
+    dlq = await Collector(servers.kafka, [f"{topic}.dlq"]).start()
+    published = await Collector(servers.kafka, [topic]).start()
     try:
         yield World(
             settings,

@@ -151,12 +151,12 @@ async def test_a_mongod_outage_pauses_the_registry_and_nothing_is_lost_or_double
 ) -> None:
     """kill -9 of its MongoDB mid-stream: /readyz says not ready and why, nothing is
     dead-lettered for it, and once mongod is back every submission has exactly one answer."""
-    mongod = Mongod(tmp_path / "mongod").start()
+    mongod = Mongod(tmp_path / "mongod", users={"registry": ["registry"]}).start()
     settings = RegistrySettings(
-        kafka_bootstrap_servers=servers.kafka_bootstrap_servers,
-        mongodb_uri=mongod.uri,
-        topic_prefix=random_id("outage-") + ".",
-        mongodb_database="registry",
+        **{
+            **servers.settings_for("registry", random_id("outage-") + ".", "registry"),
+            "mongodb_uri": mongod.uri_for("registry"),
+        },
         http_port=free_port(),
         outbox_relay_interval_s=0.2,
         # shorter than the outage: the consumer leaves its group while it waits, its commit
@@ -168,7 +168,7 @@ async def test_a_mongod_outage_pauses_the_registry_and_nothing_is_lost_or_double
     generator = Generator(seed=None)
     try:
         async with serving(create_app(settings), settings.http_port) as url:
-            outcomes = Collector(servers.kafka_bootstrap_servers, [*topics, f"{submit}.dlq"])
+            outcomes = Collector(servers.kafka, [*topics, f"{submit}.dlq"])
             await outcomes.start()
 
             async def submit_many(count: int) -> list[str]:
