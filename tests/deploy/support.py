@@ -109,6 +109,34 @@ def default_port(service: str) -> int:
     return value
 
 
+def server_properties(env: Mapping[str, str]) -> dict[str, str]:
+    """A Kafka broker's server properties as the apache/kafka image makes them from its
+    ``KAFKA_*`` variables (KafkaDockerWrapper: prefix dropped, lower case, ``_`` -> ``.``,
+    ``___`` -> ``-``, ``__`` -> ``_``; a few JVM variables are not properties)."""
+    skip = {
+        "KAFKA_VERSION",
+        "KAFKA_HEAP_OPTS",
+        "KAFKA_LOG4J_OPTS",
+        "KAFKA_OPTS",
+        "KAFKA_JMX_OPTS",
+        "KAFKA_JVM_PERFORMANCE_OPTS",
+        "KAFKA_GC_LOG_OPTS",
+        "KAFKA_LOG4J_ROOT_LOGLEVEL",
+        "KAFKA_LOG4J_LOGGERS",
+        "KAFKA_TOOLS_LOG4J_LOGLEVEL",
+        "KAFKA_JMX_HOSTNAME",
+    }
+    return {
+        name.removeprefix("KAFKA_")
+        .lower()
+        .replace("_", ".")
+        .replace("...", "-")
+        .replace("..", "_"): str(value)
+        for name, value in env.items()
+        if name.startswith("KAFKA_") and name not in skip
+    }
+
+
 # ------------------------------------------------------------------ .env and ${VAR}
 
 _ASSIGNMENT = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)=(?P<value>.*)$")

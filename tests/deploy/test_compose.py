@@ -32,6 +32,7 @@ from tests.deploy.support import (
     interpolate,
     prefix_of,
     secret_by_name,
+    server_properties,
     strings_in,
     variables_in,
 )
@@ -277,22 +278,6 @@ def test_service_healthchecks_probe_their_own_service(compose: dict[str, Any]) -
 
 def kafka_env(compose: dict[str, Any]) -> dict[str, str]:
     return {k: str(v) for k, v in compose["services"]["kafka"]["environment"].items()}
-
-
-def server_properties(env: dict[str, str]) -> dict[str, str]:
-    """The broker's server properties as the apache/kafka image makes them from its
-    ``KAFKA_*`` variables (KafkaDockerWrapper: prefix dropped, lower case, ``_`` -> ``.``,
-    ``___`` -> ``-``, ``__`` -> ``_``)."""
-    skip = {"KAFKA_VERSION", "KAFKA_HEAP_OPTS", "KAFKA_OPTS", "KAFKA_JMX_OPTS"}
-    return {
-        name.removeprefix("KAFKA_")
-        .lower()
-        .replace("_", ".")
-        .replace("...", "-")
-        .replace("..", "_"): value
-        for name, value in env.items()
-        if name.startswith("KAFKA_") and name not in skip
-    }
 
 
 def test_kafka_is_a_single_kraft_node_without_topic_auto_creation(
