@@ -10,6 +10,10 @@ per stage and end to end, latency p50/p95/p99 from submission to `participant-re
 CPU seconds of each service, Kafka and mongod. Then the baseline: three consume->produce
 hops, no validation and no database, over as many messages: the ceiling of this broker on
 this machine. Output: JSON (``--out``) and a markdown table.
+
+The pipeline is fed and watched as the simulator's principal (it plays the portal); the
+baseline creates topics and consumer groups of its own, outside the catalogue, so it runs
+as the stack's super user (``KAFKA_ADMIN_USERNAME``/``KAFKA_ADMIN_PASSWORD``).
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from shared.contracts import (
     TrainingEnrolled,
 )
 from shared.envelope import new_envelope
+from shared.kafka import KafkaAccess
 from tools.registrations import Generator
 
 console = Console(stderr=True)
@@ -94,9 +99,9 @@ def _resources(servers: list[Server]) -> dict[str, dict[str, float]]:
     return out
 
 
-async def _consumer(bootstrap: str, topics: list[str]) -> AIOKafkaConsumer:
+async def _consumer(kafka: KafkaAccess, topics: list[str]) -> AIOKafkaConsumer:
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+        **kafka.client_kwargs(),
         enable_auto_commit=False,
         max_partition_fetch_bytes=4 * 1024 * 1024,
     )
@@ -117,7 +122,7 @@ async def _consumer(bootstrap: str, topics: list[str]) -> AIOKafkaConsumer:
     return consumer
 
 
-async def pipeline(bootstrap: str, participants: int, rate: float | None) -> dict[str, Any]:
+async def pipeline(kafka: KafkaAccess, participants: int, rate: float | None) -> dict[str, Any]:
     batch = Generator(seed=377625).batch(participants, invalid_rate=0.02, duplicate_rate=0.0)
     topics = [
         ParticipantRegistered.name,
@@ -125,9 +130,9 @@ async def pipeline(bootstrap: str, participants: int, rate: float | None) -> dic
         TrainingEnrolled.name,
         NotificationSent.name,
     ]
-    consumer = await _consumer(bootstrap, topics)
+    consumer = await _consumer(kafka, topics)
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
+        **kafka.client_kwargs(),
         acks="all",
         enable_idempotence=True,
         linger_ms=10,
@@ -145,7 +150,9 @@ async def pipeline(bootstrap: str, participants: int, rate: float | None) -> dic
         for i, (data, _) in enumerate(batch):
             if rate:
                 await asyncio.sleep(max(0.0, started + i / rate - time.monotonic()))
-            envelope = new_envelope(type=RegistrationSubmitted.ce_type(), source="bench")
+            envelope = new_envelope(
+                type=RegistrationSubmitted.ce_type(), source=RegistrationSubmitted.producers[0]
+            )
             submitted_at[data["submission_id"]] = envelope.time
             await producer.send(
                 RegistrationSubmitted.name,
@@ -233,16 +240,17 @@ async def pipeline(bootstrap: str, participants: int, rate: float | None) -> dic
     }
 
 
-async def baseline(bootstrap: str, messages: int) -> dict[str, Any]:
-    """Bare aiokafka: HOPS consume->produce relays, no validation, no database."""
+async def baseline(kafka: KafkaAccess, messages: int) -> dict[str, Any]:
+    """Bare aiokafka: HOPS consume->produce relays, no validation, no database. ``kafka``
+    creates topics and groups no catalogue ACL covers: the stack's super user."""
     run = uuid.uuid4().hex[:8]
     topics = [f"bench-baseline-{run}.hop{n}" for n in range(HOPS + 1)]
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka.client_kwargs())
     await admin.start()
     await admin.create_topics([NewTopic(t, 6, 1) for t in topics])
     await admin.close()
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
+        **kafka.client_kwargs(),
         acks="all",
         enable_idempotence=True,
         linger_ms=10,
@@ -253,7 +261,7 @@ async def baseline(bootstrap: str, messages: int) -> dict[str, Any]:
     async def relay(source: str, target: str) -> None:
         consumer = AIOKafkaConsumer(
             source,
-            bootstrap_servers=bootstrap,
+            **kafka.client_kwargs(),
             group_id=f"{source}-g",
             auto_offset_reset="earliest",
             enable_auto_commit=False,
@@ -271,7 +279,7 @@ async def baseline(bootstrap: str, messages: int) -> dict[str, Any]:
         finally:
             await consumer.stop()
 
-    sink = await _consumer(bootstrap, [topics[-1]])
+    sink = await _consumer(kafka, [topics[-1]])
     relays = [asyncio.create_task(relay(a, b)) for a, b in itertools.pairwise(topics)]
     started = time.monotonic()
     payload = b'{"submission_id": "x", "padding": "' + b"x" * 400 + b'"}'
@@ -293,7 +301,7 @@ async def baseline(bootstrap: str, messages: int) -> dict[str, Any]:
     await asyncio.gather(*relays, return_exceptions=True)
     await sink.stop()
     await producer.stop()
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka.client_kwargs())
     await admin.start()
     try:
         await admin.delete_topics(topics)  # the baseline leaves nothing behind
@@ -359,10 +367,10 @@ def main() -> None:
     )
     try:
         env = stack.start()
-        bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
-        result = asyncio.run(pipeline(bootstrap, args.participants, args.rate))
+        result = asyncio.run(pipeline(KafkaAccess.from_env(env), args.participants, args.rate))
         resources = _resources(stack.started)
-        base = asyncio.run(baseline(bootstrap, args.participants))
+        admin = KafkaAccess.from_env(env, admin=True)
+        base = asyncio.run(baseline(admin, args.participants))
     finally:
         stack.stop()
     end_to_end = result["participants"] / max(result["seconds_end_to_end"], 0.001)

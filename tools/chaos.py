@@ -71,8 +71,9 @@ from shared.contracts import (
     TrainingEnrolled,
 )
 from shared.envelope import new_envelope
+from shared.kafka import KafkaAccess
 from tools.ops_token import ops_headers
-from tools.simulate import WATCHED, Plan, Simulator, intended, plan
+from tools.simulate import WATCHED, Plan, Simulator, intended, plan, source_of
 
 T = TypeVar("T")
 
@@ -198,10 +199,11 @@ async def backlog_and_lag(http: httpx.AsyncClient, env: dict[str, str]) -> dict[
     return out
 
 
-async def group_lag(bootstrap: str, prefix: str) -> dict[str, int]:
-    """Per consumer group of this deployment: end offsets minus committed offsets."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+async def group_lag(kafka: KafkaAccess, prefix: str) -> dict[str, int]:
+    """Per consumer group of this deployment: end offsets minus committed offsets (as a
+    principal that may describe every group and read every topic: the simulator, ops)."""
+    admin = AIOKafkaAdminClient(**kafka.client_kwargs())
+    consumer = AIOKafkaConsumer(**kafka.client_kwargs())
     await admin.start()
     await consumer.start()
     try:
@@ -234,8 +236,8 @@ class ChaosFeed(Simulator):
     failed is sent again as it was (same ``ce_id``: a redelivery, which every consumer
     drops), and an event seen again under the same ``ce_id`` is not reacted to twice."""
 
-    def __init__(self, bootstrap: str, prefix: str, plans: list[Plan], rate: float) -> None:
-        super().__init__(bootstrap, prefix, plans)
+    def __init__(self, kafka: KafkaAccess, prefix: str, plans: list[Plan], rate: float) -> None:
+        super().__init__(kafka, prefix, plans)
         self.rate = rate
         self.submitted = 0
         self.seen: set[str] = set()
@@ -272,7 +274,7 @@ class ChaosFeed(Simulator):
             await self._send(out)
 
     async def emit(self, fact: Event, key: str) -> None:
-        headers = new_envelope(type=fact.ce_type(), source="simulator").headers()
+        headers = new_envelope(type=fact.ce_type(), source=source_of(type(fact))).headers()
         await self._send(
             Outgoing(
                 self.prefix + fact.name,
@@ -284,7 +286,9 @@ class ChaosFeed(Simulator):
         self.sent += 1
 
     async def submit(self, p: Plan) -> None:
-        headers = new_envelope(type=RegistrationSubmitted.ce_type(), source="portal").headers()
+        headers = new_envelope(
+            type=RegistrationSubmitted.ce_type(), source=source_of(RegistrationSubmitted)
+        ).headers()
         await self._send(
             Outgoing(
                 self.prefix + RegistrationSubmitted.name,
@@ -319,7 +323,7 @@ class ChaosFeed(Simulator):
 
     async def run(self, timeout_s: float = 1800, idle_s: float = 0) -> None:
         self.producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap,
+            **self.kafka.client_kwargs(),
             acks="all",
             enable_idempotence=True,
             linger_ms=5,
@@ -327,7 +331,7 @@ class ChaosFeed(Simulator):
         )
         await self.producer.start()
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+            **self.kafka.client_kwargs(), enable_auto_commit=False, auto_offset_reset="earliest"
         )
         await consumer.start()
         feeder: asyncio.Task[None] | None = None
@@ -473,10 +477,11 @@ class Record:
         return self.headers.get("ce_id", "")
 
 
-async def read_everything(bootstrap: str, prefix: str) -> dict[str, list[Record]]:
-    """Every record of this deployment's topics, from the beginning to the current end."""
+async def read_everything(kafka: KafkaAccess, prefix: str) -> dict[str, list[Record]]:
+    """Every record of this deployment's topics, from the beginning to the current end (as
+    a principal that reads every topic: the simulator, ops)."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+        **kafka.client_kwargs(), enable_auto_commit=False, auto_offset_reset="earliest"
     )
     await consumer.start()
     try:
@@ -737,7 +742,7 @@ async def settle(
             try:
                 counts = await funnel_counts(http, env)
                 gauges = await backlog_and_lag(http, env)
-                groups = await group_lag(env["KAFKA_BOOTSTRAP_SERVERS"], stack.topic_prefix)
+                groups = await group_lag(KafkaAccess.from_env(env), stack.topic_prefix)
             except (httpx.HTTPError, KafkaError) as exc:
                 say(f"not settled: {exc!r}")
                 return None
@@ -771,8 +776,10 @@ class Options:
 async def _chaos(stack: SupervisedStack, options: Options) -> dict[str, Any]:
     plans = plan(options.participants, options.seed)
     env = stack.env
-    bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
-    feed = ChaosFeed(bootstrap, options.topic_prefix, plans, options.rate)
+    # The simulator's principal (stack.env's): it plays the systems, reads every topic and
+    # describes every group, which is all the feed, the settling and the checks need.
+    kafka = KafkaAccess.from_env(env)
+    feed = ChaosFeed(kafka, options.topic_prefix, plans, options.rate)
     started = time.monotonic()
     # Feeding takes participants / rate; then every plan has settle_timeout_s to finish.
     feeding_s = len(plans) / options.rate
@@ -793,7 +800,7 @@ async def _chaos(stack: SupervisedStack, options: Options) -> dict[str, Any]:
     settled = await settle(stack, intended(plans), options.quiet_s, options.settle_timeout_s)
     settled_at = time.monotonic()
     say("settled; reading every topic from the beginning")
-    topics = await read_everything(bootstrap, options.topic_prefix)
+    topics = await read_everything(kafka, options.topic_prefix)
     async with httpx.AsyncClient() as http:
         funnel = await funnel_counts(http, env)
         answer = await http.get(f"{env['PROVIDERS_URL']}/_deliveries", timeout=30)

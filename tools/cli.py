@@ -19,6 +19,12 @@ what was asked for.
 A replay republishes the original record (value, key and envelope, without the ``dlq_*``
 headers) to the topic it failed on, and records who replayed what on ``dlq-replays``. The
 service's inbox makes a second replay of the same record a no-op.
+
+Who it logs in to Kafka as: the ``KAFKA_*`` variables (``KAFKA_BOOTSTRAP_SERVERS``,
+``KAFKA_SECURITY_PROTOCOL``, ``KAFKA_SASL_*``, ``KAFKA_SSL_CAFILE``: ops' principal on a
+cluster), over those of a local stack's ``stack.env``, whose super user
+(``KAFKA_ADMIN_USERNAME``/``KAFKA_ADMIN_PASSWORD``) is taken where set; ``--bootstrap``
+replaces the address only.
 """
 
 from __future__ import annotations
@@ -35,12 +41,35 @@ from typing import Annotated, Any
 import typer
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
 from rich.console import Console
 from rich.table import Table
 
-from shared.kafka import DLQ_SUFFIX
+from shared.kafka import DLQ_SUFFIX, KafkaAccess
+from shared.settings import ServiceSettings
 
-app = typer.Typer(help=__doc__, no_args_is_help=True)
+
+class _Cli(typer.Typer):
+    """Kafka's refusals and outages end a command with one line on stderr and status 1,
+    not a traceback (aiokafka reports a refused login as a failed bootstrap)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except KafkaError as exc:
+            notes.print(
+                f"Kafka: {exc}. Check the address (KAFKA_BOOTSTRAP_SERVERS, --bootstrap) and "
+                "the login (KAFKA_SASL_USERNAME/KAFKA_SASL_PASSWORD, or a local stack's "
+                "stack.env).",
+                highlight=False,
+                soft_wrap=True,
+            )
+            sys.exit(1)
+
+
+app = _Cli(help=__doc__, no_args_is_help=True)
 topics_app = typer.Typer(help="Topics and their partitions.", no_args_is_help=True)
 dlq_app = typer.Typer(help="Dead-letter queues: inspect and replay.", no_args_is_help=True)
 stack_app = typer.Typer(help="The local stack (Kafka, mongod, services).", no_args_is_help=True)
@@ -51,7 +80,13 @@ console = Console()
 notes = Console(stderr=True)
 REPLAYS_TOPIC = "dlq-replays"
 
-Bootstrap = Annotated[str, typer.Option(envvar="KAFKA_BOOTSTRAP_SERVERS")]
+Bootstrap = Annotated[
+    str,
+    typer.Option(
+        envvar="KAFKA_BOOTSTRAP_SERVERS",
+        help="the broker's address only (who logs in: KAFKA_SASL_*, or the stack's admin)",
+    ),
+]
 
 
 class Output(enum.StrEnum):
@@ -69,11 +104,12 @@ OutputOption = Annotated[
 ]
 
 
-def _default_bootstrap() -> str:
-    from deploy.local.stack import ENV_FILE
-    from tools.demo import stack_env
+def ops_access(bootstrap: str = "") -> KafkaAccess:
+    """Ops' login: the environment's ``KAFKA_*`` over the stack's ``stack.env``, its super
+    user where ``KAFKA_ADMIN_USERNAME`` is set; ``bootstrap`` replaces the address only."""
+    from tools.demo import stack_access
 
-    return stack_env(ENV_FILE).get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    return stack_access(bootstrap, admin=True)
 
 
 def _on_terminal() -> bool:
@@ -109,8 +145,8 @@ def emit(rows: Sequence[dict[str, Any]], columns: dict[str, str], output: Output
 # ----------------------------------------------------------------------------- topics
 
 
-async def list_topics(bootstrap: str) -> list[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def list_topics(kafka: KafkaAccess) -> list[str]:
+    admin = AIOKafkaAdminClient(**kafka.client_kwargs())
     await admin.start()
     try:
         return sorted(t for t in await admin.list_topics() if not t.startswith("__"))
@@ -121,7 +157,7 @@ async def list_topics(bootstrap: str) -> list[str]:
 @topics_app.command("list")
 def topics_list(bootstrap: Bootstrap = "", output: OutputOption = Output.table) -> None:
     """Every topic but Kafka's own; as a table, one name a line (grep-able, never cut)."""
-    topics = asyncio.run(list_topics(bootstrap or _default_bootstrap()))
+    topics = asyncio.run(list_topics(ops_access(bootstrap)))
     if output is Output.json:
         emit([{"topic": t} for t in topics], {"topic": "topic"}, output)
     else:
@@ -145,7 +181,7 @@ def topics_describe(
     """The topic's partitions: leader, replicas, in-sync replicas."""
 
     async def describe() -> list[Any]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap or _default_bootstrap())
+        admin = AIOKafkaAdminClient(**ops_access(bootstrap).client_kwargs())
         await admin.start()
         try:
             return list(await admin.describe_topics([topic]))
@@ -170,46 +206,56 @@ def topics_describe(
     emit(rows, PARTITION_COLUMNS, output)
 
 
+class TopicLayout(BaseSettings):
+    """What shapes a deployment's topics: the ``TOPIC_*`` variables, read as the services
+    read them (the same fields and defaults as :class:`ServiceSettings`)."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    topic_prefix: str = ServiceSettings.model_fields["topic_prefix"].default
+    topic_partitions: int = Field(
+        default=ServiceSettings.model_fields["topic_partitions"].default, ge=1
+    )
+    topic_replication_factor: int = Field(
+        default=ServiceSettings.model_fields["topic_replication_factor"].default, ge=1
+    )
+    topic_retention_ms: int = ServiceSettings.model_fields["topic_retention_ms"].default
+
+    def settings(self, kafka: KafkaAccess) -> ServiceSettings:
+        """As :func:`shared.kafka.ensure_topics` takes them, logged in as ``kafka``. Built
+        without a service's start-up checks (its secrets, its token issuer): the CLI is an
+        operator's tool, not a service."""
+        return ServiceSettings.model_construct(
+            service_name="jakpreneur-cli",
+            kafka_bootstrap_servers=kafka.bootstrap_servers,
+            kafka_security_protocol=kafka.security_protocol,
+            kafka_sasl_mechanism=kafka.sasl_mechanism,
+            kafka_sasl_username=kafka.username,
+            kafka_sasl_password=SecretStr(kafka.password),
+            kafka_ssl_cafile=kafka.ssl_cafile,
+            **self.model_dump(),
+        )
+
+
 @topics_app.command("create")
-def topics_create() -> None:
-    """Create every service's topics (and their .dlq), partitions and retention from settings."""
-    from services.coaching.app import CoachingSettings
-    from services.coaching.handlers import CONSUMES as C1
-    from services.coaching.handlers import PRODUCES as P1
-    from services.marketplace.app import MarketplaceSettings
-    from services.marketplace.handlers import CONSUMES as C2
-    from services.marketplace.handlers import PRODUCES as P2
-    from services.notifications.app import NotificationSettings
-    from services.notifications.handlers import CONSUMES as C3
-    from services.notifications.handlers import PRODUCES as P3
-    from services.registry.app import CONSUMES as C0
-    from services.registry.app import PRODUCES as P0
-    from services.registry.app import RegistrySettings
-    from shared.contracts import Event
+def topics_create(bootstrap: Bootstrap = "") -> None:
+    """Create every topic of the catalogue (and its .dlq), as the services would at their
+    start: under ``TOPIC_PREFIX``, with ``TOPIC_PARTITIONS``, ``TOPIC_REPLICATION_FACTOR``
+    and ``TOPIC_RETENTION_MS``."""
+    from shared.contracts import CATALOGUE
     from shared.kafka import ensure_topics
-    from shared.settings import ServiceSettings
 
-    async def create() -> list[str]:
-        made: list[str] = []
-        services: list[tuple[ServiceSettings, tuple[type[Event], ...]]] = [
-            (RegistrySettings(), (*C0, *P0)),
-            (CoachingSettings(), (*C1, *P1)),
-            (MarketplaceSettings(), (*C2, *P2)),
-            (NotificationSettings(), (*C3, *P3)),
-        ]
-        for settings, events in services:
-            made += await ensure_topics(settings, [e.name for e in events])
-        return sorted(set(made))
-
-    console.print(f"{len(asyncio.run(create()))} topics present")
+    settings = TopicLayout().settings(ops_access(bootstrap))
+    made = asyncio.run(ensure_topics(settings, [e.name for e in CATALOGUE]))
+    console.print(f"{len(made)} topics present")
 
 
 # -------------------------------------------------------------------------------- DLQ
 
 
-async def read_dlq(bootstrap: str, topics: list[str]) -> list[dict[str, Any]]:
+async def read_dlq(kafka: KafkaAccess, topics: list[str]) -> list[dict[str, Any]]:
     """Every record of the given DLQ topics, from their beginning to their current end."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**kafka.client_kwargs(), enable_auto_commit=False)
     await consumer.start()
     out: list[dict[str, Any]] = []
     try:
@@ -289,12 +335,12 @@ def dlq_list(
 ) -> None:
     """Dead-lettered records, oldest first per partition. The JSON form also carries every
     header of each record (the envelope and the ``dlq_*`` ones)."""
-    server = bootstrap or _default_bootstrap()
+    kafka = ops_access(bootstrap)
     if topic:
         dlqs = [topic if topic.endswith(DLQ_SUFFIX) else topic + DLQ_SUFFIX]
     else:
-        dlqs = [t for t in asyncio.run(list_topics(server)) if t.endswith(DLQ_SUFFIX)]
-    records = asyncio.run(read_dlq(server, dlqs))
+        dlqs = [t for t in asyncio.run(list_topics(kafka)) if t.endswith(DLQ_SUFFIX)]
+    records = asyncio.run(read_dlq(kafka, dlqs))
     # On a terminal the message and time are shortened so a row fits a line; elsewhere whole.
     short = output is Output.table and _on_terminal()
     rows = []
@@ -320,7 +366,7 @@ def dlq_list(
 
 @dlq_app.command("show")
 def dlq_show(dlq_topic: str, partition: int, offset: int, bootstrap: Bootstrap = "") -> None:
-    record = _find(bootstrap or _default_bootstrap(), dlq_topic, partition, offset)
+    record = _find(ops_access(bootstrap), dlq_topic, partition, offset)
     console.print_json(
         json.dumps(
             {"headers": record["headers"], "value": record["value"].decode("utf-8", "replace")}
@@ -328,15 +374,20 @@ def dlq_show(dlq_topic: str, partition: int, offset: int, bootstrap: Bootstrap =
     )
 
 
-def _find(bootstrap: str, dlq_topic: str, partition: int, offset: int) -> dict[str, Any]:
-    for record in asyncio.run(read_dlq(bootstrap, [dlq_topic])):
+def _find(kafka: KafkaAccess, dlq_topic: str, partition: int, offset: int) -> dict[str, Any]:
+    for record in asyncio.run(read_dlq(kafka, [dlq_topic])):
         if record["partition"] == partition and record["offset"] == offset:
             return record
     raise typer.BadParameter(f"no record {dlq_topic}[{partition}]@{offset}")
 
 
-async def replay(bootstrap: str, record: dict[str, Any], by: str) -> dict[str, Any]:
-    """Republish a dead-lettered record where it failed, and record the replay."""
+class ReplayRefused(RuntimeError):
+    """The broker would not take the replay's record on ``dlq-replays``."""
+
+
+async def replay(kafka: KafkaAccess, record: dict[str, Any], by: str) -> dict[str, Any]:
+    """Republish a dead-lettered record where it failed, and record the replay (as ops:
+    it writes a service's topic, which only ops and the stack's super user may)."""
     headers = {k: v for k, v in record["headers"].items() if not k.startswith("dlq_")}
     target = record["headers"]["dlq_original_topic"]
     entry = {
@@ -349,16 +400,25 @@ async def replay(bootstrap: str, record: dict[str, Any], by: str) -> dict[str, A
         "ce_id": headers.get("ce_id"),
         "error_type": record["headers"].get("dlq_error_type"),
     }
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka.client_kwargs())
     await admin.start()
     try:
         if REPLAYS_TOPIC not in await admin.list_topics():
             from aiokafka.admin import NewTopic
 
-            await admin.create_topics([NewTopic(REPLAYS_TOPIC, 1, 1)])
+            answer = await admin.create_topics([NewTopic(REPLAYS_TOPIC, 1, 1)])
+            # (topic, error code[, message, ...]); 36: another replay created it first
+            refused = [(e[1], e[2] if len(e) > 2 else "") for e in answer.topic_errors]
+            refused = [(code, why) for code, why in refused if code not in (0, 36)]
+            if refused:  # before anything is republished: no replay goes unrecorded
+                code, why = refused[0]
+                raise ReplayRefused(
+                    f"{kafka.username or 'this client'} may not create {REPLAYS_TOPIC} "
+                    f"(Kafka error {code}: {why}); nothing was replayed"
+                )
     finally:
         await admin.close()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(**kafka.client_kwargs(), acks="all", enable_idempotence=True)
     await producer.start()
     try:
         await producer.send_and_wait(
@@ -381,8 +441,12 @@ def dlq_replay(
     by: Annotated[str, typer.Option(help="who replays (recorded on dlq-replays)")],
     bootstrap: Bootstrap = "",
 ) -> None:
-    server = bootstrap or _default_bootstrap()
-    entry = asyncio.run(replay(server, _find(server, dlq_topic, partition, offset), by))
+    kafka = ops_access(bootstrap)
+    try:
+        entry = asyncio.run(replay(kafka, _find(kafka, dlq_topic, partition, offset), by))
+    except ReplayRefused as exc:
+        notes.print(str(exc))
+        raise typer.Exit(1) from None
     console.print(f"replayed to {entry['original_topic']} (ce_id {entry['ce_id']}) by {by}")
 
 
@@ -486,10 +550,11 @@ def token_command(
 
 @app.command("simulate")
 def simulate_command(participants: int = 1000, seed: int = 2021) -> None:
-    """Run the simulator against the running stack."""
+    """Run the simulator against the running stack (as the simulator's principal)."""
+    from tools.demo import stack_access
     from tools.simulate import simulate
 
-    result = asyncio.run(simulate(_default_bootstrap(), participants=participants, seed=seed))
+    result = asyncio.run(simulate(stack_access(), participants=participants, seed=seed))
     console.print_json(json.dumps({"intended": result.intended, "settled": result.settled}))
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
+import os
 import statistics
 import sys
 import time
@@ -29,7 +31,7 @@ from shared.contracts import (
     RegistrationSubmitted,
     TrainingEnrolled,
 )
-from shared.kafka import dlq_topic
+from shared.kafka import KafkaAccess, dlq_topic
 from tools.registrations import Generator, headers_for, nik_groups
 
 console = Console(stderr=True)
@@ -73,9 +75,9 @@ class Tally:
         }
 
 
-async def _outcome_consumer(bootstrap: str, topics: list[str]) -> AIOKafkaConsumer:
+async def _outcome_consumer(kafka: KafkaAccess, topics: list[str]) -> AIOKafkaConsumer:
     """Reads the answer topics from their current end, before anything is submitted."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**kafka.client_kwargs(), enable_auto_commit=False)
     await consumer.start()
     partitions = [
         TopicPartition(topic, p)
@@ -100,7 +102,7 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
 
 
 async def submit_and_tally(
-    bootstrap: str,
+    kafka: KafkaAccess,
     prefix: str = "",
     count: int = 1000,
     seed: int | None = None,
@@ -109,7 +111,8 @@ async def submit_and_tally(
     follow_coaching: bool = True,
 ) -> Tally:
     """Submit ``count`` registrations (as a burst, or ``rate`` per second) and tally them;
-    with ``follow_coaching``, also wait until coaching has enrolled every new participant."""
+    with ``follow_coaching``, also wait until coaching has enrolled every new participant.
+    ``kafka`` plays the portal and reads the answers: the simulator's principal."""
     gen = Generator(seed=seed if seed is not None else int(time.time()))
     batch = gen.batch(count)
     expected = {data["submission_id"]: code for data, code in batch}
@@ -123,11 +126,11 @@ async def submit_and_tally(
     enrolled_topic = prefix + TrainingEnrolled.name
     topics = [registered_topic, rejected_topic, dlq_topic(submit_topic)]
     consumer = await _outcome_consumer(
-        bootstrap, [*topics, enrolled_topic] if follow_coaching else topics
+        kafka, [*topics, enrolled_topic] if follow_coaching else topics
     )
     registered_ids: set[str] = set()
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5
+        **kafka.client_kwargs(), acks="all", enable_idempotence=True, linger_ms=5
     )
     await producer.start()
     tally = Tally()
@@ -248,12 +251,24 @@ def stack_env(path: Path = Path(".run/stack.env")) -> dict[str, str]:
     return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
 
 
+def stack_access(bootstrap: str = "", *, admin: bool = False) -> KafkaAccess:
+    """Who a tool logs in to Kafka as: the ``KAFKA_*`` variables of the local stack's
+    ``stack.env`` (the simulator's principal; with ``admin``, the stack's super user from
+    ``KAFKA_ADMIN_USERNAME``/``KAFKA_ADMIN_PASSWORD``), overridden by the environment's
+    (e.g. ops' own principal on a cluster); ``bootstrap``, when given, replaces the
+    address only."""
+    from deploy.local.stack import ENV_FILE  # JAKPRENEUR_RUN_DIR's, else .run's
+
+    access = KafkaAccess.from_env({**stack_env(ENV_FILE), **os.environ}, admin=admin)
+    return dataclasses.replace(access, bootstrap_servers=bootstrap) if bootstrap else access
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument(
-        "--bootstrap", default=stack_env().get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+        "--bootstrap", default="", help="the broker's address; default: .run/stack.env's"
     )
     parser.add_argument("--topic-prefix", default="")
     parser.add_argument("--rate", type=float, default=None, help="submissions/s; default: burst")
@@ -262,8 +277,16 @@ def main() -> None:
         "--registry-only", action="store_true", help="do not wait for coaching's enrolments"
     )
     args = parser.parse_args()
+    kafka = stack_access(args.bootstrap)
     tally = asyncio.run(
-        submit_and_tally(args.bootstrap, args.topic_prefix, args.count, args.seed, rate=args.rate)
+        submit_and_tally(
+            kafka,
+            args.topic_prefix,
+            args.count,
+            args.seed,
+            rate=args.rate,
+            follow_coaching=not args.registry_only,
+        )
     )
     print_tally(tally)
     if args.json:

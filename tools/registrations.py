@@ -168,9 +168,10 @@ def nik_groups(batch: list[tuple[dict[str, Any], str | None]]) -> list[list[str]
     return [ids for ids in groups.values() if len(ids) > 1]
 
 
-def headers_for(submission_id: str, source: str = "portal") -> dict[str, str]:
-    """CloudEvents headers of a new submission (the portal starts the flow)."""
-    envelope = new_envelope(
-        type=RegistrationSubmitted.ce_type(), source=f"jakpreneur-{source}", subject=None
-    )
+def headers_for(
+    submission_id: str, source: str = RegistrationSubmitted.producers[0]
+) -> dict[str, str]:
+    """CloudEvents headers of a new submission: the portal starts the flow, and its
+    ``ce_source`` is the producer the catalogue allows (the registry refuses any other)."""
+    envelope = new_envelope(type=RegistrationSubmitted.ce_type(), source=source, subject=None)
     return envelope.headers()

@@ -54,6 +54,7 @@ from shared.contracts import (
     TrainingNotCompleted,
 )
 from shared.envelope import new_envelope
+from shared.kafka import KafkaAccess
 from tools.registrations import Generator
 
 console = Console(stderr=True)
@@ -161,9 +162,18 @@ def _recent_months(count: int) -> list[str]:
     return out
 
 
+def source_of(fact: type[Event]) -> str:
+    """The ``ce_source`` a fact is sent with: the system the catalogue says produces it
+    (a consumer dead-letters any other as ``unknown-source``)."""
+    return fact.producers[0]
+
+
 class Simulator:
-    def __init__(self, bootstrap: str, prefix: str, plans: list[Plan]) -> None:
-        self.bootstrap, self.prefix, self.plans = bootstrap, prefix, plans
+    """Plays every internal system; ``kafka`` is the simulator's principal, which may write
+    every inbound fact and read every topic (``.run/stack.env`` has it)."""
+
+    def __init__(self, kafka: KafkaAccess, prefix: str, plans: list[Plan]) -> None:
+        self.kafka, self.prefix, self.plans = kafka, prefix, plans
         self.by_submission = {p.data["submission_id"]: p for p in plans}
         self.by_participant: dict[str, Plan] = {}
         # Events of a participant whose registration has not been read yet: topics are read
@@ -174,7 +184,7 @@ class Simulator:
         self.sent = 0
 
     async def emit(self, fact: Event, key: str) -> None:
-        headers = new_envelope(type=fact.ce_type(), source="simulator").headers()
+        headers = new_envelope(type=fact.ce_type(), source=source_of(type(fact))).headers()
         await self.producer.send(
             self.prefix + fact.name,
             fact.model_dump_json().encode(),
@@ -184,7 +194,9 @@ class Simulator:
         self.sent += 1
 
     async def submit(self, p: Plan) -> None:
-        headers = new_envelope(type=RegistrationSubmitted.ce_type(), source="portal").headers()
+        headers = new_envelope(
+            type=RegistrationSubmitted.ce_type(), source=source_of(RegistrationSubmitted)
+        ).headers()
         await self.producer.send(
             self.prefix + RegistrationSubmitted.name,
             json.dumps(p.data).encode(),
@@ -342,10 +354,10 @@ class Simulator:
 
     async def run(self, timeout_s: float = 1800, idle_s: float = 60) -> None:
         self.producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True, linger_ms=5
+            **self.kafka.client_kwargs(), acks="all", enable_idempotence=True, linger_ms=5
         )
         await self.producer.start()
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(**self.kafka.client_kwargs(), enable_auto_commit=False)
         await consumer.start()
         partitions = []
         for event in WATCHED:
@@ -409,14 +421,14 @@ class Result:
 
 
 async def simulate(
-    bootstrap: str,
+    kafka: KafkaAccess,
     prefix: str = "",
     participants: int = 1000,
     seed: int = 2021,
     kecamatan: str | None = None,
 ) -> Result:
     plans = plan(participants, seed, kecamatan)
-    simulator = Simulator(bootstrap, prefix, plans)
+    simulator = Simulator(kafka, prefix, plans)
     started = time.monotonic()
     await simulator.run()
     return Result(
@@ -429,17 +441,18 @@ async def simulate(
 
 
 def main() -> None:
-    from tools.demo import stack_env
+    from tools.demo import stack_access
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--participants", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=2021)
     parser.add_argument(
-        "--bootstrap", default=stack_env().get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+        "--bootstrap", default="", help="the broker's address; default: .run/stack.env's"
     )
     parser.add_argument("--topic-prefix", default="")
     args = parser.parse_args()
-    result = asyncio.run(simulate(args.bootstrap, args.topic_prefix, args.participants, args.seed))
+    kafka = stack_access(args.bootstrap)
+    result = asyncio.run(simulate(kafka, args.topic_prefix, args.participants, args.seed))
     summary = {
         "intended": result.intended,
         "rejections": dict(result.rejections),

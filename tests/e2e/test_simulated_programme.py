@@ -29,7 +29,7 @@ async def test_the_funnel_equals_the_simulators_intent(
 ) -> None:
     kecamatan = random_id("Sim-")  # this run's participants, apart from other tests'
     result = await simulate(
-        servers.kafka_bootstrap_servers,
+        servers.kafka,  # the simulator's principal: it plays every internal system
         prefix=registry.settings.topic_prefix,
         participants=PARTICIPANTS,
         seed=7,

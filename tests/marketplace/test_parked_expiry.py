@@ -57,7 +57,7 @@ async def test_a_review_waiting_too_long_expires_to_the_dlq_and_replays(
         "value": dead.value,
         "headers": dead.headers,
     }
-    await replay(servers.kafka_bootstrap_servers, record, "test-operator")
+    await replay(servers.admin, record, "test-operator")  # it writes a service's topic
     [curated] = await m.wait(ProductCurated, pid)
     assert curated.json()["grade"] == "A"
     await m.wait(ProductListed, pid)

@@ -1,5 +1,7 @@
 """The ops CLI run as a program, its stdout a pipe as when another program reads it: the
-listings print whole values, and ``--output json`` is one document with every column."""
+listings print whole values, and ``--output json`` is one document with every column.
+It logs in as ops (``KAFKA_SASL_*``), whose ACLs are enough for every command; on a local
+stack, as the super user of its ``stack.env``."""
 
 from __future__ import annotations
 
@@ -15,22 +17,35 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from shared.access import OPS
+from shared.contracts import CATALOGUE, RegistrationSubmitted
+from shared.kafka import DLQ_SUFFIX, KafkaAccess
 from tests.conftest import Servers, random_id
+from tools.cli import REPLAYS_TOPIC
+from tools.registrations import headers_for
 
 pytestmark = pytest.mark.integration
 
 CLI = Path(sys.executable).with_name("jakpreneur")  # the installed entry point
 
 
-async def jakpreneur(servers: Servers, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """Run the CLI with stdout and stderr pipes. COLUMNS=80 is the width rich assumed for a
-    pipe, which is what cut values before."""
+async def jakpreneur(
+    servers: Servers,
+    *args: str,
+    kafka: KafkaAccess | None = None,
+    succeeds: bool = True,
+    **env: str,
+) -> subprocess.CompletedProcess[str]:
+    """Run the CLI with stdout and stderr pipes, logged in as ops (or ``kafka``) and nothing
+    else: no other ``KAFKA_*`` variable, and no ``stack.env`` where it looks for one.
+    COLUMNS=80 is the width rich assumed for a pipe, which is what cut values before."""
     environ = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": servers.kafka_bootstrap_servers,
+        **{k: v for k, v in os.environ.items() if not k.startswith("KAFKA_")},
+        **(kafka or servers.principal(OPS)).env(),
+        "JAKPRENEUR_RUN_DIR": str(servers.broker.data_dir.parent / "no-stack"),
         "COLUMNS": "80",
         **env,
     }
@@ -43,8 +58,26 @@ async def jakpreneur(servers: Servers, *args: str, **env: str) -> subprocess.Com
         timeout=120,
         check=False,
     )
-    assert done.returncode == 0, done.stderr
+    assert (done.returncode == 0) == succeeds, done.stderr
     return done
+
+
+async def read_all(kafka: KafkaAccess, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record of ``topic`` (one partition), from its beginning to its current end."""
+    consumer = AIOKafkaConsumer(**kafka.client_kwargs(), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        end = (await consumer.end_offsets([tp]))[tp]
+        records: list[ConsumerRecord[bytes, bytes]] = []
+        while await consumer.position(tp) < end:
+            for batch in (await consumer.getmany(tp, timeout_ms=500)).values():
+                records += batch
+        return records
+    finally:
+        await consumer.stop()
 
 
 @dataclass(frozen=True)
@@ -53,16 +86,36 @@ class DeadLetter:
     headers: dict[str, str]
 
 
+async def put_dead_letter(
+    servers: Servers,
+    topic: str,
+    headers: dict[str, str],
+    value: bytes = b"{not json",
+    create: bool = True,
+) -> None:
+    """Write one record to a DLQ topic (``create``: a new one, outside the catalogue), as
+    the super user: a DLQ is written by the service that consumes its topic only."""
+    if create:
+        admin = AIOKafkaAdminClient(**servers.admin.client_kwargs())
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(topic, 1, 1)])
+        finally:
+            await admin.close()
+    producer = AIOKafkaProducer(**servers.admin.client_kwargs(), acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            topic, value, key=b"k", headers=[(k, v.encode()) for k, v in headers.items()]
+        )
+    finally:
+        await producer.stop()
+
+
 @pytest_asyncio.fixture
-async def dead_letter(servers: Servers, producer: AIOKafkaProducer) -> AsyncIterator[DeadLetter]:
+async def dead_letter(servers: Servers) -> AsyncIterator[DeadLetter]:
     """One record on a DLQ topic whose name and headers are far wider than 80 columns."""
     topic = random_id("test-cli-") + ".registration-submitted-with-a-long-name-for-the-table.dlq"
-    admin = AIOKafkaAdminClient(bootstrap_servers=servers.kafka_bootstrap_servers)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, 1, 1)])
-    finally:
-        await admin.close()
     headers = {
         "ce_type": "jakpreneur.registration-submitted.v1",
         "ce_id": random_id("event-"),
@@ -76,9 +129,7 @@ async def dead_letter(servers: Servers, producer: AIOKafkaProducer) -> AsyncIter
         "dlq_failing_service": "registry",
         "dlq_failed_at": datetime.now(UTC).isoformat(),  # microseconds and offset: > 19 chars
     }
-    await producer.send_and_wait(
-        topic, b"{not json", key=b"k", headers=[(k, v.encode()) for k, v in headers.items()]
-    )
+    await put_dead_letter(servers, topic, headers)
     yield DeadLetter(topic, headers)
 
 
@@ -140,3 +191,75 @@ async def test_stack_status_without_a_stack_is_an_empty_list(
     )
     assert json.loads(done.stdout) == []
     assert "no stack running" in done.stderr
+
+
+async def test_topics_create_makes_the_catalogue_as_ops(servers: Servers) -> None:
+    """Every topic of the catalogue and its .dlq, under TOPIC_PREFIX, shaped by TOPIC_*."""
+    prefix = random_id("test-cli-create-") + "."
+    servers.grant(prefix)  # the catalogue's ACLs for this deployment
+
+    await jakpreneur(servers, "topics", "create", TOPIC_PREFIX=prefix, TOPIC_PARTITIONS="2")
+
+    listed = await jakpreneur(servers, "topics", "list", "-o", "json")
+    mine = {row["topic"] for row in json.loads(listed.stdout) if row["topic"].startswith(prefix)}
+    assert mine == {prefix + e.name + dlq for e in CATALOGUE for dlq in ("", DLQ_SUFFIX)}
+    topic = prefix + RegistrationSubmitted.name
+    described = await jakpreneur(servers, "topics", "describe", topic, "-o", "json")
+    assert [p["partition"] for p in json.loads(described.stdout)] == [0, 1]
+
+
+async def test_dlq_show_and_replay(servers: Servers) -> None:
+    """A dead-lettered submission shown (as ops), then replayed where it failed (as a local
+    stack's super user, whom ``KAFKA_ADMIN_*`` name): the original value, key and envelope,
+    without the dlq_* headers; and who replayed it, on dlq-replays."""
+    prefix = random_id("test-cli-replay-") + "."
+    servers.grant(prefix)
+    await jakpreneur(servers, "topics", "create", TOPIC_PREFIX=prefix, TOPIC_PARTITIONS="1")
+    original = prefix + RegistrationSubmitted.name
+    envelope = headers_for("submission-1")
+    value = json.dumps({"submission_id": "submission-1"}).encode()
+    dlq = original + DLQ_SUFFIX
+    await put_dead_letter(
+        servers,
+        dlq,
+        {
+            **envelope,
+            "dlq_error_type": "invalid-payload",
+            "dlq_error_message": "a field is missing",
+            "dlq_original_topic": original,
+            "dlq_original_partition": "0",
+            "dlq_original_offset": "0",
+            "dlq_failing_service": "registry",
+            "dlq_failed_at": datetime.now(UTC).isoformat(),
+        },
+        value,
+        create=False,
+    )
+
+    shown = await jakpreneur(servers, "dlq", "show", dlq, "0", "0")
+    assert json.loads(shown.stdout)["headers"]["dlq_error_type"] == "invalid-payload"
+    replayed = await jakpreneur(
+        servers,
+        *("dlq", "replay", dlq, "0", "0", "--by", "ops-test"),
+        KAFKA_ADMIN_USERNAME=servers.admin.username,  # as a stack.env has them
+        KAFKA_ADMIN_PASSWORD=servers.admin.password,
+    )
+    assert "replayed to " + original in replayed.stdout
+
+    [record] = await read_all(servers.kafka, original)
+    assert (record.key, record.value) == (b"k", value)
+    assert dict((k, v.decode()) for k, v in record.headers) == envelope
+    entries = [json.loads(r.value) for r in await read_all(servers.kafka, REPLAYS_TOPIC)]
+    assert {"by": "ops-test", "dlq_topic": dlq, "ce_id": envelope["ce_id"]}.items() <= next(
+        e for e in entries if e["dlq_topic"] == dlq
+    ).items()
+
+
+async def test_a_wrong_password_is_refused_in_one_line(servers: Servers) -> None:
+    wrong = servers.principal(OPS).as_user(OPS, "not-the-password")
+    done = await jakpreneur(servers, "topics", "list", kafka=wrong, succeeds=False)
+    assert done.stdout == ""
+    assert "SaslAuthenticationFailed" in done.stderr  # aiokafka's log line says why
+    [last] = done.stderr.splitlines()[-1:]
+    assert last.startswith("Kafka: ") and "KAFKA_SASL_USERNAME" in last
+    assert "Traceback" not in done.stderr and "not-the-password" not in done.stderr
