@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 from pymongo import MongoClient, WriteConcern
+from pymongo.errors import OperationFailure
 
 from deploy.local.launcher import (
     Mongod,
@@ -126,6 +127,14 @@ def test_the_supervisor_restarts_what_dies(tmp_path: Path) -> None:
         stack_env = dict(
             line.split("=", 1) for line in (run_dir / "stack.env").read_text().splitlines()
         )
+        # what tools and tests log in with: the simulator's principal, the super users; the
+        # file holds passwords, so it is its owner's only
+        assert (run_dir / "stack.env").stat().st_mode & 0o777 == 0o600
+        assert stack_env["KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
+        assert stack_env["KAFKA_SASL_USERNAME"] == "simulator"
+        assert stack_env["KAFKA_ADMIN_USERNAME"] == "admin"
+        assert stack_env["KAFKA_SASL_PASSWORD"] and stack_env["KAFKA_ADMIN_PASSWORD"]
+        assert "@" not in stack_env["MONGODB_URI"]  # the address; the admin's is apart
         before = processes(run_dir)
         assert {row["state"] for row in before.values()} == {"running"}
         assert {row["restarts"] for row in before.values()} == {0}
@@ -142,33 +151,34 @@ def test_the_supervisor_restarts_what_dies(tmp_path: Path) -> None:
         assert httpx.get(funnel, timeout=5).status_code == 401
 
         # mongod and Kafka, together; something durable in each first
-        mongo_port = int(env["MONGO_PORT"])
-        client: MongoClient[dict[str, Any]] = MongoClient(
-            f"mongodb://127.0.0.1:{mongo_port}/?directConnection=true",
-            serverSelectionTimeoutMS=5000,
-        )
+        admin_uri = stack_env["MONGODB_ADMIN_URI"]
+        client: MongoClient[dict[str, Any]] = MongoClient(admin_uri, serverSelectionTimeoutMS=5000)
         kept = client.supervisor_test.get_collection(
             "kept", write_concern=WriteConcern(w=1, j=True)
         )
         kept.insert_one({"_id": "survives-a-kill"})
         client.close()
+        anonymous: MongoClient[dict[str, Any]] = MongoClient(
+            stack_env["MONGODB_URI"], serverSelectionTimeoutMS=5000
+        )
+        with pytest.raises(OperationFailure, match="requires authentication"):
+            anonymous.supervisor_test.kept.find_one({})
+        anonymous.close()
         os.kill(before["mongod"]["pid"], signal.SIGKILL)
         os.kill(before["kafka"]["pid"], signal.SIGKILL)
         for name in ("mongod", "kafka"):
             wait_for(restarted(run_dir, name, before[name]["pid"]), 180, f"{name} again")
-        client = MongoClient(
-            f"mongodb://127.0.0.1:{mongo_port}/?directConnection=true",
-            serverSelectionTimeoutMS=5000,
-        )
+        client = MongoClient(admin_uri, serverSelectionTimeoutMS=5000)
         try:
             assert client.admin.command("ping")["ok"] == 1
             assert client.supervisor_test.kept.find_one({"_id": "survives-a-kill"}) is not None
         finally:
             client.close()
 
-        # what the ops team sees: whole, machine-readable, through the real CLI
+        # what the ops team sees: whole, machine-readable, through the real CLI, which
+        # finds the stack's address and super user in its stack.env (JAKPRENEUR_RUN_DIR)
         cli = Path(sys.executable).with_name("jakpreneur")
-        cli_env = {**env, "KAFKA_BOOTSTRAP_SERVERS": stack_env["KAFKA_BOOTSTRAP_SERVERS"]}
+        cli_env = {k: v for k, v in env.items() if not k.startswith("KAFKA_")}
         topics = subprocess.run(
             [str(cli), "topics", "list", "--output", "json"],
             env=cli_env,
