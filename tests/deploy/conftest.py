@@ -1,5 +1,7 @@
 """Fixtures of the offline deployment checks: no Docker engine, cluster or network needed
-(kustomize and composecheck are built once from the Go module proxy, see tools.py)."""
+(kustomize and composecheck are built once from the Go module proxy, see tools.py). One
+module, test_compose_kafka.py (marked integration), starts a Kafka broker with the compose
+file's security settings on the project's own Kafka jars (those of `make up`)."""
 
 from __future__ import annotations
 
