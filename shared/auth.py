@@ -171,6 +171,10 @@ class Unauthenticated(Exception):
     """No token, or one that is not valid: 401."""
 
 
+class NoToken(Unauthenticated):
+    """No bearer token at all (the 401's challenge then names no error, RFC 6750 3.1)."""
+
+
 class Forbidden(Exception):
     """A valid token that does not reach what was asked: 403."""
 
@@ -295,7 +299,7 @@ class Authenticator:
     async def authenticate(self, authorization: str | None) -> Principal:
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthenticated("a bearer token is required")
+            raise NoToken("a bearer token is required")
         return principal_from_claims(await self.verify(token.strip()))
 
     async def verify(self, token: str) -> dict[str, Any]:

@@ -89,7 +89,7 @@ def _header(scope: Scope, name: bytes) -> str | None:
 def _refusal(exc: Exception) -> AsgiResponse:
     if isinstance(exc, auth.Unauthenticated):
         challenge = 'Bearer realm="jakpreneur"'
-        if not str(exc).startswith("a bearer token is required"):
+        if not isinstance(exc, auth.NoToken):
             challenge += ', error="invalid_token"'
         return json_response({"error": str(exc)}, 401, {"www-authenticate": challenge})
     if isinstance(exc, auth.Forbidden):

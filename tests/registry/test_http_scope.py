@@ -305,7 +305,10 @@ async def test_no_valid_token_is_401_with_a_bearer_challenge(
     async with httpx.AsyncClient() as http:
         answer = await http.get(url, headers=BAD_TOKENS[case](world))
     assert answer.status_code == 401, answer.text
-    assert answer.headers["www-authenticate"].startswith("Bearer")
+    challenge = answer.headers["www-authenticate"]
+    assert challenge.startswith("Bearer")
+    no_token = case in ("none", "empty bearer", "basic")  # RFC 6750: then no error code
+    assert ('error="invalid_token"' in challenge) != no_token, challenge
     assert world.pids["A"] not in answer.text
 
 
