@@ -109,7 +109,7 @@ def strimzi_users(prefix: str = "", cluster: str = "jakpreneur") -> list[dict[st
             grouped.setdefault((rule.resource, rule.name), []).append(rule.operation)
         users.append(
             {
-                "apiVersion": "kafka.strimzi.io/v1beta2",
+                "apiVersion": "kafka.strimzi.io/v1",
                 "kind": "KafkaUser",
                 "metadata": {"name": user, "labels": {"strimzi.io/cluster": cluster}},
                 "spec": {

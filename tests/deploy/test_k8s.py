@@ -370,11 +370,6 @@ def test_the_strimzi_schema_check_rejects_what_strimzi_would(
     assert not validator.is_valid({**user, "spec": {"authentication": {"type": "scram"}}})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="shared/access.py renders kafka.strimzi.io/v1beta2, which Strimzi 1.0+ no longer "
-    "serves (v1 since 0.49; the spec is the same): it should render kafka.strimzi.io/v1",
-)
 def test_kafka_users_use_an_api_version_strimzi_serves(
     rendered: dict[str, list[Obj]], overlay: str
 ) -> None:
