@@ -66,7 +66,7 @@ OVERLAY ?= dev
 
 .PHONY: compose-up compose-down deploy-check k8s-render
 
-deploy/.env:
+deploy/.env: deploy/.env.example  ## created once; what a newer example adds is appended
 	$(PYTHON) -m deploy.envfile deploy/.env.example $@
 
 compose-up: deploy/.env  ## build the image, start Kafka, MongoDB and the services, wait for healthy

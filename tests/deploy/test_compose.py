@@ -485,7 +485,10 @@ def test_makefile_targets_run_compose_with_the_env_file() -> None:
     )
     assert re.search(r"^compose-down: .*\n\t\$\(COMPOSE\) down$", makefile, re.M)
     assert re.search(
-        r"^deploy/\.env:\n\t.*-m deploy\.envfile deploy/\.env\.example \$@$", makefile, re.M
+        r"^deploy/\.env: deploy/\.env\.example.*\n"
+        r"\t.*-m deploy\.envfile deploy/\.env\.example \$@$",
+        makefile,
+        re.M,
     )
     phony = " ".join(re.findall(r"^\.PHONY:(.*)$", makefile, re.M)).split()
     assert {"compose-up", "compose-down"} <= set(phony)

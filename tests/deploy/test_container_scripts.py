@@ -124,3 +124,19 @@ def test_env_file_gets_fresh_working_secrets(tmp_path: Path) -> None:
     before = target.read_text()
     assert not envfile.write_env(ENV_EXAMPLE, target), "an existing .env is kept"
     assert target.read_text() == before
+
+
+def test_an_older_env_file_keeps_its_values_and_gains_the_new_variables(tmp_path: Path) -> None:
+    """A deploy/.env written before a new principal existed: its keys (which protect stored
+    data) stay; the variables it lacks are appended with fresh secrets."""
+    example = parse_env_file(ENV_EXAMPLE.read_text())
+    target = tmp_path / ".env"
+    target.write_text("REGISTRY_PII_HASH_KEY=the-old-key\nTOPIC_PREFIX=mine.\n")
+    added = envfile.write_env(ENV_EXAMPLE, target)
+    written = parse_env_file(target.read_text())
+    assert written["REGISTRY_PII_HASH_KEY"] == "the-old-key"
+    assert written["TOPIC_PREFIX"] == "mine."
+    assert written.keys() == example.keys() | {"TOPIC_PREFIX"}
+    assert set(added) == example.keys() - {"REGISTRY_PII_HASH_KEY", "TOPIC_PREFIX"}
+    assert re.fullmatch(r"[A-Za-z0-9_=-]{44}", written["KAFKA_REGISTRY_PASSWORD"])
+    assert envfile.write_env(ENV_EXAMPLE, target) == []  # nothing more to add
