@@ -122,6 +122,10 @@ async def test_killed_and_restarted_mid_stream_answers_each_submission_once(
             for field in ("nik", "kk", "phone", "email"):
                 value = data.get(field)
                 assert not (isinstance(value, str) and len(value) >= 6 and value in text)
+        # nor its credentials (the Kafka password, the MongoDB user's)
+        mongo_password = env["MONGODB_URI"].split("://", 1)[1].split("@", 1)[0].split(":", 1)[1]
+        for secret in (env["KAFKA_SASL_PASSWORD"], mongo_password):
+            assert len(secret) > 20 and secret not in text
     finally:
         for proc in processes:
             if proc.poll() is None:
