@@ -1,7 +1,7 @@
 """``python -m deploy.kafka_users``: as the cluster's admin, give every Kafka principal of the
 catalogue (:data:`shared.access.PRINCIPALS`, and the admin itself) its SCRAM-SHA-512
 credential, and grant the catalogue's ACLs (:func:`shared.access.acls` for ``TOPIC_PREFIX``,
-and :func:`shared.access.readers`). The compose stack's ``kafka-init`` container runs it
+and :func:`shared.access.cluster_rules`). The compose stack's ``kafka-init`` container runs it
 after the broker is up, before the services start; it is idempotent (a credential is set to
 the password it is given, an ACL that exists stays), so it runs at every ``compose up``.
 
@@ -38,7 +38,7 @@ from aiokafka.protocol.types import (
     TaggedFields,
 )
 
-from shared.access import ADMIN, PRINCIPALS, acls, grant, readers
+from shared.access import ADMIN, PRINCIPALS, acls, cluster_rules, grant
 from shared.kafka import KafkaAccess
 
 SCRAM_SHA_512 = 2  # the mechanism's id in AlterUserScramCredentials
@@ -174,7 +174,7 @@ async def run(env: Mapping[str, str]) -> list[str]:
     try:
         await set_scram_credentials(admin, users)
         prefix = env.get("TOPIC_PREFIX", "")
-        await grant(admin, [*acls(prefix), *readers()])
+        await grant(admin, [*acls(prefix), *cluster_rules()])
     finally:
         await admin.close()
     scram = KafkaAccess(

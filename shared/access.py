@@ -11,7 +11,8 @@ and the Kubernetes ``KafkaUser`` resources (``python -m shared.access`` prints t
 - the simulator plays every internal system (writes every inbound fact) and reads every
   topic, so tools and tests can play the programme and watch it;
 - ops reads every topic and DLQ and describes every group (inspection, lag), and writes and
-  creates the topics (``jakpreneur dlq replay``, ``jakpreneur topics create``);
+  creates the topics (``jakpreneur dlq replay``, ``jakpreneur topics create``) and the log
+  of replays;
 - ``admin`` is the super user of a local stack (the benchmark's bare baseline, tests that
   forge what no principal may write); a cluster has its own operator instead.
 
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.contracts import CATALOGUE, consumed_by, produced_by
-from shared.kafka import DLQ_SUFFIX
+from shared.kafka import DLQ_SUFFIX, REPLAYS_TOPIC
 
 ANY = "*"  # a literal resource name that matches every resource of its type
 
@@ -83,14 +84,17 @@ def acls(prefix: str = "") -> list[Acl]:
     return sorted(set(rules))
 
 
-def readers() -> list[Acl]:
-    """The rules that hold for every prefix: the simulator and ops read everything."""
-    return sorted(
+def cluster_rules() -> list[Acl]:
+    """The rules that hold for every prefix: the simulator and ops read every topic and
+    describe every group; ops writes the log of DLQ replays (``jakpreneur dlq replay``)."""
+    rules = [
         Acl(user, resource, ANY, op)
         for user in (SIMULATOR, OPS)
         for resource, ops in (("topic", ("Read", "Describe")), ("group", ("Describe",)))
         for op in ops
-    )
+    ]
+    rules += _topic(OPS, REPLAYS_TOPIC, "Write", "Create", "Describe")
+    return sorted(rules)
 
 
 def by_user(rules: Iterable[Acl]) -> dict[str, list[Acl]]:
@@ -103,7 +107,7 @@ def by_user(rules: Iterable[Acl]) -> dict[str, list[Acl]]:
 def strimzi_users(prefix: str = "", cluster: str = "jakpreneur") -> list[dict[str, Any]]:
     """The same rules as Strimzi ``KafkaUser`` resources (SCRAM-SHA-512, simple authz)."""
     users = []
-    for user, rules in sorted(by_user([*acls(prefix), *readers()]).items()):
+    for user, rules in sorted(by_user([*acls(prefix), *cluster_rules()]).items()):
         grouped: dict[tuple[str, str], list[str]] = {}
         for rule in rules:
             grouped.setdefault((rule.resource, rule.name), []).append(rule.operation)

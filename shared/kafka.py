@@ -37,6 +37,7 @@ log = get_logger(__name__)
 T = TypeVar("T")
 
 DLQ_SUFFIX = ".dlq"
+REPLAYS_TOPIC = "dlq-replays"  # who replayed which dead letter (``jakpreneur dlq replay``)
 
 
 @dataclass(frozen=True)

@@ -291,6 +291,7 @@ class Parking:
         self.client, self.db = client, db
         self.collection = db.parked
         self.keys = db.parked_keys
+        self.refused_since_expiry = False  # set by refuse(): worth an expiry after the batch
 
     async def ensure_indexes(self) -> None:
         await self.collection.create_index([("key", 1), ("parked_at", 1)])
@@ -311,6 +312,7 @@ class Parking:
         await self._insert(
             session, f"refused:{problem.code}", record, EPOCH, problem.code, str(problem)
         )
+        self.refused_since_expiry = True
 
     async def _touch(self, session: AsyncClientSession, key: str) -> None:
         await self.keys.update_one({"_id": key}, {"$inc": {"n": 1}}, upsert=True, session=session)
@@ -359,6 +361,7 @@ class Parking:
         """Dead-letter what waited longer than ``ttl``; returns how many. The DLQ entry is
         written before the record leaves the parking: a crash between the two writes it
         twice (a replay of the second finds the first's inbox claim), never loses it."""
+        self.refused_since_expiry = False
         cutoff = datetime.now(UTC) - ttl
         docs = await self.collection.find({"parked_at": {"$lte": cutoff}}).limit(limit).to_list()
         for doc in docs:

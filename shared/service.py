@@ -247,6 +247,14 @@ def service_app(
         watchdog.started()
         try:
             await consume(records_of(message), handle_batch, broker, settings.service_name)
+            if parking is not None and parking.refused_since_expiry:
+                # a parked fact refused once what it waited for came: to its DLQ now, not
+                # at the next periodic check (the batch's transaction has committed it)
+                ttl = timedelta(seconds=settings.parked_ttl_s)
+                try:
+                    await parking.expire(broker, settings.service_name, ttl)
+                except Exception as exc:  # kept in the parking: the periodic check sends it
+                    log.warning("refused parked facts wait", error_type=type(exc).__name__)
         finally:
             watchdog.finished()
 

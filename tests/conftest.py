@@ -22,7 +22,7 @@ import pytest_asyncio
 from aiokafka import AIOKafkaProducer
 
 from deploy.local.launcher import ADMIN, Kafka, Mongod, free_port, stop_all
-from shared.access import INBOUND, PRINCIPALS, SERVICES, SIMULATOR, acls, readers
+from shared.access import INBOUND, PRINCIPALS, SERVICES, SIMULATOR, acls, cluster_rules
 from shared.contracts import CATALOGUE
 from shared.kafka import KafkaAccess
 from shared.logging import configure_logging
@@ -114,7 +114,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
         started.append(kafka)
         mongod = Mongod(root / "mongod").start()
         started.append(mongod)
-        kafka.grant(readers())
+        kafka.grant(cluster_rules())
         yield Servers(kafka, mongod)
     finally:
         stop_all(started)

@@ -24,7 +24,7 @@ from deploy.local.launcher import (
     install_kafka,
     install_mongod,
 )
-from deploy.local.stack import SERVICES, free_ports_env, spawn_supervisor
+from deploy.local.stack import SERVICES, free_ports_env, shown, spawn_supervisor
 
 T = TypeVar("T")
 
@@ -135,6 +135,14 @@ def test_the_supervisor_restarts_what_dies(tmp_path: Path) -> None:
         assert stack_env["KAFKA_ADMIN_USERNAME"] == "admin"
         assert stack_env["KAFKA_SASL_PASSWORD"] and stack_env["KAFKA_ADMIN_PASSWORD"]
         assert "@" not in stack_env["MONGODB_URI"]  # the address; the admin's is apart
+        # and no log of the stack (the supervisor's, each process's) holds a password
+        secrets = [stack_env["KAFKA_SASL_PASSWORD"], stack_env["KAFKA_ADMIN_PASSWORD"]]
+        secrets.append(stack_env["MONGODB_ADMIN_URI"].split("@")[0].rsplit(":", 1)[1])
+        logs = [tmp_path / "supervisor.log", *run_dir.glob("*.log")]
+        assert len(logs) > 5
+        for log in logs:
+            assert not [s for s in secrets if s in log.read_text(errors="replace")], log
+        assert shown("KAFKA_ADMIN_PASSWORD", "x") != "x" and shown("REGISTRY_URL", "u") == "u"
         before = processes(run_dir)
         assert {row["state"] for row in before.values()} == {"running"}
         assert {row["restarts"] for row in before.values()} == {0}

@@ -47,7 +47,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from rich.console import Console
 from rich.table import Table
 
-from shared.kafka import DLQ_SUFFIX, KafkaAccess
+from shared.kafka import DLQ_SUFFIX, REPLAYS_TOPIC, KafkaAccess
 from shared.settings import ServiceSettings
 
 
@@ -78,7 +78,6 @@ app.add_typer(dlq_app, name="dlq")
 app.add_typer(stack_app, name="stack")
 console = Console()
 notes = Console(stderr=True)
-REPLAYS_TOPIC = "dlq-replays"
 
 Bootstrap = Annotated[
     str,

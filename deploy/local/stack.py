@@ -47,7 +47,7 @@ from deploy.local.launcher import (
     install_kafka,
     install_mongod,
 )
-from shared.access import PRINCIPALS, SIMULATOR, acls, readers
+from shared.access import PRINCIPALS, SIMULATOR, acls, cluster_rules
 
 RUN_DIR = Path(os.environ.get("JAKPRENEUR_RUN_DIR") or ".run")
 # The variables that move the stack's ports (see the module's docstring).
@@ -288,7 +288,7 @@ class Stack:
             unit = self._add(server, address)
             server.start()
             self._update(unit, state="running")
-        self.kafka.grant([*acls(self.topic_prefix), *readers()])
+        self.kafka.grant([*acls(self.topic_prefix), *cluster_rules()])
         admin = self.kafka.access(ADMIN)
         # What tools and tests use: the simulator's principal (it plays the internal systems
         # and reads every topic), the super user and MongoDB's admin for ops tools.
@@ -508,10 +508,15 @@ def up(args: argparse.Namespace) -> None:
             PID_FILE.unlink(missing_ok=True)
             sys.exit("stack failed to start:\n" + (RUN_DIR / "stack.log").read_text()[-3000:])
         time.sleep(0.5)
-    for line in ENV_FILE.read_text().splitlines():  # the passwords stay in the file
+    for line in ENV_FILE.read_text().splitlines():
         name, _, value = line.partition("=")
-        secret = "PASSWORD" in name or "TOKEN" in name or name.endswith("ADMIN_URI")
-        sys.stdout.write(f"{name}={'<in ' + str(ENV_FILE) + '>' if secret else value}\n")
+        sys.stdout.write(f"{name}={shown(name, value)}\n")
+
+
+def shown(name: str, value: str) -> str:
+    """A stack.env value as printed: passwords, tokens and the admin URI stay in the file."""
+    secret = "PASSWORD" in name or "TOKEN" in name or name.endswith("ADMIN_URI")
+    return f"<in {ENV_FILE}>" if secret else value
 
 
 def install(args: argparse.Namespace) -> None:
@@ -556,7 +561,7 @@ def run(args: argparse.Namespace) -> None:
         token = env["JAKPRENEUR_OPS_TOKEN"]
         print_funnel(result, settled_funnel(env["REGISTRY_URL"], result.intended, token))
         for key, value in env.items():
-            _say(f"{key}={value}")
+            _say(f"{key}={shown(key, value)}")
         for service in SERVICES:
             _say(f"{service.name} AsyncAPI docs: {env[service.url_var]}/docs/asyncapi")
         _say('(with a token: curl -H "Authorization: Bearer $JAKPRENEUR_OPS_TOKEN", stack.env)')

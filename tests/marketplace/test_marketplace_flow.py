@@ -91,6 +91,19 @@ async def test_a_curator_approval_without_grade_is_dead_lettered(
     assert (await marketplace.dead(prod.encode())).headers["dlq_error_type"] == "grade-required"
 
 
+async def test_a_review_refused_once_its_product_arrives_is_dead_lettered_at_once(
+    marketplace: MarketplaceUnderTest,
+) -> None:
+    """The review comes before its product's certification (another topic): it waits; when
+    the product arrives it is refused, and reaches the DLQ after that batch, not at the next
+    periodic expiry check (five minutes by default)."""
+    pid, prod = str(uuid.uuid4()), random_id("prod-")
+    meta = await marketplace.send(review(prod, "curator"))
+    await processed(marketplace, meta)
+    await marketplace.send(certified(pid, prod))
+    assert (await marketplace.dead(prod.encode())).headers["dlq_error_type"] == "grade-required"
+
+
 async def test_a_lapsed_certification_delists(marketplace: MarketplaceUnderTest) -> None:
     pid, prod = str(uuid.uuid4()), random_id("prod-")
     await marketplace.send(certified(pid, prod))

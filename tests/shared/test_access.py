@@ -17,7 +17,7 @@ from aiokafka.errors import (
 from pymongo import AsyncMongoClient
 from pymongo.errors import OperationFailure
 
-from shared.access import INBOUND, OPS, SERVICES, SIMULATOR, SYSTEMS, Acl, acls, readers
+from shared.access import INBOUND, OPS, SERVICES, SIMULATOR, SYSTEMS, Acl, acls, cluster_rules
 from shared.contracts import (
     CATALOGUE,
     FinancingDecided,
@@ -77,7 +77,7 @@ def test_each_dlq_is_written_by_its_consumers_and_read_by_ops() -> None:
         dlq = f"p.{event.name}{DLQ_SUFFIX}"
         writers = {a.user for a in acls("p.") if a.name == dlq and a.operation == "Write"}
         assert writers == set(event.consumers) | {OPS}, event.name
-    assert Acl(OPS, "topic", "*", "Read") in readers()
+    assert Acl(OPS, "topic", "*", "Read") in cluster_rules()
 
 
 def test_a_group_belongs_to_its_service_under_the_prefix() -> None:

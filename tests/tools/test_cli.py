@@ -209,9 +209,9 @@ async def test_topics_create_makes_the_catalogue_as_ops(servers: Servers) -> Non
 
 
 async def test_dlq_show_and_replay(servers: Servers) -> None:
-    """A dead-lettered submission shown (as ops), then replayed where it failed (as a local
-    stack's super user, whom ``KAFKA_ADMIN_*`` name): the original value, key and envelope,
-    without the dlq_* headers; and who replayed it, on dlq-replays."""
+    """A dead-lettered submission shown, then replayed where it failed, both as ops (no super
+    user): the original value, key and envelope, without the dlq_* headers; and who
+    replayed it, on dlq-replays."""
     prefix = random_id("test-cli-replay-") + "."
     servers.grant(prefix)
     await jakpreneur(servers, "topics", "create", TOPIC_PREFIX=prefix, TOPIC_PARTITIONS="1")
@@ -241,8 +241,6 @@ async def test_dlq_show_and_replay(servers: Servers) -> None:
     replayed = await jakpreneur(
         servers,
         *("dlq", "replay", dlq, "0", "0", "--by", "ops-test"),
-        KAFKA_ADMIN_USERNAME=servers.admin.username,  # as a stack.env has them
-        KAFKA_ADMIN_PASSWORD=servers.admin.password,
     )
     assert "replayed to " + original in replayed.stdout
 
