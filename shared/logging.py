@@ -26,6 +26,9 @@ _PATTERNS = (
     (re.compile(r"(?<![\w.+-])[\w.+-]++@[\w-]++(?:\.[\w-]++)+"), "[EMAIL]"),
 )
 _PII_KEYS = frozenset({"nik", "kk", "phone", "email", "full_name"})
+# A W3C trace id is 32 hex digits; one that starts with 16 decimal ones (about 1 in 100) is
+# not a NIK, and masking it would cut the log line from its trace.
+_TRACE_ID = re.compile(r"[0-9a-f]{32}")
 # A value longer than this is cut before it is masked and written: a log line stays a line.
 MAX_VALUE_CHARS = 4000
 # The same warning or error (logger, message, error type) within this many seconds is
@@ -107,7 +110,11 @@ def mask_pii(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
     """structlog processor; runs last before rendering, so exception texts are masked too."""
-    return {k: ("[MASKED]" if k in _PII_KEYS else _mask(v)) for k, v in event_dict.items()}
+    trace_id = event_dict.get("trace_id")
+    masked = {k: ("[MASKED]" if k in _PII_KEYS else _mask(v)) for k, v in event_dict.items()}
+    if isinstance(trace_id, str) and _TRACE_ID.fullmatch(trace_id):
+        masked["trace_id"] = trace_id
+    return masked
 
 
 def configure_logging(

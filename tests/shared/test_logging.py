@@ -99,3 +99,15 @@ def test_long_values_are_cut_and_masking_stays_correct() -> None:
     run = "a." * 20_000  # a long run of e-mail characters without "@"
     assert mask_text(run[:3000] + "@contoh.id") == "[EMAIL]"
     assert mask_text("hubungi a.b+c@x.co.id atau 0812-3456-7890") == "hubungi [EMAIL] atau [PHONE]"
+
+
+def test_a_trace_id_that_starts_with_sixteen_digits_is_kept_and_a_nik_in_its_place_is_not() -> None:
+    stream = io.StringIO()
+    configure_logging("test", "DEBUG", stream=stream, json=True)
+    log = get_logger("t")
+    trace_id = "8283126002272444dcc6847455974e65"  # a real trace id's shape, seen masked once
+    log.info("traced", trace_id=trace_id)
+    log.info("smuggled", trace_id="3171054512000001")
+    first, second = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert first["trace_id"] == trace_id
+    assert second["trace_id"] == "[NIK/KK]"
