@@ -6,8 +6,9 @@ and the Kubernetes ``KafkaUser`` resources (``python -m shared.access`` prints t
 
 - a service reads the topics it consumes (with its own consumer group), writes the topics it
   produces and the DLQ of each topic it consumes, and may create them all (at start-up);
-- an internal system (portal, LMS, ...) writes the topics of the events it produces, nothing
-  else: it reads nothing;
+- an internal system (portal, LMS, ...) writes the topics of the events it produces and
+  reads, with its own group, those it reacts to (the LMS a cohort, Bank DKI a referral, the
+  portal a registration's outcome), nothing else;
 - the simulator plays every internal system (writes every inbound fact) and reads every
   topic, so tools and tests can play the programme and watch it;
 - ops reads every topic and DLQ and describes every group (inspection, lag), and writes and
@@ -24,18 +25,18 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from shared.contracts import CATALOGUE, consumed_by, produced_by
+from shared.contracts import CATALOGUE, consumed_by, event_of_topic, produced_by
 from shared.kafka import DLQ_SUFFIX, REPLAYS_TOPIC
 
 ANY = "*"  # a literal resource name that matches every resource of its type
 
-SERVICES: tuple[str, ...] = tuple(sorted({c for e in CATALOGUE for c in e.consumers}))
+SERVICES = ("coaching", "marketplace", "notifications", "registry")  # this repository's
 SYSTEMS: tuple[str, ...] = tuple(
-    sorted({p for e in CATALOGUE for p in e.producers} - set(SERVICES))
+    sorted({p for e in CATALOGUE for p in (*e.producers, *e.consumers)} - set(SERVICES))
 )
 SIMULATOR, OPS, ADMIN = "simulator", "ops", "admin"
 PRINCIPALS: tuple[str, ...] = (*SERVICES, *SYSTEMS, SIMULATOR, OPS)
@@ -76,6 +77,10 @@ def acls(prefix: str = "") -> list[Acl]:
     for system in SYSTEMS:
         for event in produced_by(system):
             rules += _topic(system, prefix + event.name, "Write", "Describe")
+        for event in consumed_by(system):
+            rules += _topic(system, prefix + event.name, "Read", "Describe")
+        if consumed_by(system):
+            rules += [Acl(system, "group", prefix + system, op) for op in ("Read", "Describe")]
     for event in INBOUND:
         rules += _topic(SIMULATOR, prefix + event.name, "Write")
     for event in CATALOGUE:
@@ -95,6 +100,25 @@ def cluster_rules() -> list[Acl]:
     ]
     rules += _topic(OPS, REPLAYS_TOPIC, "Write", "Create", "Describe")
     return sorted(rules)
+
+
+def replay_refusal(dlq: str, headers: Mapping[str, str]) -> str | None:
+    """Why the dead letter on ``dlq`` may not be replayed, or None. Ops may write every
+    topic and a consuming service may write its topics' DLQs, so a replay is checked as its
+    topic's consumers would check it, lest a stolen service principal use ops to write where
+    it may not: back to the topic of its own DLQ only, as that topic's event, from one of its
+    producers, dead-lettered by one of its consuming services."""
+    target = headers.get("dlq_original_topic", "")
+    event = event_of_topic(target)
+    if event is None or dlq != target + DLQ_SUFFIX:
+        return f"{dlq} is not the DLQ of {target!r}"
+    if headers.get("ce_type") != event.ce_type():
+        return f"ce_type {headers.get('ce_type')!r} is not {event.name}'s"
+    if headers.get("ce_source") not in event.producers:
+        return f"ce_source {headers.get('ce_source')!r} does not produce {event.name}"
+    if headers.get("dlq_failing_service") not in set(event.consumers) & set(SERVICES):
+        return f"{headers.get('dlq_failing_service')!r} does not consume {event.name}"
+    return None
 
 
 def by_user(rules: Iterable[Acl]) -> dict[str, list[Acl]]:

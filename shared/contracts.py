@@ -103,8 +103,9 @@ class Event(Part):
     version: ClassVar[int] = 1
     max_bytes: ClassVar[int] = MAX_RECORD_BYTES
     # Who writes and who reads the topic: services by name, internal systems by their
-    # principal. The one source of the Kafka ACLs (shared/access.py), of the ce_source a
-    # consumer accepts and of each service's subscriptions (``consumed_by``).
+    # principal (a system reads what it reacts to: the LMS a cohort, Bank DKI a referral,
+    # the portal an outcome). The one source of the Kafka ACLs (shared/access.py), of the
+    # ce_source a consumer accepts and of each service's subscriptions (``consumed_by``).
     producers: ClassVar[tuple[str, ...]] = ()
     consumers: ClassVar[tuple[str, ...]] = ()
 
@@ -194,7 +195,7 @@ class RegistrationRejected(Event):
 
     name: ClassVar[str] = "registration-rejected"
     producers: ClassVar[tuple[str, ...]] = ("registry",)
-    consumers: ClassVar[tuple[str, ...]] = ()
+    consumers: ClassVar[tuple[str, ...]] = ("portal",)
 
     submission_id: Id = Field(description="The submission this answers.")
     rejected_at: Instant = Field(description="When the registry decided.")
@@ -261,7 +262,7 @@ class ProductSubmitted(Event):
     """A participant submitted a product for licensing help."""
 
     name: ClassVar[str] = "product-submitted"
-    producers: ClassVar[tuple[str, ...]] = ("pendamping-app",)
+    producers: ClassVar[tuple[str, ...]] = ("pendamping-app", "portal")
     consumers: ClassVar[tuple[str, ...]] = ("coaching",)
 
     product_id: Id = Field(description="The product.")
@@ -308,7 +309,7 @@ class TrainingEnrolled(Event):
 
     name: ClassVar[str] = "training-enrolled"
     producers: ClassVar[tuple[str, ...]] = ("coaching",)
-    consumers: ClassVar[tuple[str, ...]] = ("registry", "notifications")
+    consumers: ClassVar[tuple[str, ...]] = ("registry", "notifications", "lms")
 
     participant_id: Id = Field(description="The participant.")
     cohort_id: Id = Field(description="The cohort.")
@@ -354,7 +355,7 @@ class MentoringAssigned(Event):
 
     name: ClassVar[str] = "mentoring-assigned"
     producers: ClassVar[tuple[str, ...]] = ("coaching",)
-    consumers: ClassVar[tuple[str, ...]] = ("registry", "notifications")
+    consumers: ClassVar[tuple[str, ...]] = ("registry", "notifications", "pendamping-app")
 
     participant_id: Id = Field(description="The mentee.")
     mentor_id: Id = Field(description="The pendamping.")
@@ -385,7 +386,7 @@ class ProductCertified(Event):
 
     name: ClassVar[str] = "product-certified"
     producers: ClassVar[tuple[str, ...]] = ("coaching",)
-    consumers: ClassVar[tuple[str, ...]] = ("registry", "marketplace", "notifications")
+    consumers: ClassVar[tuple[str, ...]] = ("registry", "marketplace", "notifications", "curators")
 
     product_id: Id = Field(description="The product.")
     participant_id: Id = Field(description="Its owner.")
@@ -565,7 +566,7 @@ class FinancingReferred(Event):
 
     name: ClassVar[str] = "financing-referred"
     producers: ClassVar[tuple[str, ...]] = ("marketplace",)
-    consumers: ClassVar[tuple[str, ...]] = ("registry", "notifications")
+    consumers: ClassVar[tuple[str, ...]] = ("registry", "notifications", "bank-dki")
 
     referral_id: Id = Field(description="The referral; the bank answers with it.")
     participant_id: Id = Field(description="The participant.")
@@ -676,6 +677,12 @@ CATALOGUE: tuple[type[Event], ...] = (
 def produced_by(principal: str) -> tuple[type[Event], ...]:
     """The events ``principal`` (a service or an internal system) writes, in catalogue order."""
     return tuple(event for event in CATALOGUE if principal in event.producers)
+
+
+def event_of_topic(topic: str) -> type[Event] | None:
+    """The event published on ``topic`` (a name under any prefix), or None."""
+    matches = [e for e in CATALOGUE if topic.endswith(e.name)]
+    return max(matches, key=lambda e: len(e.name), default=None)
 
 
 def consumed_by(principal: str) -> tuple[type[Event], ...]:

@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaProducer
 
 from deploy.local.launcher import ADMIN, Kafka, Mongod, free_port, stop_all
 from shared.access import INBOUND, PRINCIPALS, SERVICES, SIMULATOR, acls, cluster_rules
-from shared.contracts import CATALOGUE
+from shared.contracts import event_of_topic
 from shared.kafka import KafkaAccess
 from shared.logging import configure_logging
 from tests import auth_helpers
@@ -167,10 +167,9 @@ class Upstream:
     def __init__(self, servers: Servers) -> None:
         self.servers = servers
         self.producers: dict[str, AIOKafkaProducer] = {}
-        self._by_length = sorted(CATALOGUE, key=lambda e: -len(e.name))
 
     def user_of(self, topic: str) -> str:
-        event = next((e for e in self._by_length if topic.endswith(e.name)), None)
+        event = event_of_topic(topic)
         if event is None:
             raise ValueError(f"no event is published on {topic}; use the forger")
         return SIMULATOR if event in INBOUND else event.producers[0]

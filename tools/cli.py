@@ -47,6 +47,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from rich.console import Console
 from rich.table import Table
 
+from shared.access import replay_refusal
 from shared.kafka import DLQ_SUFFIX, REPLAYS_TOPIC, KafkaAccess
 from shared.settings import ServiceSettings
 
@@ -381,12 +382,16 @@ def _find(kafka: KafkaAccess, dlq_topic: str, partition: int, offset: int) -> di
 
 
 class ReplayRefused(RuntimeError):
-    """The broker would not take the replay's record on ``dlq-replays``."""
+    """The dead letter may not go back (see :func:`shared.access.replay_refusal`), or the
+    broker would not take the replay's record on ``dlq-replays``."""
 
 
 async def replay(kafka: KafkaAccess, record: dict[str, Any], by: str) -> dict[str, Any]:
     """Republish a dead-lettered record where it failed, and record the replay (as ops:
     it writes a service's topic, which only ops and the stack's super user may)."""
+    refusal = replay_refusal(record["topic"], record["headers"])
+    if refusal is not None:
+        raise ReplayRefused(f"not replayed: {refusal}")
     headers = {k: v for k, v in record["headers"].items() if not k.startswith("dlq_")}
     target = record["headers"]["dlq_original_topic"]
     entry = {

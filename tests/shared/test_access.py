@@ -17,11 +17,25 @@ from aiokafka.errors import (
 from pymongo import AsyncMongoClient
 from pymongo.errors import OperationFailure
 
-from shared.access import INBOUND, OPS, SERVICES, SIMULATOR, SYSTEMS, Acl, acls, cluster_rules
+from shared.access import (
+    INBOUND,
+    OPS,
+    SERVICES,
+    SIMULATOR,
+    SYSTEMS,
+    Acl,
+    acls,
+    cluster_rules,
+    replay_refusal,
+)
 from shared.contracts import (
     CATALOGUE,
+    Event,
     FinancingDecided,
+    FinancingReferred,
     ParticipantRegistered,
+    ProductSubmitted,
+    RegistrationRejected,
     RegistrationSubmitted,
     SalesReported,
     consumed_by,
@@ -53,12 +67,20 @@ def test_a_service_writes_what_it_produces_and_the_dlqs_of_what_it_consumes() ->
         assert _allowed(service, "Read") == {f"p.{e.name}" for e in consumed_by(service)}
 
 
-def test_an_internal_system_only_writes_its_own_facts() -> None:
+def test_an_internal_system_writes_its_facts_and_reads_what_it_reacts_to() -> None:
     for system in SYSTEMS:
         assert _allowed(system, "Write") == {f"p.{e.name}" for e in produced_by(system)}
-        assert _allowed(system, "Read") == set()
-        assert not [a for a in acls("p.") if a.user == system and a.resource == "group"]
-    assert _allowed("portal", "Write") == {f"p.{RegistrationSubmitted.name}"}
+        assert _allowed(system, "Read") == {f"p.{e.name}" for e in consumed_by(system)}
+        groups = {a.name for a in acls("p.") if a.user == system and a.resource == "group"}
+        assert groups == ({f"p.{system}"} if consumed_by(system) else set())
+    assert _allowed("portal", "Write") == {
+        f"p.{RegistrationSubmitted.name}",
+        f"p.{ProductSubmitted.name}",
+    }
+    assert _allowed("bank-dki", "Read") == {f"p.{FinancingReferred.name}"}
+    # the portal learns a rejection; participant-registered carries contacts it may not read
+    assert _allowed("portal", "Read") == {f"p.{RegistrationRejected.name}"}
+    assert _allowed("qris-eorder", "Read") == set()
 
 
 def test_every_topic_has_exactly_its_catalogue_producers_as_writers() -> None:
@@ -76,13 +98,14 @@ def test_each_dlq_is_written_by_its_consumers_and_read_by_ops() -> None:
     for event in CATALOGUE:
         dlq = f"p.{event.name}{DLQ_SUFFIX}"
         writers = {a.user for a in acls("p.") if a.name == dlq and a.operation == "Write"}
-        assert writers == set(event.consumers) | {OPS}, event.name
+        assert writers == (set(event.consumers) & set(SERVICES)) | {OPS}, event.name
     assert Acl(OPS, "topic", "*", "Read") in cluster_rules()
 
 
 def test_a_group_belongs_to_its_service_under_the_prefix() -> None:
     groups = {(a.user, a.name) for a in acls("p.") if a.resource == "group"}
-    assert groups == {(s, f"p.{s}") for s in SERVICES}
+    readers = {user for e in CATALOGUE for user in e.consumers}
+    assert groups == {(user, f"p.{user}") for user in readers}
 
 
 # ------------------------------------------------------------------ on the real broker
@@ -147,7 +170,7 @@ async def test_the_portal_may_submit_but_not_decide_financing_nor_read_registrat
         await watcher._client.force_metadata_update()
         assert watcher.partitions_for_topic(registered)
     finally:
-        await consumer.stop()
+        await watcher.stop()
 
 
 async def test_a_service_cannot_use_another_services_group(servers: Servers, prefix: str) -> None:
@@ -224,3 +247,33 @@ async def test_a_fact_from_a_producer_the_catalogue_does_not_name_is_dead_letter
     record = await marketplace.dead(pid.encode())
     assert record.headers["dlq_error_type"] == "unknown-source"
     assert "portal" in record.headers["dlq_error_message"]
+
+
+# ------------------------------------------------------------------ replays
+
+
+def _dead(event: type[Event], **changes: str) -> dict[str, str]:
+    return {
+        "ce_type": event.ce_type(),
+        "ce_source": event.producers[0],
+        "dlq_original_topic": f"p.{event.name}",
+        "dlq_failing_service": next(c for c in event.consumers if c in SERVICES),
+        **changes,
+    }
+
+
+def test_a_dead_letter_goes_back_only_as_its_topics_consumers_would_take_it() -> None:
+    """Ops writes every topic and a service writes its topics' DLQs: a stolen service
+    principal must not get ops to write, through a replay, where it may not."""
+    dlq = f"p.{SalesReported.name}{DLQ_SUFFIX}"
+    assert replay_refusal(dlq, _dead(SalesReported)) is None
+    forged = _dead(SalesReported, dlq_original_topic=f"p.{FinancingDecided.name}")
+    assert "is not the DLQ of" in str(replay_refusal(dlq, forged))
+    assert "is not the DLQ of" in str(
+        replay_refusal(dlq, _dead(SalesReported, dlq_original_topic=""))
+    )
+    other_type = _dead(SalesReported, ce_type=FinancingDecided.ce_type())
+    assert "ce_type" in str(replay_refusal(dlq, other_type))
+    assert "ce_source" in str(replay_refusal(dlq, _dead(SalesReported, ce_source="portal")))
+    by_stranger = _dead(SalesReported, dlq_failing_service="notifications")
+    assert "does not consume" in str(replay_refusal(dlq, by_stranger))

@@ -21,10 +21,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from shared.access import OPS
-from shared.contracts import CATALOGUE, RegistrationSubmitted
-from shared.kafka import DLQ_SUFFIX, KafkaAccess
+from shared.contracts import CATALOGUE, FinancingDecided, RegistrationSubmitted, SalesReported
+from shared.envelope import new_envelope
+from shared.kafka import DLQ_SUFFIX, REPLAYS_TOPIC, KafkaAccess
 from tests.conftest import Servers, random_id
-from tools.cli import REPLAYS_TOPIC
 from tools.registrations import headers_for
 
 pytestmark = pytest.mark.integration
@@ -251,6 +251,30 @@ async def test_dlq_show_and_replay(servers: Servers) -> None:
     assert {"by": "ops-test", "dlq_topic": dlq, "ce_id": envelope["ce_id"]}.items() <= next(
         e for e in entries if e["dlq_topic"] == dlq
     ).items()
+
+
+async def test_a_forged_dead_letter_is_not_replayed_elsewhere(servers: Servers) -> None:
+    """A record on sales-reported's DLQ (which the marketplace may write) dressed as Bank
+    DKI's financing decision: ops's replay refuses it, and financing-decided stays empty."""
+    prefix = random_id("test-cli-forged-") + "."
+    servers.grant(prefix)
+    await jakpreneur(servers, "topics", "create", TOPIC_PREFIX=prefix, TOPIC_PARTITIONS="1")
+    dlq = prefix + SalesReported.name + DLQ_SUFFIX
+    forged = {
+        **new_envelope(type=FinancingDecided.ce_type(), source="bank-dki").headers(),
+        "dlq_error_type": "handler-error",
+        "dlq_original_topic": prefix + FinancingDecided.name,
+        "dlq_original_partition": "0",
+        "dlq_original_offset": "0",
+        "dlq_failing_service": "marketplace",
+        "dlq_failed_at": datetime.now(UTC).isoformat(),
+    }
+    await put_dead_letter(servers, dlq, forged, b'{"decision": "approved"}', create=False)
+    refused = await jakpreneur(
+        servers, *("dlq", "replay", dlq, "0", "0", "--by", "ops-test"), succeeds=False
+    )
+    assert refused.returncode == 1 and "not replayed" in refused.stderr + refused.stdout
+    assert await read_all(servers.kafka, prefix + FinancingDecided.name) == []
 
 
 async def test_a_wrong_password_is_refused_in_one_line(servers: Servers) -> None:
