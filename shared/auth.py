@@ -310,9 +310,11 @@ class Authenticator:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
             raise Unauthenticated("the token is malformed") from None
-        algorithm = header.get("alg")
-        if algorithm not in ALGORITHMS:
+        algorithm, kid = header.get("alg"), header.get("kid")
+        if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:  # a list: no 500
             raise Unauthenticated("the token's algorithm is not accepted")
+        if kid is not None and not isinstance(kid, str):
+            raise Unauthenticated("the token's key id is malformed")
         try:
             key = await asyncio.to_thread(self.jwks.get_signing_key_from_jwt, token)
         except jwt.PyJWKClientConnectionError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
 import hmac
@@ -41,6 +42,12 @@ def _claims(**overrides: Any) -> dict[str, Any]:
     return {**claims, "role": "ops", **overrides}
 
 
+def _header(header: dict[str, Any]) -> str:
+    """A token whose header is ``header``, as a hostile client could write it (a 500 once)."""
+    part = lambda d: base64.urlsafe_b64encode(json.dumps(d).encode()).rstrip(b"=").decode()  # noqa: E731
+    return f"{part(header)}.{part(_claims())}.c2ln"
+
+
 def _signed(claims: dict[str, Any], identity: DevelopmentIdentity | None = None) -> str:
     identity = identity or auth_helpers.identity()
     return jwt.encode(claims, identity.key, algorithm="ES256", headers={"kid": identity.kid})
@@ -60,6 +67,9 @@ def _signed(claims: dict[str, Any], identity: DevelopmentIdentity | None = None)
         ("HS256 with the public JWK as secret", lambda: _hs256()),
         ("alg none", lambda: jwt.encode(_claims(), None, algorithm="none")),
         ("malformed", lambda: "not.a.jwt"),
+        ("alg a list", lambda: _header({"alg": ["ES256"], "typ": "JWT"})),
+        ("alg an object", lambda: _header({"alg": {"a": 1}})),
+        ("kid a list", lambda: _header({"alg": "ES256", "kid": ["k"]})),
     ],
 )
 async def test_invalid_tokens_are_unauthenticated(
