@@ -252,14 +252,17 @@ def stack_env(path: Path = Path(".run/stack.env")) -> dict[str, str]:
 
 
 def stack_access(bootstrap: str = "", *, admin: bool = False) -> KafkaAccess:
-    """Who a tool logs in to Kafka as: the ``KAFKA_*`` variables of the local stack's
-    ``stack.env`` (the simulator's principal; with ``admin``, the stack's super user from
-    ``KAFKA_ADMIN_USERNAME``/``KAFKA_ADMIN_PASSWORD``), overridden by the environment's
-    (e.g. ops' own principal on a cluster); ``bootstrap``, when given, replaces the
-    address only."""
+    """Who a tool logs in to Kafka as: the environment's ``KAFKA_*`` variables when it names
+    a cluster or a user (e.g. ops' own principal on a cluster), else those of the local
+    stack's ``stack.env`` (the simulator's principal; with ``admin``, the stack's super user
+    from ``KAFKA_ADMIN_USERNAME``/``KAFKA_ADMIN_PASSWORD``). Never a mix: a local stack's
+    password or protocol must not go to another cluster. ``bootstrap``, when given,
+    replaces the address only."""
     from deploy.local.stack import ENV_FILE  # JAKPRENEUR_RUN_DIR's, else .run's
 
-    access = KafkaAccess.from_env({**stack_env(ENV_FILE), **os.environ}, admin=admin)
+    named = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or os.environ.get("KAFKA_SASL_USERNAME")
+    source = os.environ if named else stack_env(ENV_FILE)
+    access = KafkaAccess.from_env(source, admin=admin)
     return dataclasses.replace(access, bootstrap_servers=bootstrap) if bootstrap else access
 
 

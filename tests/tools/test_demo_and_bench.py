@@ -4,7 +4,9 @@ topics and consumer groups of its own, outside the catalogue, as the super user.
 
 from __future__ import annotations
 
+import os
 import random
+from pathlib import Path
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
@@ -49,3 +51,37 @@ async def test_the_bench_baseline_runs_as_the_super_user_and_leaves_nothing(
         assert not [t for t in await admin.list_topics() if t.startswith("bench-baseline-")]
     finally:
         await admin.close()
+
+
+def test_a_tool_logs_in_from_the_environment_or_the_stack_never_a_mix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a local stack's stack.env present, an environment that names another cluster
+    is used alone: the stack's admin password and protocol are not sent there."""
+    import deploy.local.stack
+    from tools.demo import stack_access
+
+    env_file = tmp_path / "stack.env"
+    env_file.write_text(
+        "KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092\nKAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT\n"
+        "KAFKA_SASL_USERNAME=simulator\nKAFKA_SASL_PASSWORD=local-sim\n"
+        "KAFKA_ADMIN_USERNAME=admin\nKAFKA_ADMIN_PASSWORD=local-admin\n"
+    )
+    monkeypatch.setattr(deploy.local.stack, "ENV_FILE", env_file)
+    for name in [n for n in os.environ if n.startswith("KAFKA_")]:
+        monkeypatch.delenv(name)
+    local = stack_access(admin=True)
+    assert (local.username, local.password, local.security_protocol) == (
+        "admin",
+        "local-admin",
+        "SASL_PLAINTEXT",
+    )
+    assert stack_access().username == "simulator"
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "kafka.prod:9093")
+    monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("KAFKA_SASL_USERNAME", "ops")
+    monkeypatch.setenv("KAFKA_SASL_PASSWORD", "ops-pw")
+    remote = stack_access(admin=True)
+    assert (remote.bootstrap_servers, remote.security_protocol) == ("kafka.prod:9093", "SASL_SSL")
+    assert (remote.username, remote.password) == ("ops", "ops-pw")
+    assert stack_access("elsewhere:9093").bootstrap_servers == "elsewhere:9093"
