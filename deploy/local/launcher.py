@@ -310,7 +310,9 @@ class Kafka(Server):
             "num.partitions": "6",
             "log.retention.hours": "168",
         }
-        config = self.data_dir / "server.properties"
+        config = self.data_dir / "server.properties"  # passwords in it: its owner's only
+        config.touch(mode=0o600)
+        config.chmod(0o600)
         config.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         (self.data_dir / "log4j2.properties").write_text(
             "rootLogger.level=WARN\n"
@@ -327,7 +329,7 @@ class Kafka(Server):
     def launch(self) -> None:
         """Format the storage on first use only: a relaunch keeps the data directory."""
         libs = install_kafka()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         config = self._write_config()
         classpath = f"{libs}/*"
         if not (self.data_dir / "log" / "meta.properties").exists():

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Self
 
 from faststream.asgi import AsgiResponse
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.notifications.channels import ProviderConfig, Providers, worst_case_s
@@ -47,9 +47,11 @@ class NotificationSettings(ServiceSettings):
     http_port: int = 8004
     whatsapp_base_url: str = "http://127.0.0.1:8025/whatsapp"
     whatsapp_phone_number_id: str = "jakpreneur-local"
-    whatsapp_token: str = Field(default="local-stand-in-token", description="Bearer token.")
+    whatsapp_token: SecretStr = Field(
+        default=SecretStr("local-stand-in-token"), description="Bearer token."
+    )
     sms_base_url: str = "http://127.0.0.1:8025/sms"
-    sms_api_key: str = "local-stand-in-key"
+    sms_api_key: SecretStr = SecretStr("local-stand-in-key")
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 2525
     mail_from: str = "Jakpreneur <noreply@jakpreneur.jakarta.go.id>"
@@ -103,9 +105,9 @@ def create_app(
         ProviderConfig(
             whatsapp_base_url=settings.whatsapp_base_url,
             whatsapp_phone_number_id=settings.whatsapp_phone_number_id,
-            whatsapp_token=settings.whatsapp_token,
+            whatsapp_token=settings.whatsapp_token.get_secret_value(),
             sms_base_url=settings.sms_base_url,
-            sms_api_key=settings.sms_api_key,
+            sms_api_key=settings.sms_api_key.get_secret_value(),
             smtp_host=settings.smtp_host,
             smtp_port=settings.smtp_port,
             mail_from=settings.mail_from,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from faststream.asgi import AsgiResponse
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from services.registry import journey
@@ -35,9 +35,13 @@ class RegistrySettings(ServiceSettings):
     service_name: str = "registry"
     mongodb_database: str = "registry"
     http_port: int = 8001
-    pii_hash_key: str = Field(default=DEV_HASH_KEY, description="HMAC key of NIK look-ups.")
-    pii_encryption_key: str = Field(
-        default=DEV_ENCRYPTION_KEY, description="Fernet key encrypting NIK and KK at rest."
+    # Secrets: never in a repr, a log or an error's text.
+    pii_hash_key: SecretStr = Field(
+        default=SecretStr(DEV_HASH_KEY), description="HMAC key of NIK look-ups."
+    )
+    pii_encryption_key: SecretStr = Field(
+        default=SecretStr(DEV_ENCRYPTION_KEY),
+        description="Fernet key encrypting NIK and KK at rest.",
     )
 
 
@@ -60,13 +64,16 @@ def create_app(settings: RegistrySettings | None = None) -> ServiceApp:
     store = RegistryStore(
         client,
         settings.mongodb_database,
-        PiiVault(settings.pii_hash_key, settings.pii_encryption_key),
+        PiiVault(
+            settings.pii_hash_key.get_secret_value(),
+            settings.pii_encryption_key.get_secret_value(),
+        ),
     )
     outbox = Outbox(store.db, broker)
     deps = Deps(settings=settings, broker=broker, store=store, outbox=outbox)
 
     async def prepare() -> None:
-        if settings.pii_hash_key == DEV_HASH_KEY:  # only allowed in development
+        if settings.pii_hash_key.get_secret_value() == DEV_HASH_KEY:  # only allowed in development
             log.warning("using development PII keys (JAKPRENEUR_ENV=development)")
         await store.ensure_indexes()
         await store.backfill_journeys()

@@ -227,7 +227,10 @@ async def test_concurrent_handlers_race_on_one_nik_and_one_wins(registry: Regist
     store = RegistryStore(
         client,
         settings.mongodb_database,
-        PiiVault(settings.pii_hash_key, settings.pii_encryption_key),
+        PiiVault(
+            settings.pii_hash_key.get_secret_value(),
+            settings.pii_encryption_key.get_secret_value(),
+        ),
     )
     deps = Deps(settings=settings, broker=broker, store=store, outbox=Outbox(store.db, broker))
     first = registry.generator.valid()
@@ -422,7 +425,10 @@ async def test_participants_registered_before_the_journey_model_get_one_at_start
     store = RegistryStore(
         registry.mongo,
         settings.mongodb_database,
-        PiiVault(settings.pii_hash_key, settings.pii_encryption_key),
+        PiiVault(
+            settings.pii_hash_key.get_secret_value(),
+            settings.pii_encryption_key.get_secret_value(),
+        ),
     )
     await store.backfill_journeys()
     await store.backfill_journeys()  # idempotent

@@ -29,8 +29,10 @@ def test_settings_refuse_development_secrets_outside_development() -> None:
         pii_encryption_key="A" * 43 + "=",
         auth_issuer=PROVINCE_ISSUER,
     )
-    assert own.pii_hash_key == "k" * 32
-    assert RegistrySettings(jakpreneur_env="development").pii_hash_key == DEV_HASH_KEY
+    assert own.pii_hash_key.get_secret_value() == "k" * 32
+    assert RegistrySettings(jakpreneur_env="development").pii_hash_key.get_secret_value() == (
+        DEV_HASH_KEY
+    )
 
 
 PROVINCE_ISSUER = "https://sso.jakarta.go.id/realms/jakpreneur"
@@ -69,3 +71,25 @@ def test_a_service_process_without_development_mark_does_not_start() -> None:
     assert done.returncode != 0
     assert "development secrets in pii_hash_key, pii_encryption_key" in output
     assert DEV_HASH_KEY not in output and DEV_ENCRYPTION_KEY not in output
+
+
+def test_keys_tokens_and_passwords_stay_out_of_reprs_and_errors() -> None:
+    """A settings object in a log line, or a refusal's text, shows no secret."""
+    from pydantic import ValidationError
+
+    from services.notifications.app import NotificationSettings
+
+    keys = {"pii_hash_key": "hash-key-" + "h" * 23, "pii_encryption_key": "A" * 43 + "="}
+    registry = RegistrySettings(
+        **keys,
+        kafka_sasl_password="kafka-secret-pw",
+        mongodb_uri="mongodb://registry:mongo-secret-pw@h/",
+        auth_jwks_url="https://sso.example/jwks",
+        auth_issuer="https://sso.example",
+    )
+    text = repr(registry) + str(registry)
+    for secret in (*keys.values(), "kafka-secret-pw", "mongo-secret-pw"):
+        assert secret not in text
+    with pytest.raises(ValidationError) as refused:  # a lease shorter than a send
+        NotificationSettings(jakpreneur_env="development", sms_api_key="sms-secret-key", lease_s=1)
+    assert "sms-secret-key" not in str(refused.value)
