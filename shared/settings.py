@@ -27,6 +27,11 @@ class AuthenticationNotConfiguredError(RuntimeError):
     (a RuntimeError for the same reason as :class:`DevelopmentSecretsError`)."""
 
 
+class InsecureSettingsError(RuntimeError):
+    """A service was started outside development on an unauthenticated or unencrypted link.
+    Not a ValueError, so that pydantic does not print the input (passwords) with it."""
+
+
 class ServiceSettings(BaseSettings):
     """Base class: subclasses set ``env_prefix`` and add their own fields."""
 
@@ -168,6 +173,30 @@ class ServiceSettings(BaseSettings):
             raise DevelopmentSecretsError(
                 f"{self.service_name}: development secrets in {', '.join(on_defaults)}; set "
                 "them (or JAKPRENEUR_ENV=development for a local stack)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _secure_transports(self) -> Self:
+        """Outside development every link is authenticated and encrypted: Kafka over
+        SASL_SSL with this service's principal, MongoDB with its user, the issuer's keys over
+        https (a plain-text or file:// JWKS could be swapped under the service)."""
+        if self.jakpreneur_env == DEVELOPMENT:
+            return self
+        problems = []
+        if self.kafka_security_protocol != "SASL_SSL":
+            problems.append(f"KAFKA_SECURITY_PROTOCOL is {self.kafka_security_protocol}")
+        if not (self.kafka_sasl_username and self.kafka_sasl_password.get_secret_value()):
+            problems.append("no KAFKA_SASL_USERNAME/KAFKA_SASL_PASSWORD")
+        if "@" not in self.mongodb_uri.partition("://")[2].partition("/")[0]:
+            problems.append("MONGODB_URI names no user")
+        if self.auth_jwks_url and not self.auth_jwks_url.startswith("https://"):
+            problems.append("AUTH_JWKS_URL is not https")
+        if problems:
+            raise InsecureSettingsError(
+                f"{self.service_name}: {'; '.join(problems)} (outside development: SASL_SSL "
+                "with the service's principal, its MongoDB user, an https JWKS; "
+                "JAKPRENEUR_ENV=development for a local stack)"
             )
         return self
 

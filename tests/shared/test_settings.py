@@ -14,6 +14,7 @@ from shared.settings import (
     DEVELOPMENT_ISSUER,
     AuthenticationNotConfiguredError,
     DevelopmentSecretsError,
+    InsecureSettingsError,
     ServiceSettings,
 )
 
@@ -24,6 +25,7 @@ def test_settings_refuse_development_secrets_outside_development() -> None:
     with pytest.raises(DevelopmentSecretsError, match="whatsapp_token, sms_api_key"):
         NotificationSettings(jakpreneur_env="production")
     own = RegistrySettings(
+        **SECURE,
         jakpreneur_env="production",
         pii_hash_key="k" * 32,
         pii_encryption_key="A" * 43 + "=",
@@ -36,6 +38,15 @@ def test_settings_refuse_development_secrets_outside_development() -> None:
 
 
 PROVINCE_ISSUER = "https://sso.jakarta.go.id/realms/jakpreneur"
+# What a deployment gives every service: its principal over SASL_SSL, its MongoDB user, the
+# issuer's keys over https.
+SECURE = {
+    "kafka_security_protocol": "SASL_SSL",
+    "kafka_sasl_username": "registry",
+    "kafka_sasl_password": "pw",
+    "mongodb_uri": "mongodb://registry:pw@db:27017/?replicaSet=rs0",
+    "auth_jwks_url": PROVINCE_ISSUER + "/protocol/openid-connect/certs",
+}
 
 
 def test_settings_refuse_to_run_without_a_token_issuer_outside_development() -> None:
@@ -43,16 +54,38 @@ def test_settings_refuse_to_run_without_a_token_issuer_outside_development() -> 
     can mint its tokens): refused, unless in development."""
     deployed = {"jakpreneur_env": "production", "service_name": "x"}
     with pytest.raises(AuthenticationNotConfiguredError, match="no AUTH_JWKS_URL"):
-        ServiceSettings(**deployed, auth_jwks_url="", auth_issuer=PROVINCE_ISSUER)
+        ServiceSettings(**deployed, **SECURE | {"auth_jwks_url": ""}, auth_issuer=PROVINCE_ISSUER)
     with pytest.raises(AuthenticationNotConfiguredError, match="development issuer"):
-        ServiceSettings(**deployed, auth_issuer=DEVELOPMENT_ISSUER)
+        ServiceSettings(**deployed, **SECURE, auth_issuer=DEVELOPMENT_ISSUER)
     with pytest.raises(AuthenticationNotConfiguredError, match="needs AUTH_ISSUER"):
         ServiceSettings(service_name="x", jakpreneur_env="development", auth_issuer="")
-    settings = ServiceSettings(**deployed, auth_issuer=PROVINCE_ISSUER)
-    assert settings.auth_jwks_url.startswith("file://")  # the session's (tests/auth_helpers)
+    settings = ServiceSettings(**deployed, **SECURE, auth_issuer=PROVINCE_ISSUER)
     assert settings.auth_audience == "jakpreneur"
     unset = ServiceSettings(service_name="x", jakpreneur_env="development", auth_jwks_url="")
     assert unset.auth_jwks_url == ""  # development: starts, and answers 503 (shared.http)
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"kafka_security_protocol": "SASL_PLAINTEXT"}, "KAFKA_SECURITY_PROTOCOL is SASL_PLAIN"),
+        ({"kafka_security_protocol": "PLAINTEXT"}, "KAFKA_SECURITY_PROTOCOL is PLAINTEXT"),
+        ({"kafka_sasl_password": ""}, "no KAFKA_SASL_USERNAME"),
+        ({"mongodb_uri": "mongodb://db:27017/?replicaSet=rs0"}, "MONGODB_URI names no user"),
+        ({"auth_jwks_url": "http://sso/certs"}, "AUTH_JWKS_URL is not https"),
+        ({"auth_jwks_url": "file:///tmp/jwks.json"}, "AUTH_JWKS_URL is not https"),
+    ],
+)
+def test_outside_development_every_link_is_authenticated_and_encrypted(
+    change: dict[str, str], named: str
+) -> None:
+    deployed = {"jakpreneur_env": "production", "service_name": "x"}
+    ServiceSettings(**deployed, **SECURE, auth_issuer=PROVINCE_ISSUER)  # all of it: starts
+    with pytest.raises(InsecureSettingsError, match=named) as refused:
+        ServiceSettings(**deployed, **SECURE | change, auth_issuer=PROVINCE_ISSUER)
+    assert "pw" not in str(refused.value).replace("password", "")  # no password in the text
+    development = {"jakpreneur_env": "development", "service_name": "x"}
+    ServiceSettings(**development, **SECURE | change, auth_issuer=PROVINCE_ISSUER)
 
 
 def test_a_service_process_without_development_mark_does_not_start() -> None:
