@@ -292,6 +292,7 @@ class Parking:
         self.collection = db.parked
         self.keys = db.parked_keys
         self.refused_since_expiry = False  # set by refuse(): worth an expiry after the batch
+        self._expiring = asyncio.Lock()  # after a batch and periodically: one at a time
 
     async def ensure_indexes(self) -> None:
         await self.collection.create_index([("key", 1), ("parked_at", 1)])
@@ -361,6 +362,10 @@ class Parking:
         """Dead-letter what waited longer than ``ttl``; returns how many. The DLQ entry is
         written before the record leaves the parking: a crash between the two writes it
         twice (a replay of the second finds the first's inbox claim), never loses it."""
+        async with self._expiring:  # else both would dead-letter the same record
+            return await self._expire(broker, service, ttl, limit)
+
+    async def _expire(self, broker: KafkaBroker, service: str, ttl: timedelta, limit: int) -> int:
         self.refused_since_expiry = False
         cutoff = datetime.now(UTC) - ttl
         docs = await self.collection.find({"parked_at": {"$lte": cutoff}}).limit(limit).to_list()
