@@ -51,6 +51,7 @@ Resource = Literal[
     "submission",  # the registry's outcome of one submission (who owns a NIK, on a duplicate)
     "coaching",  # training, mentoring and licensing of one participant
     "marketplace",  # curation, listing, export and financing of one participant
+    "financing",  # one participant's financing referral and its decision, nothing else
     "sales",  # one participant's monthly sales ledger
     "notifications",  # the messages sent to one participant (their words and addresses)
     "docs",  # the AsyncAPI documentation
@@ -66,7 +67,7 @@ class Role:
 
 
 _REGION_READS: frozenset[Resource] = frozenset(
-    {"participant", "journey", "funnel", "coaching", "marketplace", "sales", "docs"}
+    {"participant", "journey", "funnel", "coaching", "marketplace", "financing", "sales", "docs"}
 )
 # The one table of who reads what. Personal fields only to ops (support, who must be able
 # to reach a participant) and to the participant themself; the offices work with counts
@@ -83,6 +84,7 @@ ROLES: Mapping[str, Role] = {
                 "submission",
                 "coaching",
                 "marketplace",
+                "financing",
                 "sales",
                 "notifications",
                 "docs",
@@ -98,11 +100,21 @@ ROLES: Mapping[str, Role] = {
         frozenset({"participant", "journey", "funnel", "coaching", "docs"}),
         personal_data=False,
     ),
-    "bank": Role("referred", frozenset({"marketplace", "sales", "docs"}), personal_data=False),
+    # the bank: a referral's financing and sales ledger, not its curation reviews or notes
+    "bank": Role("referred", frozenset({"financing", "sales", "docs"}), personal_data=False),
     "participant": Role(
         "self",
         frozenset(
-            {"participant", "journey", "coaching", "marketplace", "sales", "notifications", "docs"}
+            {
+                "participant",
+                "journey",
+                "coaching",
+                "marketplace",
+                "financing",
+                "sales",
+                "notifications",
+                "docs",
+            }
         ),
         personal_data=True,
     ),

@@ -71,6 +71,14 @@ def create_app(settings: MarketplaceSettings | None = None) -> ServiceApp:
         doc = await store.states.get(request.params["participant_id"])
         return document_response(doc, MISSING)
 
+    async def financing(request: Request) -> AsgiResponse:
+        """The financing referral and its decision: what Bank DKI reads (with the ledger)."""
+        participant_id = request.params["participant_id"]
+        doc = await store.states.get(participant_id)
+        if doc is None:
+            return json_response({"error": MISSING}, 404)
+        return json_response({"participant_id": participant_id, "referral": doc.get("referral")})
+
     async def sales(request: Request) -> AsgiResponse:
         """The monthly sales ledger."""
         params = request.params
@@ -103,6 +111,7 @@ def create_app(settings: MarketplaceSettings | None = None) -> ServiceApp:
             Route(
                 "/participants/{participant_id}/marketplace", "marketplace", marketplace, MISSING
             ),
+            Route("/participants/{participant_id}/financing", "financing", financing, MISSING),
         ],
         subject_of=subject_of,
     )

@@ -65,6 +65,7 @@ ENDPOINTS = {
     "journey": ("registry", "/journey"),
     "coaching": ("coaching", "/coaching"),
     "marketplace": ("marketplace", "/marketplace"),
+    "financing": ("marketplace", "/financing"),
     "sales": ("marketplace", "/sales"),
     "notifications": ("notifications", "/notifications"),
 }
@@ -75,7 +76,7 @@ READS = {
     "kota": {e: "AB" for e in ENDPOINTS if e != "notifications"},
     "kecamatan": {e: "A" for e in ENDPOINTS if e != "notifications"},
     "pendamping": {"participant": "A", "journey": "A", "coaching": "A"},
-    "bank": {"marketplace": "A", "sales": "A"},
+    "bank": {"financing": "A", "sales": "A"},  # not the curation of /marketplace
     "participant": {e: "A" for e in ENDPOINTS},
 }
 SEES_PERSONAL = {"ops", "participant"}
@@ -294,6 +295,7 @@ BAD_TOKENS: dict[str, Callable[[World], dict[str, str]]] = {
         "coaching:/participants/{A}/coaching",
         "marketplace:/participants/{A}/marketplace",
         "marketplace:/participants/{A}/sales",
+        "marketplace:/participants/{A}/financing",
         "notifications:/participants/{A}/notifications",
     ],
 )

@@ -189,7 +189,7 @@ READS: dict[str, frozenset[auth.Resource]] = {
     "kota": REGION,
     "kecamatan": REGION,
     "pendamping": frozenset({"participant", "journey", "funnel", "coaching", "docs"}),
-    "bank": frozenset({"marketplace", "sales", "docs"}),
+    "bank": frozenset({"financing", "sales", "docs"}),
     "participant": EVERY - {"funnel", "submission"},
 }
 
