@@ -1,28 +1,61 @@
-"""Fixtures: one Kafka and one mongod for the session from the project's own launcher
-(``deploy/local``), with the security production uses: SASL/SCRAM and per-principal ACLs
-generated from the catalogue on Kafka, authorisation and a user per service on MongoDB.
-Each service under test logs in as its own principal and user (:meth:`Servers.settings_for`);
-the tests themselves play the internal systems as the simulator's principal
-(:attr:`Servers.kafka`), as ``make run``'s tools do. (There is no testcontainers path: its
-images would need the same SCRAM users and ACLs, and no Docker engine here could test it.)
+"""Fixtures: one Kafka and one mongod for the session, with the security production uses:
+SASL/SCRAM and per-principal ACLs generated from the catalogue on Kafka, authorisation and
+a user per service on MongoDB. Each service under test logs in as its own principal and
+user (:meth:`Servers.settings_for`); the tests themselves play the internal systems as the
+simulator's principal (:attr:`Servers.kafka`), as ``make run``'s tools do.
+
+The servers are, in this order:
+
+1. servers named by the environment, administered as their super users:
+   ``KAFKA_BOOTSTRAP_SERVERS`` with ``KAFKA_SECURITY_PROTOCOL``, ``KAFKA_ADMIN_USERNAME`` and
+   ``KAFKA_ADMIN_PASSWORD`` (SCRAM credentials for every principal are set, to
+   ``KAFKA_<PRINCIPAL>_PASSWORD`` where given, else a fresh one), and ``MONGODB_ADMIN_URI``
+   (a user per service, ``MONGODB_<SERVICE>_PASSWORD`` or fresh); a local stack's
+   ``.run/stack.env`` has the first four and the last;
+2. the project's own launcher (``deploy/local``).
+
+(No testcontainers path: its images would need the same SCRAM users and ACLs, and no Docker
+engine here could test it.)
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+import secrets
 import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 
-from deploy.local.launcher import ADMIN, Kafka, Mongod, free_port, stop_all
-from shared.access import INBOUND, PRINCIPALS, SERVICES, SIMULATOR, acls, cluster_rules
+from deploy.kafka_users import logs_in, password_variable, set_scram_credentials
+from deploy.local.launcher import (
+    ADMIN,
+    Kafka,
+    Mongod,
+    _in_thread,
+    free_port,
+    grant_mongo_user,
+    stop_all,
+)
+from shared.access import (
+    INBOUND,
+    PRINCIPALS,
+    SERVICES,
+    SIMULATOR,
+    Acl,
+    acls,
+    cluster_rules,
+    grant,
+)
 from shared.contracts import event_of_topic
 from shared.kafka import KafkaAccess
 from shared.logging import configure_logging
@@ -42,12 +75,81 @@ pytest_plugins = [
 ]
 
 
+class ExistingKafka:
+    """A cluster named by the environment, administered as its super user."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.admin = KafkaAccess.from_env(env, admin=True)
+        self.bootstrap_servers = self.admin.bootstrap_servers
+        self.passwords = {
+            user: env.get(password_variable(user)) or secrets.token_urlsafe(24)
+            for user in PRINCIPALS
+        }
+        _in_thread(self._credentials)
+
+    async def _credentials(self) -> None:
+        admin = AIOKafkaAdminClient(**self.admin.client_kwargs())
+        await admin.start()
+        try:
+            await set_scram_credentials(admin, self.passwords)
+        finally:
+            await admin.close()
+        await asyncio.gather(*(logs_in(self._scram(u)) for u in self.passwords))
+
+    def _scram(self, user: str) -> KafkaAccess:
+        return KafkaAccess(
+            self.bootstrap_servers,
+            self.admin.security_protocol,
+            "SCRAM-SHA-512",
+            user,
+            self.passwords[user],
+            self.admin.ssl_cafile,
+        )
+
+    def access(self, user: str) -> dict[str, str]:
+        return (self.admin if user == ADMIN else self._scram(user)).env()
+
+    def grant(self, rules: Iterable[Acl]) -> None:
+        async def run() -> None:
+            admin = AIOKafkaAdminClient(**self.admin.client_kwargs())
+            await admin.start()
+            try:
+                await grant(admin, rules)
+            finally:
+                await admin.close()
+
+        _in_thread(run)
+
+
+class ExistingMongo:
+    """A MongoDB replica set named by the environment, administered as its admin."""
+
+    def __init__(self, admin_uri: str, env: Mapping[str, str]) -> None:
+        self.uri, self.env = admin_uri, env
+        parts = urlsplit(admin_uri)
+        self.address = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+        self.passwords: dict[str, str] = {}
+
+    def uri_for(self, user: str) -> str:
+        parts = urlsplit(self.address)
+        query = "&".join(q for q in (parts.query, "authSource=admin") if q)
+        login = f"{quote(user)}:{quote(self.passwords[user])}@{parts.netloc}"
+        return urlunsplit(parts._replace(netloc=login, query=query))
+
+    def grant(self, user: str, databases: Iterable[str]) -> str:
+        if user not in self.passwords:
+            variable = f"MONGODB_{user.upper()}_PASSWORD"
+            self.passwords[user] = self.env.get(variable) or secrets.token_urlsafe(24)
+        grant_mongo_user(self.uri, user, self.passwords[user], databases)
+        return self.uri_for(user)
+
+
 @dataclass
 class Servers:
     """The session's Kafka and mongod, and who logs in to them."""
 
-    broker: Kafka
-    mongod: Mongod
+    broker: Kafka | ExistingKafka
+    mongod: Mongod | ExistingMongo
     _granted: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -107,6 +209,12 @@ class Servers:
 
 @pytest.fixture(scope="session")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    named = ("KAFKA_BOOTSTRAP_SERVERS", "KAFKA_ADMIN_USERNAME", "MONGODB_ADMIN_URI")
+    if all(os.environ.get(name) for name in named):
+        existing = ExistingKafka(os.environ)
+        existing.grant(cluster_rules())
+        yield Servers(existing, ExistingMongo(os.environ["MONGODB_ADMIN_URI"], os.environ))
+        return
     root = tmp_path_factory.mktemp("servers")
     started: list[Any] = []
     try:

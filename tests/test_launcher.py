@@ -20,9 +20,11 @@ from pymongo import MongoClient, WriteConcern
 from pymongo.errors import OperationFailure
 
 from deploy.local.launcher import (
+    Kafka,
     Mongod,
     install_kafka,
     install_mongod,
+    stop_all,
 )
 from deploy.local.stack import SERVICES, free_ports_env, shown, spawn_supervisor
 
@@ -232,3 +234,35 @@ def test_the_supervisor_restarts_what_dies(tmp_path: Path) -> None:
             except subprocess.TimeoutExpired:
                 supervisor.kill()  # its children die with it (PR_SET_PDEATHSIG)
                 supervisor.wait()
+
+
+def test_the_tests_run_on_servers_named_by_the_environment(tmp_path: Path) -> None:
+    """A cluster and a replica set that know only their admins (as a CI's own servers
+    would): the fixtures give every principal its SCRAM credential, grant the ACLs and make
+    the services' MongoDB users, and the access tests pass there."""
+    kafka = Kafka(tmp_path / "kafka").start()
+    mongod = Mongod(tmp_path / "mongod").start()
+    try:
+        admin = kafka.access("admin")
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "MONGODB_"))},
+            "KAFKA_BOOTSTRAP_SERVERS": admin["KAFKA_BOOTSTRAP_SERVERS"],
+            "KAFKA_SECURITY_PROTOCOL": admin["KAFKA_SECURITY_PROTOCOL"],
+            "KAFKA_SASL_MECHANISM": admin["KAFKA_SASL_MECHANISM"],
+            "KAFKA_ADMIN_USERNAME": "admin",
+            "KAFKA_ADMIN_PASSWORD": admin["KAFKA_SASL_PASSWORD"],
+            "MONGODB_ADMIN_URI": mongod.uri,
+        }
+        # This Kafka knows no principal and this mongod no service user: the access tests
+        # (the portal logs in and is refused, a service's user reaches its own database)
+        # pass only if the fixtures made them there.
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+             "tests/shared/test_access.py"],
+            env=env, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout[:6000] + done.stderr[-2000:]
+        assert " passed" in done.stdout and "failed" not in done.stdout
+        assert set(kafka.passwords) == {"admin", "controller"}  # none of the launcher's
+    finally:
+        stop_all([kafka, mongod])

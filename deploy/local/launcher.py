@@ -506,27 +506,33 @@ class Mongod(Server):
     def grant(self, user: str, databases: Iterable[str]) -> str:
         """``user`` (created if new) may read and write ``databases``, and no other; its
         connection string."""
-        from pymongo import MongoClient
-        from pymongo.errors import OperationFailure
-
-        roles = [{"role": "readWrite", "db": db} for db in databases]
-        password = (
-            self.passwords.get(user)
-            or credentials(self.data_dir / "credentials.json", [user])[user]
-        )
+        password = self.passwords.get(user) or credentials(
+            self.data_dir / "credentials.json", [user]
+        )[user]
         self.passwords[user] = password
-        admin: MongoClient[dict[str, Any]] = MongoClient(self.uri, serverSelectionTimeoutMS=5000)
-        try:
-            try:
-                admin.admin.command("createUser", user, pwd=password, roles=roles)
-            except OperationFailure as exc:
-                if exc.code != 51003:  # UserAlreadyExists
-                    raise
-                if roles:
-                    admin.admin.command("grantRolesToUser", user, roles=roles)
-        finally:
-            admin.close()
+        grant_mongo_user(self.uri, user, password, databases)
         return self.uri_for(user)
+
+
+def grant_mongo_user(admin_uri: str, user: str, password: str, databases: Iterable[str]) -> None:
+    """As the admin at ``admin_uri``: ``user`` (created with ``password`` if new, in the
+    admin database) may read and write ``databases``, and no other."""
+    from pymongo import MongoClient
+    from pymongo.errors import OperationFailure
+
+    roles = [{"role": "readWrite", "db": db} for db in databases]
+    admin: MongoClient[dict[str, Any]] = MongoClient(admin_uri, serverSelectionTimeoutMS=5000)
+    try:
+        try:
+            admin.admin.command("createUser", user, pwd=password, roles=roles)
+        except OperationFailure as exc:
+            if exc.code != 51003:  # UserAlreadyExists
+                raise
+            admin.admin.command("updateUser", user, pwd=password)  # the same, or set anew
+            if roles:
+                admin.admin.command("grantRolesToUser", user, roles=roles)
+    finally:
+        admin.close()
 
 
 def stop_all(servers: list[Server]) -> None:
