@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.contracts import CATALOGUE, consumed_by, event_of_topic, produced_by
-from shared.kafka import DLQ_SUFFIX, REPLAYS_TOPIC
+from shared.kafka import DLQ_SUFFIX, REPLAYS_TOPIC, KafkaAccess
 
 ANY = "*"  # a literal resource name that matches every resource of its type
 
@@ -224,6 +224,18 @@ async def grant(admin: Any, rules: Iterable[Acl], timeout: float = 30) -> None:
         if asyncio.get_running_loop().time() > deadline:
             raise TimeoutError(f"{len(want - have)} ACLs not applied in {timeout}s")
         await asyncio.sleep(0.05)
+
+
+async def grant_as(admin: KafkaAccess, rules: Iterable[Acl]) -> None:
+    """:func:`grant` with a client of its own, logged in as ``admin`` (a super user)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    client = AIOKafkaAdminClient(**admin.client_kwargs())
+    await client.start()
+    try:
+        await grant(client, rules)
+    finally:
+        await client.close()
 
 
 def main() -> None:

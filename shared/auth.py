@@ -35,7 +35,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 import jwt
 
@@ -66,6 +66,7 @@ class Role:
     personal_data: bool  # sees names, birth dates, phone numbers, e-mail addresses
 
 
+EVERY_RESOURCE: frozenset[Resource] = frozenset(get_args(Resource))
 _REGION_READS: frozenset[Resource] = frozenset(
     {"participant", "journey", "funnel", "coaching", "marketplace", "financing", "sales", "docs"}
 )
@@ -74,24 +75,7 @@ _REGION_READS: frozenset[Resource] = frozenset(
 # and stages, a pendamping with their mentees' progress, the bank with a referral's
 # financing data (the referral carries what Bank DKI needs; contact goes through ops).
 ROLES: Mapping[str, Role] = {
-    "ops": Role(
-        "all",
-        frozenset(
-            {
-                "participant",
-                "journey",
-                "funnel",
-                "submission",
-                "coaching",
-                "marketplace",
-                "financing",
-                "sales",
-                "notifications",
-                "docs",
-            }
-        ),
-        personal_data=True,
-    ),
+    "ops": Role("all", EVERY_RESOURCE, personal_data=True),
     "dinas": Role("province", _REGION_READS, personal_data=False),
     "kota": Role("city", _REGION_READS, personal_data=False),
     "kecamatan": Role("kecamatan", _REGION_READS, personal_data=False),
@@ -102,22 +86,7 @@ ROLES: Mapping[str, Role] = {
     ),
     # the bank: a referral's financing and sales ledger, not its curation reviews or notes
     "bank": Role("referred", frozenset({"financing", "sales", "docs"}), personal_data=False),
-    "participant": Role(
-        "self",
-        frozenset(
-            {
-                "participant",
-                "journey",
-                "coaching",
-                "marketplace",
-                "financing",
-                "sales",
-                "notifications",
-                "docs",
-            }
-        ),
-        personal_data=True,
-    ),
+    "participant": Role("self", EVERY_RESOURCE - {"funnel", "submission"}, personal_data=True),
 }
 SCOPE_CLAIMS: Mapping[Scope, tuple[str, ...]] = {
     "all": (),

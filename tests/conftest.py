@@ -54,7 +54,7 @@ from shared.access import (
     Acl,
     acls,
     cluster_rules,
-    grant,
+    grant_as,
 )
 from shared.contracts import event_of_topic
 from shared.kafka import KafkaAccess
@@ -110,15 +110,7 @@ class ExistingKafka:
         return (self.admin if user == ADMIN else self._scram(user)).env()
 
     def grant(self, rules: Iterable[Acl]) -> None:
-        async def run() -> None:
-            admin = AIOKafkaAdminClient(**self.admin.client_kwargs())
-            await admin.start()
-            try:
-                await grant(admin, rules)
-            finally:
-                await admin.close()
-
-        _in_thread(run)
+        _in_thread(lambda: grant_as(self.admin, rules))
 
 
 class ExistingMongo:

@@ -242,19 +242,10 @@ class Kafka(Server):
 
     def grant(self, rules: Iterable[Any]) -> None:
         """Create ACLs (:class:`shared.access.Acl`) as the admin, applied when it returns."""
-        from aiokafka.admin import AIOKafkaAdminClient
+        from shared.access import grant_as
+        from shared.kafka import KafkaAccess
 
-        from shared.access import grant
-
-        async def run() -> None:
-            admin = AIOKafkaAdminClient(**self._client_kwargs())
-            await admin.start()
-            try:
-                await grant(admin, rules)
-            finally:
-                await admin.close()
-
-        _in_thread(run)
+        _in_thread(lambda: grant_as(KafkaAccess.from_env(self.access(ADMIN)), rules))
 
     def _client_kwargs(self) -> dict[str, Any]:
         return {
@@ -506,9 +497,10 @@ class Mongod(Server):
     def grant(self, user: str, databases: Iterable[str]) -> str:
         """``user`` (created if new) may read and write ``databases``, and no other; its
         connection string."""
-        password = self.passwords.get(user) or credentials(
-            self.data_dir / "credentials.json", [user]
-        )[user]
+        password = (
+            self.passwords.get(user)
+            or credentials(self.data_dir / "credentials.json", [user])[user]
+        )
         self.passwords[user] = password
         grant_mongo_user(self.uri, user, password, databases)
         return self.uri_for(user)
