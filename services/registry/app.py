@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Self
 
 from faststream.asgi import AsgiResponse
-from pydantic import Field, SecretStr
-from pydantic_settings import SettingsConfigDict
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.registry import journey
 from services.registry.handlers import Deps, handle_batch
-from services.registry.store import PiiVault, RegistryStore
+from services.registry.store import SINGLE_KEY_ID, PiiVault, RegistryStore, parse_key_ring
 from shared.auth import Subject, withhold
 from shared.contracts import consumed_by, produced_by
 from shared.http import Request, Route, ServiceApp, document_response, json_response
@@ -27,7 +28,102 @@ DEV_HASH_KEY = "dev-only-nik-lookup-key-change-me"
 DEV_ENCRYPTION_KEY = "ZGV2LW9ubHktZW5jcnlwdGlvbi1rZXktY2hhbmdlLW0="
 
 
-class RegistrySettings(ServiceSettings):
+class PiiKeys(BaseSettings):
+    """The registry's PII keys (``REGISTRY_PII_*``), alone: what the service and
+    ``jakpreneur keys rotate`` both read.
+
+    Each is a key ring, ``id:key,id:key,...`` with the current key first:
+    ``REGISTRY_PII_HASH_KEYS`` (HMAC keys of NIK look-ups; every NIK is hashed under each)
+    and ``REGISTRY_PII_ENCRYPTION_KEYS`` (Fernet keys; new values are encrypted under the
+    first, the others still decrypt). Without a ring, the single ``REGISTRY_PII_HASH_KEY`` /
+    ``REGISTRY_PII_ENCRYPTION_KEY`` is a one-key ring with the id ``0`` (so deployments and
+    manifests from before key rings work unchanged); with a ring, the single field is set to
+    the ring's current key, so that the refusal of development keys sees the key in use.
+    A ring that cannot be used stops the start with :class:`KeyRingError`, which names the
+    variable and a key's id, never a key.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="REGISTRY_", populate_by_name=True, extra="ignore")
+
+    # Secrets: never in a repr, a log or an error's text.
+    pii_hash_key: SecretStr = Field(
+        default=SecretStr(DEV_HASH_KEY),
+        description="HMAC key of NIK look-ups (the current one, with a ring).",
+    )
+    pii_encryption_key: SecretStr = Field(
+        default=SecretStr(DEV_ENCRYPTION_KEY),
+        description="Fernet key encrypting NIK and KK at rest (the current one, with a ring).",
+    )
+    pii_hash_keys: SecretStr = Field(
+        default=SecretStr(""),
+        description="Ring of NIK look-up keys, `id:key,...`, current first; replaces "
+        "pii_hash_key when set. Keep a retired key until `jakpreneur keys rotate` has run.",
+    )
+    pii_encryption_keys: SecretStr = Field(
+        default=SecretStr(""),
+        description="Ring of Fernet keys, `id:key,...`, current first; replaces "
+        "pii_encryption_key when set. Keep a retired key until `jakpreneur keys rotate` has run.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _current_key_from_ring(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        for single, ring in RINGS.items():
+            text = _secret_text(data.get(ring))
+            if text:
+                data = {**data, single: parse_key_ring(text, _variable(ring))[0][1]}
+        return data
+
+    @model_validator(mode="after")
+    def _usable_rings(self) -> Self:
+        self.pii_vault()  # every key parses (a Fernet key is 32 bytes): KeyRingError if not
+        return self
+
+    def hash_ring(self) -> list[tuple[str, str]]:
+        return self._ring("pii_hash_key")
+
+    def encryption_ring(self) -> list[tuple[str, str]]:
+        return self._ring("pii_encryption_key")
+
+    def _ring(self, single: str) -> list[tuple[str, str]]:
+        ring = RINGS[single]
+        text = _secret_text(getattr(self, ring))
+        if text:
+            return parse_key_ring(text, _variable(ring))
+        return [(SINGLE_KEY_ID, _secret_text(getattr(self, single)))]
+
+    def pii_vault(self) -> PiiVault:
+        return PiiVault(self.hash_ring(), self.encryption_ring())
+
+    def development_keys(self) -> list[str]:
+        """The settings whose current key is one of the development keys in git."""
+        return [
+            single
+            for single, dev in (
+                ("pii_hash_key", DEV_HASH_KEY),
+                ("pii_encryption_key", DEV_ENCRYPTION_KEY),
+            )
+            if self._ring(single)[0][1] == dev
+        ]
+
+
+# The single-key setting -> its ring.
+RINGS = {"pii_hash_key": "pii_hash_keys", "pii_encryption_key": "pii_encryption_keys"}
+
+
+def _secret_text(value: Any) -> str:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value().strip()
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _variable(field_name: str) -> str:
+    return f"REGISTRY_{field_name.upper()}"
+
+
+class RegistrySettings(ServiceSettings, PiiKeys):
     model_config = SettingsConfigDict(env_prefix="REGISTRY_", populate_by_name=True, extra="ignore")
 
     development_secrets = ("pii_hash_key", "pii_encryption_key")
@@ -35,14 +131,6 @@ class RegistrySettings(ServiceSettings):
     service_name: str = "registry"
     mongodb_database: str = "registry"
     http_port: int = 8001
-    # Secrets: never in a repr, a log or an error's text.
-    pii_hash_key: SecretStr = Field(
-        default=SecretStr(DEV_HASH_KEY), description="HMAC key of NIK look-ups."
-    )
-    pii_encryption_key: SecretStr = Field(
-        default=SecretStr(DEV_ENCRYPTION_KEY),
-        description="Fernet key encrypting NIK and KK at rest.",
-    )
 
 
 DASHBOARD_DIR = Path(__file__).with_name("dashboard")
@@ -64,10 +152,7 @@ def create_app(settings: RegistrySettings | None = None) -> ServiceApp:
     store = RegistryStore(
         client,
         settings.mongodb_database,
-        PiiVault(
-            settings.pii_hash_key.get_secret_value(),
-            settings.pii_encryption_key.get_secret_value(),
-        ),
+        settings.pii_vault(),
     )
     outbox = Outbox(store.db, broker)
     deps = Deps(settings=settings, broker=broker, store=store, outbox=outbox)

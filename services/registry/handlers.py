@@ -119,7 +119,10 @@ async def _decide(
     hashes = {
         s.submission_id: vault.lookup_hash(s.values["nik"]) for s in todo if "nik" in s.values
     }
-    registered_by_hash = await deps.store.participants_by_hash(session, set(hashes.values()))
+    # Keyed by the current hash key's hash, found under any key of the ring (a roll of the
+    # hash key loses no duplicate).
+    niks = {s.values["nik"] for s in todo if "nik" in s.values}
+    registered_by_hash = await deps.store.participants_by_nik(session, niks)
     now = datetime.now(UTC)
     events: list[OutgoingEvent] = []
     participants: list[dict[str, Any]] = []

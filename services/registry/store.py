@@ -2,38 +2,184 @@
 
 A NIK is kept twice: as an HMAC (keyed hash) for the uniqueness index and look-ups, and
 Fernet-encrypted for the rare need of the value itself. A database dump shows neither in clear.
+
+Both keys are versioned, as key rings (:func:`parse_key_ring`): ``id:key`` pairs, the current
+key first. A participant's document says which keys it was written with:
+
+- ``nik_encrypted``/``kk_encrypted`` are Fernet tokens under the encryption key ``pii_key``;
+  reading tries that key, then every key of the ring (``MultiFernet``), so a retired key
+  still reads until ``jakpreneur keys rotate`` has re-encrypted under the current one.
+- ``nik_hash`` is a list: the NIK's HMAC under *every* key of the hash ring (their ids, in
+  ``nik_hash_keys``). A look-up computes the NIK's hash under every key of the ring (one
+  HMAC per key, never a scan) and finds a record stored under any of them, so rolling the
+  hash key loses no duplicate. Writing under every key, not only the current one, keeps the
+  unique index a guard while a roll is under way: two replicas that disagree on which key
+  is current still write one common hash for the same NIK, and the second insert fails.
+  Documents from before key rings (a plain string ``nik_hash``, no key ids) are read the
+  same way: the unique index and ``$in`` treat a string and a list alike.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from cryptography.fernet import Fernet
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from pymongo import AsyncMongoClient, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
 
 from shared.mongo import Document
 
-_HIDDEN = {"nik_hash": 0, "nik_encrypted": 0, "kk_encrypted": 0}
+_HIDDEN = {"nik_hash": 0, "nik_hash_keys": 0, "nik_encrypted": 0, "kk_encrypted": 0, "pii_key": 0}
+
+# The id of a key given alone (REGISTRY_PII_HASH_KEY, REGISTRY_PII_ENCRYPTION_KEY): a
+# one-key ring. Name it so in a ring when it becomes a retired key (``2:<new>,0:<old>``).
+SINGLE_KEY_ID = "0"
+_KEY_ID = re.compile(r"[A-Za-z0-9_.-]{1,32}")
+
+KeyRing = Sequence[tuple[str, str]]
+
+
+class KeyRingError(RuntimeError):
+    """A key ring that cannot be used. Its text names the setting and the key's id or
+    position, never a key; a RuntimeError, so pydantic does not add its input (the keys)."""
+
+
+def parse_key_ring(text: str, setting: str) -> list[tuple[str, str]]:
+    """``id:key,id:key,...`` (the current key first) -> ``[(id, key), ...]``.
+
+    Ids are short names (letters, digits, ``_.-``), unique in the ring; a key is everything
+    after its id's first colon (no comma in it). Whitespace around items is ignored.
+    """
+    ring: list[tuple[str, str]] = []
+    for position, item in enumerate(text.split(","), start=1):
+        key_id, colon, key = item.strip().partition(":")
+        if not colon or not key.strip():
+            raise KeyRingError(f"{setting}: item {position} is not id:key")
+        if not _KEY_ID.fullmatch(key_id):
+            raise KeyRingError(
+                f"{setting}: item {position}'s id is not 1-32 letters, digits or _.-"
+            )
+        if any(key_id == seen for seen, _ in ring):
+            raise KeyRingError(f"{setting}: key id {key_id!r} appears twice")
+        ring.append((key_id, key.strip()))
+    return ring
+
+
+def _one_key(ring: str | KeyRing) -> KeyRing:
+    return [(SINGLE_KEY_ID, ring)] if isinstance(ring, str) else ring
 
 
 class PiiVault:
-    def __init__(self, hash_key: str, encryption_key: str) -> None:
-        self._hash_key = hash_key.encode()
-        self._fernet = Fernet(encryption_key.encode())
+    """NIK look-up hashes and NIK/KK encryption, each under a key ring (a bare key: a
+    one-key ring with the id :data:`SINGLE_KEY_ID`). Never shows a key: not in a repr,
+    not in an error."""
+
+    def __init__(self, hash_keys: str | KeyRing, encryption_keys: str | KeyRing) -> None:
+        hashes, ciphers = _one_key(hash_keys), _one_key(encryption_keys)
+        if not hashes or not ciphers:
+            raise KeyRingError("a PII key ring is empty")
+        self._hash_keys = [(key_id, key.encode()) for key_id, key in hashes]
+        self._fernets: dict[str, Fernet] = {}
+        for key_id, key in ciphers:
+            try:
+                self._fernets[key_id] = Fernet(key.encode())
+            except (ValueError, TypeError):
+                raise KeyRingError(
+                    f"encryption key {key_id!r} is not a Fernet key (base64url of 32 bytes)"
+                ) from None
+        self.hash_key_ids = [key_id for key_id, _ in self._hash_keys]
+        self.encryption_key_id = ciphers[0][0]
+        self._multi = MultiFernet(list(self._fernets.values()))
+
+    def __repr__(self) -> str:
+        return f"PiiVault(hash keys {self.hash_key_ids}, encryption keys {list(self._fernets)})"
 
     def lookup_hash(self, value: str) -> str:
-        return hmac.new(self._hash_key, value.encode(), hashlib.sha256).hexdigest()
+        """The value's hash under the current hash key."""
+        return self.lookup_hashes(value)[0]
+
+    def lookup_hashes(self, value: str) -> list[str]:
+        """The value's hash under every key of the hash ring, in ring order."""
+        data = value.encode()
+        return [hmac.new(key, data, hashlib.sha256).hexdigest() for _, key in self._hash_keys]
 
     def encrypt(self, value: str) -> bytes:
-        return self._fernet.encrypt(value.encode())
+        """Under the current encryption key (:attr:`encryption_key_id`)."""
+        return self._fernets[self.encryption_key_id].encrypt(value.encode())
 
-    def decrypt(self, token: bytes) -> str:
-        return self._fernet.decrypt(token).decode()
+    def decrypt(self, token: bytes, key_id: str | None = None) -> str:
+        """Under the key named (one attempt), else under whichever key of the ring opens it.
+        ``cryptography.fernet.InvalidToken`` when none does."""
+        named = self._fernets.get(key_id) if key_id is not None else None
+        if named is not None:
+            try:
+                return named.decrypt(token).decode()
+            except InvalidToken:
+                pass  # the id was wrong (or the document older than its id): try them all
+        return self._multi.decrypt(token).decode()
+
+    def sealed(self, nik: str, kk: str | None) -> dict[str, Any]:
+        """The stored form of a NIK (and KK, where there is one) under the current keys:
+        the fields of a participant's document that :meth:`stale` checks."""
+        fields: dict[str, Any] = {
+            "nik_hash": self.lookup_hashes(nik),
+            "nik_hash_keys": list(self.hash_key_ids),
+            "nik_encrypted": self.encrypt(nik),
+            "pii_key": self.encryption_key_id,
+        }
+        if kk is not None:
+            fields["kk_encrypted"] = self.encrypt(kk)
+        return fields
+
+    def stale(self) -> dict[str, Any]:
+        """A MongoDB filter: participants whose NIK or KK is stored under other keys than
+        this vault's (another current encryption key, or another set of hash keys), or
+        from before key ids. Only documents that hold an encrypted NIK are concerned."""
+        ids = self.hash_key_ids
+        return {
+            "nik_encrypted": {"$exists": True},
+            "$or": [
+                {"pii_key": {"$ne": self.encryption_key_id}},
+                {"$nor": [{"nik_hash_keys": {"$size": len(ids), "$all": ids}}]},
+            ],
+        }
+
+
+@dataclass
+class Rotation:
+    """What one ``keys rotate`` did; participant ids only (pseudonymous), never a value."""
+
+    encryption_key: str
+    hash_keys: list[str]
+    stale_before: int = 0
+    rotated: int = 0
+    unreadable: list[str] = field(default_factory=list)  # no key of the ring opens them
+    conflicts: list[str] = field(default_factory=list)  # their NIK is another's (duplicate)
+    changed_meanwhile: int = 0  # changed by someone else while rotating: left as they were
+
+    @property
+    def complete(self) -> bool:
+        return not (self.unreadable or self.conflicts)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "encryption_key": self.encryption_key,
+            "hash_keys": self.hash_keys,
+            "stale_before": self.stale_before,
+            "rotated": self.rotated,
+            "unreadable": self.unreadable,
+            "conflicts": self.conflicts,
+            "changed_meanwhile": self.changed_meanwhile,
+            "complete": self.complete,
+        }
 
 
 class RegistryStore:
@@ -57,13 +203,31 @@ class RegistryStore:
     async def participants_by_hash(
         self, session: AsyncClientSession, nik_hashes: set[str]
     ) -> dict[str, str]:
-        """NIK look-up hash -> participant id, for those already registered."""
+        """NIK look-up hash (under any key) -> participant id, for those already registered."""
         if not nik_hashes:
             return {}
         cursor = self.participants.find(
             {"nik_hash": {"$in": list(nik_hashes)}}, {"nik_hash": 1}, session=session
         )
-        return {doc["nik_hash"]: str(doc["_id"]) async for doc in cursor}
+        found: dict[str, str] = {}
+        async for doc in cursor:
+            stored = doc["nik_hash"]  # a list; a string in documents from before key rings
+            for nik_hash in [stored] if isinstance(stored, str) else stored:
+                if nik_hash in nik_hashes:
+                    found[nik_hash] = str(doc["_id"])
+        return found
+
+    async def participants_by_nik(
+        self, session: AsyncClientSession, niks: set[str]
+    ) -> dict[str, str]:
+        """The NIK's hash under the *current* key -> participant id, for those already
+        registered under any key of the hash ring: one HMAC per key and NIK, one query."""
+        current_of: dict[str, str] = {}  # a hash under any key -> the NIK's current one
+        for nik in niks:
+            hashes = self.vault.lookup_hashes(nik)
+            current_of.update((h, hashes[0]) for h in hashes)
+        found = await self.participants_by_hash(session, set(current_of))
+        return {current_of[h]: participant for h, participant in found.items()}
 
     async def insert_participants(
         self, session: AsyncClientSession, participants: list[dict[str, Any]]
@@ -74,11 +238,68 @@ class RegistryStore:
         docs = []
         for p in participants:
             doc = {k: v for k, v in p.items() if k not in ("nik", "kk")}
-            doc["nik_hash"] = self.vault.lookup_hash(p["nik"])
-            doc["nik_encrypted"] = self.vault.encrypt(p["nik"])
-            doc["kk_encrypted"] = self.vault.encrypt(p["kk"])
+            doc.update(self.vault.sealed(p["nik"], p["kk"]))
             docs.append(doc)
         await self.participants.insert_many(docs, session=session)
+
+    async def rotate_keys(
+        self, batch_size: int = 500, progress: Callable[[int, int], None] | None = None
+    ) -> Rotation:
+        """Re-encrypt every stored NIK and KK under the current encryption key and re-hash
+        every NIK under the hash ring's keys (``jakpreneur keys rotate``).
+
+        Only :meth:`PiiVault.stale` documents are read, in ``_id`` order and in batches; each
+        is rewritten by one single-document update, so a crash (even ``kill -9``) leaves
+        every document either as it was or rotated, both readable while the old key stays
+        in the ring, and a re-run carries on; a second run finds nothing to do. An update
+        applies only if the document still holds the ciphertext that was read, so a change
+        made meanwhile (an erasure) is never overwritten. ``progress(done, total)``.
+        """
+        vault = self.vault
+        stale = vault.stale()
+        rotation = Rotation(vault.encryption_key_id, list(vault.hash_key_ids))
+        rotation.stale_before = await self.participants.count_documents(stale)
+        fields = {"nik_encrypted": 1, "kk_encrypted": 1, "pii_key": 1}
+        done, after = 0, None
+        while True:
+            query = stale if after is None else {"$and": [stale, {"_id": {"$gt": after}}]}
+            docs = await self.participants.find(query, fields).sort("_id", 1).to_list(batch_size)
+            if not docs:
+                break
+            after = docs[-1]["_id"]
+            updates, ids = [], []
+            for doc in docs:
+                try:
+                    nik = vault.decrypt(doc["nik_encrypted"], doc.get("pii_key"))
+                    kk = doc.get("kk_encrypted")
+                    kk = vault.decrypt(kk, doc.get("pii_key")) if kk is not None else None
+                except InvalidToken:
+                    rotation.unreadable.append(str(doc["_id"]))
+                    continue
+                sealed = vault.sealed(nik, kk)
+                # As read: a document changed meanwhile (an erasure) is left alone.
+                kept = ("_id", "nik_encrypted", "kk_encrypted")
+                unchanged: dict[str, Any] = {k: doc[k] for k in kept if k in doc}
+                updates.append(UpdateOne(unchanged, {"$set": sealed}))
+                ids.append(str(doc["_id"]))
+            if updates:
+                conflicts: list[str] = []
+                try:
+                    written = await self.participants.bulk_write(updates, ordered=False)
+                    matched = written.matched_count
+                except BulkWriteError as exc:
+                    errors = exc.details.get("writeErrors", [])
+                    if any(e.get("code") != 11000 for e in errors):  # not a duplicate hash
+                        raise
+                    conflicts = [ids[e["index"]] for e in errors]
+                    matched = exc.details.get("nMatched", 0)
+                rotation.conflicts += conflicts
+                rotation.rotated += matched
+                rotation.changed_meanwhile += len(updates) - matched - len(conflicts)
+            done += len(docs)
+            if progress is not None:
+                progress(done, rotation.stale_before)
+        return rotation
 
     async def get_participant(self, participant_id: str) -> Document | None:
         """The participant as other callers may see it: no NIK or KK, not even encrypted."""
