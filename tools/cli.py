@@ -6,6 +6,7 @@
     jakpreneur dlq show DLQ_TOPIC PARTITION OFFSET
     jakpreneur dlq replay DLQ_TOPIC PARTITION OFFSET --by NAME
     jakpreneur stack up | down | status
+    jakpreneur keys rotate [--database DB] [--batch N]
     jakpreneur token --role ROLE [--city C] [--kecamatan K] [--pendamping-id P]
                      [--participant-id ID] [--minutes M]
     jakpreneur simulate [--participants N]      jakpreneur bench [--participants N]
@@ -74,9 +75,11 @@ app = _Cli(help=__doc__, no_args_is_help=True)
 topics_app = typer.Typer(help="Topics and their partitions.", no_args_is_help=True)
 dlq_app = typer.Typer(help="Dead-letter queues: inspect and replay.", no_args_is_help=True)
 stack_app = typer.Typer(help="The local stack (Kafka, mongod, services).", no_args_is_help=True)
+keys_app = typer.Typer(help="The registry's PII keys: rotation.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(stack_app, name="stack")
+app.add_typer(keys_app, name="keys")
 console = Console()
 notes = Console(stderr=True)
 
@@ -504,6 +507,107 @@ def _run_stack(entry: Any, command: str) -> None:
 
     sys.argv = ["python -m deploy.local", command]
     entry()
+
+
+# ------------------------------------------------------------------------------ keys
+
+
+def mongodb_admin_uri(given: str) -> str:
+    """MongoDB's admin, as ops log in: ``MONGODB_ADMIN_URI`` (or ``--mongodb-uri``), else
+    the local stack's ``stack.env``; empty when neither names one."""
+    if given:
+        return given
+    from deploy.local.stack import ENV_FILE  # JAKPRENEUR_RUN_DIR's, else .run's
+    from tools.demo import stack_env
+
+    return stack_env(ENV_FILE).get("MONGODB_ADMIN_URI", "")
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    database: Annotated[
+        str, typer.Option(envvar="REGISTRY_MONGODB_DATABASE", help="the registry's database")
+    ] = "registry",
+    mongodb_uri: Annotated[
+        str,
+        typer.Option(
+            envvar="MONGODB_ADMIN_URI",
+            show_default=False,
+            help="MongoDB's admin (default: the local stack's stack.env)",
+        ),
+    ] = "",
+    batch: Annotated[int, typer.Option(min=1, max=10_000, help="documents per round")] = 500,
+    jakpreneur_env: Annotated[str, typer.Option(envvar="JAKPRENEUR_ENV", hidden=True)] = "",
+    output: OutputOption = Output.table,
+) -> None:
+    """Re-encrypt every stored NIK and KK under the current encryption key and re-hash every
+    NIK under the hash ring's keys, with the keys the registry reads
+    (``REGISTRY_PII_ENCRYPTION_KEYS``/``REGISTRY_PII_HASH_KEYS``, else the single-key
+    variables). To roll a key: put the new key first in the ring, keep the old one after it,
+    deploy the registry, run this, then drop the old key from the ring (and, for the hash
+    ring, run this once more so no hash under the dropped key stays behind).
+
+    Safe to stop at any moment and to run again: each document is rewritten at once or not
+    at all, and a second run finds nothing to do. Progress on stderr; exit status 1 when some
+    document could not be rotated (no key of the ring opens it, or its NIK is another
+    participant's), named by participant id in the summary."""
+    from pymongo.errors import PyMongoError
+
+    from services.registry.app import PiiKeys
+    from services.registry.store import KeyRingError, RegistryStore
+    from shared.mongo import make_client
+    from shared.settings import DEVELOPMENT
+
+    try:
+        keys = PiiKeys()
+    except KeyRingError as exc:
+        notes.print(f"[red]{exc}[/red]", highlight=False)
+        raise typer.Exit(2) from None
+    on_development = keys.development_keys()
+    if on_development and jakpreneur_env != DEVELOPMENT:
+        notes.print(
+            f"[red]development keys in {', '.join(on_development)}; set the registry's keys "
+            "(or JAKPRENEUR_ENV=development for a local stack)[/red]",
+            highlight=False,
+        )
+        raise typer.Exit(2)
+    uri = mongodb_admin_uri(mongodb_uri)
+    if not uri:
+        notes.print("[red]no MONGODB_ADMIN_URI (nor a local stack's stack.env)[/red]")
+        raise typer.Exit(2)
+
+    def progress(done: int, total: int) -> None:
+        notes.print(f"{done}/{total} examined", highlight=False)
+
+    async def rotate() -> dict[str, Any]:
+        client = make_client(uri)
+        try:
+            store = RegistryStore(client, database, keys.pii_vault())
+            return (await store.rotate_keys(batch, progress)).summary()
+        finally:
+            await client.close()
+
+    try:
+        summary = asyncio.run(rotate())
+    except PyMongoError as exc:  # pymongo's text names hosts, never the password
+        notes.print(f"[red]MongoDB: {exc}[/red]", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    if output is Output.json:
+        sys.stdout.write(json.dumps({"database": database, **summary}) + "\n")
+    else:
+        console.print(
+            f"{database}: {summary['rotated']} of {summary['stale_before']} rotated to "
+            f"encryption key {summary['encryption_key']}, hash keys "
+            f"{','.join(summary['hash_keys'])}; {len(summary['unreadable'])} unreadable, "
+            f"{len(summary['conflicts'])} conflicting, {summary['changed_meanwhile']} changed "
+            "meanwhile",
+            highlight=False,
+        )
+        for name in ("unreadable", "conflicts"):
+            if summary[name]:
+                console.print(f"{name}: {' '.join(summary[name])}", highlight=False)
+    if not summary["complete"]:
+        raise typer.Exit(1)
 
 
 # ------------------------------------------------------------------------------ token
