@@ -87,6 +87,28 @@ Month = Annotated[str, Field(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$", max_length=7
 Instant = Annotated[datetime, AfterValidator(in_bounds)]
 
 
+# ------------------------------------------------------------------ personal data, as data
+# Every field that says something about a person carries its category here
+# (``json_schema_extra={"pii": ...}``, shown in the JSON Schemas and the AsyncAPI documents).
+# docs/personal-data.md is generated from these marks and shared/personal_data.py (where
+# each category is stored, for how long and why); a test fails when a contract gains a
+# personal field the map does not account for.
+PII_CATEGORIES = (
+    "identity-number",  # NIK, KK: identify a person and their family
+    "name",  # a person's name, whole or first
+    "birth-date",  # the full date of birth
+    "contact",  # phone number, e-mail address
+    "address",  # below the kecamatan: the kelurahan
+    "business-id",  # NIB and the business's name: identify a sole trader
+)
+
+
+def pii(category: str) -> dict[str, Any]:
+    """A field's ``json_schema_extra`` marking it personal data of ``category``."""
+    assert category in PII_CATEGORIES, category
+    return {"pii": category}
+
+
 class Part(BaseModel):
     """Base of every contract and of the models nested in them: read tolerantly. A field
     whose wire name clashes with Python (``name``) is declared with that name as alias."""
@@ -108,6 +130,7 @@ class Event(Part):
     # ce_source a consumer accepts and of each service's subscriptions (``consumed_by``).
     producers: ClassVar[tuple[str, ...]] = ()
     consumers: ClassVar[tuple[str, ...]] = ()
+    compacted: ClassVar[bool] = False  # the topic keeps each key's latest record
 
     @classmethod
     def ce_type(cls) -> str:
@@ -129,42 +152,61 @@ class RegistrationSubmitted(Event):
     consumers: ClassVar[tuple[str, ...]] = ("registry",)
 
     submission_id: Id = Field(description="Unique per submission; idempotency key.")
-    nik: Digits = Field(description="Nomor Induk Kependudukan, 16 digits, a DKI Jakarta KTP.")
-    kk: Digits = Field(description="Nomor Kartu Keluarga, 16 digits.")
-    full_name: Name = Field(description="Name as on the KTP.")
+    nik: Digits = Field(
+        description="Nomor Induk Kependudukan, 16 digits, a DKI Jakarta KTP.",
+        json_schema_extra=pii("identity-number"),
+    )
+    kk: Digits = Field(
+        description="Nomor Kartu Keluarga, 16 digits.", json_schema_extra=pii("identity-number")
+    )
+    full_name: Name = Field(description="Name as on the KTP.", json_schema_extra=pii("name"))
     birth_date: date = Field(
         ge=date(1900, 1, 1),
         le=date(2099, 12, 31),
         description="YYYY-MM-DD; must agree with NIK digits 7-12.",
+        json_schema_extra=pii("birth-date"),
     )
     gender: Name = Field(description="`L` (laki-laki) or `P` (perempuan).")
-    phone: Phone = Field(description="Indonesian mobile number: 0812..., 62812... or +62812...")
-    email: Email | None = Field(default=None, description="Optional e-mail address.")
+    phone: Phone = Field(
+        description="Indonesian mobile number: 0812..., 62812... or +62812...",
+        json_schema_extra=pii("contact"),
+    )
+    email: Email | None = Field(
+        default=None, description="Optional e-mail address.", json_schema_extra=pii("contact")
+    )
     city: Name = Field(
         description="Jakarta Pusat | Jakarta Utara | Jakarta Barat | Jakarta Selatan | "
         "Jakarta Timur | Kepulauan Seribu"
     )
     kecamatan: Name = Field(description="District of residence.")
-    kelurahan: Name = Field(description="Sub-district of residence.")
+    kelurahan: Name = Field(
+        description="Sub-district of residence.", json_schema_extra=pii("address")
+    )
     sector: Name = Field(description="kuliner | fashion | kriya | jasa | agribisnis | lainnya")
     has_business: bool = Field(description="Whether the person already runs a business.")
-    business_name: Name | None = Field(default=None, description="Name of the business, if any.")
-    nib: Digits | None = Field(default=None, description="Nomor Induk Berusaha, 13 digits, if any.")
+    business_name: Name | None = Field(
+        default=None,
+        description="Name of the business, if any.",
+        json_schema_extra=pii("business-id"),
+    )
+    nib: Digits | None = Field(
+        default=None,
+        description="Nomor Induk Berusaha, 13 digits, if any.",
+        json_schema_extra=pii("business-id"),
+    )
     consent: bool = Field(description="Consent to processing of personal data; must be true.")
     channel: Literal["portal", "jaki", "kelurahan"] = Field(
         description="Where the submission was made."
     )
 
 
-class Contact(Part):
-    phone: Phone = Field(description="E.164 mobile number, e.g. +6281234567890.")
-    email: Email | None = Field(default=None, description="E-mail address, if given.")
-
-
 class ParticipantRegistered(Event):
-    """A submission passed every rule; the participant now exists. Never carries NIK or KK."""
+    """A submission passed every rule; the participant now exists. Carries nothing personal:
+    no NIK or KK, no name, no contact, no address below the kecamatan (v2; the contact and the
+    first name travel on ``participant-contact``, to notifications only)."""
 
     name: ClassVar[str] = "participant-registered"
+    version: ClassVar[int] = 2
     producers: ClassVar[tuple[str, ...]] = ("registry",)
     consumers: ClassVar[tuple[str, ...]] = ("coaching", "marketplace", "notifications")
 
@@ -173,15 +215,37 @@ class ParticipantRegistered(Event):
     registered_at: Instant = Field(description="When the registry accepted it.")
     city: Name = Field(description="City of residence.")
     kecamatan: Name = Field(description="District of residence.")
-    kelurahan: Name = Field(description="Sub-district of residence.")
     sector: Name = Field(description="Business sector.")
     has_business: bool = Field(description="Whether the participant already runs a business.")
     gender: Literal["L", "P"] = Field(description="L or P.")
     birth_year: int = Field(
         ge=1900, le=2100, description="Year of birth (for age bands; no full date)."
     )
-    display_name: Name = Field(description="First name, for greetings.")
-    contact: Contact = Field(description="How to reach the participant.")
+
+
+class ParticipantContact(Event):
+    """How to reach a participant and how to greet them: the one place contacts travel.
+
+    Its topic is compacted and keyed by participant id, so it keeps each participant's
+    latest record: a contact change is a new record, an erasure a tombstone (a record with
+    no value). Read by notifications only."""
+
+    name: ClassVar[str] = "participant-contact"
+    producers: ClassVar[tuple[str, ...]] = ("registry",)
+    consumers: ClassVar[tuple[str, ...]] = ("notifications",)
+    compacted: ClassVar[bool] = True
+
+    participant_id: Id = Field(description="The participant; also the record's key.")
+    display_name: Name = Field(
+        description="First name, for greetings.", json_schema_extra=pii("name")
+    )
+    phone: Phone = Field(
+        description="E.164 mobile number, e.g. +6281234567890.", json_schema_extra=pii("contact")
+    )
+    email: Email | None = Field(
+        default=None, description="E-mail address, if given.", json_schema_extra=pii("contact")
+    )
+    updated_at: Instant = Field(description="When the registry recorded this contact.")
 
 
 class Reason(Part):
@@ -639,9 +703,58 @@ class NotificationFailed(Event):
     )
 
 
+# --------------------------------------------------------------------------- PDP requests
+
+
+class ParticipantErasureRequested(Event):
+    """A data subject (or someone for them) asks that their personal data be erased (UU
+    27/2022). Every service erases or irreversibly pseudonymises what it holds and answers
+    with ``participant-data-erased``; what the programme's statistics need stays, with
+    nothing that identifies the person."""
+
+    name: ClassVar[str] = "participant-erasure-requested"
+    producers: ClassVar[tuple[str, ...]] = ("portal", "registry")
+    consumers: ClassVar[tuple[str, ...]] = ()  # each service as it learns to erase
+
+    participant_id: Id = Field(description="Whose data.")
+    requested_by: Name = Field(description="Who asked: the participant, or an officer's id.")
+    reason: Text = Field(description="Why, as given.")
+    requested_at: Instant = Field(description="When it was asked.")
+
+
+class ParticipantDataErased(Event):
+    """One service has erased (or irreversibly pseudonymised) what it held about a
+    participant; the registry tracks a request until all four have answered."""
+
+    name: ClassVar[str] = "participant-data-erased"
+    producers: ClassVar[tuple[str, ...]] = ("registry", "coaching", "marketplace", "notifications")
+    consumers: ClassVar[tuple[str, ...]] = ()  # the registry, once it tracks requests
+
+    participant_id: Id = Field(description="Whose data.")
+    service: Name = Field(description="The service that erased it.")
+    erased_at: Instant = Field(description="When.")
+    categories: list[Name] = Field(
+        max_length=MAX_ITEMS, description="The categories of personal data it erased."
+    )
+
+
+class ConsentWithdrawn(Event):
+    """A participant withdraws consent: processing for them stops (no enrolment, referral
+    or message; pending messages are cancelled). Their data is kept until an erasure."""
+
+    name: ClassVar[str] = "consent-withdrawn"
+    producers: ClassVar[tuple[str, ...]] = ("portal", "registry")
+    consumers: ClassVar[tuple[str, ...]] = ()  # each service as it learns to stop
+
+    participant_id: Id = Field(description="Whose consent.")
+    requested_by: Name = Field(description="Who asked: the participant, or an officer's id.")
+    withdrawn_at: Instant = Field(description="When.")
+
+
 CATALOGUE: tuple[type[Event], ...] = (
     RegistrationSubmitted,
     ParticipantRegistered,
+    ParticipantContact,
     RegistrationRejected,
     TrainingAttendanceRecorded,
     TrainingAssessed,
@@ -671,7 +784,23 @@ CATALOGUE: tuple[type[Event], ...] = (
     FinancingDeclined,
     NotificationSent,
     NotificationFailed,
+    ParticipantErasureRequested,
+    ParticipantDataErased,
+    ConsentWithdrawn,
 )
+
+
+def personal_fields(model: type[BaseModel], prefix: str = "") -> dict[str, str]:
+    """Each personal field of ``model`` (nested ones as ``a.b``) and its category."""
+    found: dict[str, str] = {}
+    for name, info in model.model_fields.items():
+        extra = info.json_schema_extra
+        if isinstance(extra, dict) and "pii" in extra:
+            found[prefix + (info.alias or name)] = str(extra["pii"])
+        for arg in (info.annotation, *getattr(info.annotation, "__args__", ())):
+            if isinstance(arg, type) and issubclass(arg, Part):
+                found |= personal_fields(arg, f"{prefix}{info.alias or name}.")
+    return found
 
 
 def produced_by(principal: str) -> tuple[type[Event], ...]:

@@ -27,7 +27,7 @@ from faststream.security import BaseSecurity, SASLScram256, SASLScram512
 from prometheus_client import CollectorRegistry, Counter
 from pydantic import ValidationError
 
-from shared.contracts import Event
+from shared.contracts import Event, event_of_topic
 from shared.envelope import ENVELOPE_HEADERS, Envelope, EnvelopeError, OutgoingEvent
 from shared.logging import get_logger, mask_text
 from shared.retry import TOO_LARGE_ERRORS, retry_transient
@@ -168,7 +168,7 @@ async def ensure_topics(settings: ServiceSettings, names: Iterable[str]) -> list
                 name=topic,
                 num_partitions=settings.topic_partitions,
                 replication_factor=settings.topic_replication_factor,
-                topic_configs={"retention.ms": str(settings.topic_retention_ms)},
+                topic_configs=topic_config(settings, topic),
             )
             for topic in topics
             if topic not in existing
@@ -184,6 +184,15 @@ async def ensure_topics(settings: ServiceSettings, names: Iterable[str]) -> list
     finally:
         await admin.close()
     return topics
+
+
+def topic_config(settings: ServiceSettings, topic: str) -> dict[str, str]:
+    """A compacted event's topic keeps each key's latest record (a tombstone erases it);
+    the others, and every DLQ, keep records for the retention."""
+    event = event_of_topic(topic)
+    if event is not None and event.compacted and not topic.endswith(DLQ_SUFFIX):
+        return {"cleanup.policy": "compact"}
+    return {"retention.ms": str(settings.topic_retention_ms)}
 
 
 def dlq_topic(topic: str) -> str:

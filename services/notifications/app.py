@@ -16,6 +16,7 @@ from pydantic_settings import SettingsConfigDict
 from services.notifications.channels import ProviderConfig, Providers, worst_case_s
 from services.notifications.handlers import (
     CONSUMES,
+    MESSAGES,
     PRODUCES,
     RENEW_FRACTION,
     Deps,
@@ -100,7 +101,8 @@ def create_app(
     client = make_client(settings.mongodb_uri)
     store = NotificationStore(client, settings.mongodb_database)
     outbox = Outbox(store.db, broker)
-    templates = Templates(CONSUMES)  # a missing or broken template fails here, at start-up
+    # a missing or broken template fails here, at start-up
+    templates = Templates(list(MESSAGES.values()))
     providers = Providers(
         ProviderConfig(
             whatsapp_base_url=settings.whatsapp_base_url,

@@ -37,7 +37,7 @@ from shared.contracts import (
     Event,
     NotificationFailed,
     NotificationSent,
-    ParticipantRegistered,
+    ParticipantContact,
     consumed_by,
     produced_by,
 )
@@ -55,13 +55,15 @@ log = get_logger(__name__)
 CONSUMES = consumed_by("notifications")  # the catalogue says who reads what
 PRODUCES = produced_by("notifications")
 _BY_TYPE = {event.ce_type(): event for event in CONSUMES}
+# The events that become a message (a template each); a contact is kept, not told.
+MESSAGES = {event.name: event for event in CONSUMES if event is not ParticipantContact}
 
 # A round renews its lease every quarter of the lease's length. It starts a channel's send
 # only while the lease it last wrote outlasts that send's worst case, so the lease must be
 # longer than the worst case by at least a renewal interval (NotificationSettings checks).
 RENEW_FRACTION = 0.25
 NO_CONTACT = DeliveryProblem(
-    code="no-contact", channel=None, message="no participant-registered arrived in time"
+    code="no-contact", channel=None, message="no participant-contact arrived in time"
 )
 
 
@@ -98,15 +100,16 @@ async def handle_events(records: list[Record], deps: Deps) -> None:
     store, now = deps.store, deps.clock()
     read = await readable(records, read_fact, deps.broker, deps.settings.service_name)
     facts = [fact for _, fact in read]
-    contacts = {
+    contacts = {  # the latest of each participant's in the batch (its topic is per key)
         fact.participant_id: {
             "display_name": fact.display_name,
-            "phone": fact.contact.phone,
-            "email": fact.contact.email,
+            "phone": fact.phone,
+            "email": fact.email,
         }
         for _, fact in facts
-        if isinstance(fact, ParticipantRegistered)
+        if isinstance(fact, ParticipantContact)
     }
+    facts = [(envelope, fact) for envelope, fact in facts if fact.name in MESSAGES]
 
     async def accept() -> None:
         # Contacts first, so that this batch's own messages to them are pending at once.

@@ -24,10 +24,10 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from services.registry import domain, journey
 from services.registry.store import RegistryStore
 from shared.contracts import (
-    Contact,
     Event,
     FinancialReportRecorded,
     Id,
+    ParticipantContact,
     ParticipantRegistered,
     Reason,
     RegistrationRejected,
@@ -160,14 +160,15 @@ async def _decide(
                     )
                 )
                 continue
-            registered, participant = _register(sub, now)
+            registered, contact, participant = _register(sub, now)
             assert nik_hash is not None  # a valid submission has a NIK
             registered_by_hash[nik_hash] = registered.participant_id
             participants.append(participant)
             pid = registered.participant_id
-            events.append(
-                _event(deps, registered, key=pid, subject=pid, cause=sub.envelope, now=now)
-            )
+            events += [  # the contact first: notifications has it before it greets
+                _event(deps, contact, key=pid, subject=pid, cause=sub.envelope, now=now),
+                _event(deps, registered, key=pid, subject=pid, cause=sub.envelope, now=now),
+            ]
     await deps.store.insert_participants(session, participants)
     await deps.store.record_rejections(session, rejections)
     await deps.store.start_journeys(
@@ -191,8 +192,11 @@ async def _decide(
     return events
 
 
-def _register(sub: Submission, now: datetime) -> tuple[ParticipantRegistered, dict[str, Any]]:
-    """The event of a new participant, and the document the store keeps of them."""
+def _register(
+    sub: Submission, now: datetime
+) -> tuple[ParticipantRegistered, ParticipantContact, dict[str, Any]]:
+    """The event of a new participant (nothing personal in it), their contact (for
+    notifications only), and the document the store keeps of them."""
     v = sub.values
     participant_id = str(uuid.uuid4())
     phone = domain.normalise_phone(v["phone"])
@@ -203,17 +207,24 @@ def _register(sub: Submission, now: datetime) -> tuple[ParticipantRegistered, di
         registered_at=now,
         city=v["city"],
         kecamatan=v["kecamatan"],
-        kelurahan=v["kelurahan"],
         sector=v["sector"],
         has_business=v["has_business"],
         gender=v["gender"],
         birth_year=v["birth_date"].year,
+    )
+    contact = ParticipantContact(
+        participant_id=participant_id,
         display_name=domain.first_name(v["full_name"]),
-        contact=Contact(phone=phone, email=v["email"]),
+        phone=phone,
+        email=v["email"],
+        updated_at=now,
     )
     participant = {
         "_id": participant_id,
         **registered.model_dump(mode="json", exclude={"participant_id"}),
+        "kelurahan": v["kelurahan"],
+        "display_name": contact.display_name,
+        "contact": {"phone": phone, "email": v["email"]},
         "registered_at": now,
         "full_name": v["full_name"],
         "birth_date": v["birth_date"].isoformat(),
@@ -223,7 +234,7 @@ def _register(sub: Submission, now: datetime) -> tuple[ParticipantRegistered, di
         "nik": v["nik"],  # the store keeps only its hash and ciphertext
         "kk": v["kk"],
     }
-    return registered, participant
+    return registered, contact, participant
 
 
 async def decide(deps: Deps, subs: list[Submission]) -> list[OutgoingEvent]:

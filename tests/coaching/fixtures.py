@@ -90,9 +90,7 @@ def participant(pid: str, kecamatan: str, sector: str) -> ParticipantRegistered:
         {
             "participant_id": pid, "submission_id": str(uuid.uuid4()),
             "registered_at": datetime.now(UTC), "city": CITY, "kecamatan": kecamatan,
-            "kelurahan": "Kel", "sector": sector, "has_business": True, "gender": "P",
-            "birth_year": 1990, "display_name": "Siti",
-            "contact": {"phone": "+6281234567890", "email": None},
+            "sector": sector, "has_business": True, "gender": "P", "birth_year": 1990,
         }
     )  # fmt: skip
 

@@ -20,7 +20,7 @@ from deploy.local.providers import ProviderStandIn
 from services.notifications.app import NotificationSettings, create_app
 from services.notifications.domain import JAKARTA
 from services.notifications.handlers import CONSUMES, PRODUCES
-from shared.contracts import Event, ParticipantRegistered, TrainingEnrolled
+from shared.contracts import Event, ParticipantContact, ParticipantRegistered, TrainingEnrolled
 from shared.envelope import new_envelope
 from shared.kafka import dlq_topic
 from tests.conftest import Servers, random_id
@@ -79,7 +79,12 @@ class NotificationsUnderTest:
     def topic(self, event: type[Event]) -> str:
         return self.settings.topic(event.name)
 
-    async def send(self, fact: Event, ce_id: str | None = None) -> str:
+    async def send(self, fact: Event | Registration, ce_id: str | None = None) -> str:
+        """Publish ``fact`` as its producer would; a registration's contact goes first, as
+        the registry sends it. The ce_id of the (registration) event."""
+        if isinstance(fact, Registration):
+            await self.send(fact.contact)
+            fact = fact.event
         headers = new_envelope(type=fact.ce_type(), source=fact.producers[0]).headers()
         if ce_id:
             headers["ce_id"] = ce_id
@@ -127,22 +132,38 @@ async def stand_in_providers() -> AsyncIterator[tuple[ProviderStandIn, str, int]
         smtp.stop()
 
 
-def registered(pid: str, phone: str | None, email: str | None = None) -> ParticipantRegistered:
-    return ParticipantRegistered.model_validate(
-        {
-            "participant_id": pid,
-            "submission_id": str(uuid.uuid4()),
-            "registered_at": datetime.now(UTC),
-            "city": "Jakarta Timur",
-            "kecamatan": "Cakung",
-            "kelurahan": "Pulo Gebang",
-            "sector": "kuliner",
-            "has_business": True,
-            "gender": "P",
-            "birth_year": 1990,
-            "display_name": "Wati",
-            "contact": {"phone": phone or "", "email": email},
-        }
+@dataclass(frozen=True)
+class Registration:
+    """What the registry publishes for a new participant: their contact (on its own topic)
+    and the registration (nothing personal in it)."""
+
+    contact: ParticipantContact
+    event: ParticipantRegistered
+
+
+def registered(pid: str, phone: str | None, email: str | None = None) -> Registration:
+    now = datetime.now(UTC)
+    return Registration(
+        ParticipantContact(
+            participant_id=pid,
+            display_name="Wati",
+            phone=phone or "",
+            email=email,
+            updated_at=now,
+        ),
+        ParticipantRegistered.model_validate(
+            {
+                "participant_id": pid,
+                "submission_id": str(uuid.uuid4()),
+                "registered_at": now,
+                "city": "Jakarta Timur",
+                "kecamatan": "Cakung",
+                "sector": "kuliner",
+                "has_business": True,
+                "gender": "P",
+                "birth_year": 1990,
+            }
+        ),
     )
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from services.notifications import domain
 from services.notifications.domain import JAKARTA, channels_for, defer_until
-from services.notifications.handlers import CONSUMES
+from services.notifications.handlers import CONSUMES, MESSAGES
 from services.notifications.templates import TEMPLATE_DIR, TemplateProblem, Templates
 from shared.contracts import ParticipantRegistered, TrainingEnrolled
 
@@ -54,14 +54,13 @@ def test_the_day_is_jakartas() -> None:
     assert (start, end) == (at(0, day=2), at(0, day=3))
 
 
-def test_every_consumed_event_has_a_template_in_bahasa_indonesia() -> None:
-    templates = Templates(CONSUMES)
+def test_every_event_told_to_a_participant_has_a_template_in_bahasa_indonesia() -> None:
+    templates = Templates(list(MESSAGES.values()))
     example = domain.example(TrainingEnrolled)
     subject, body = templates.render("training-enrolled", "Budi", example)
     assert subject and body.startswith("Halo Budi")
-    assert {p.stem.removesuffix(".txt") for p in TEMPLATE_DIR.glob("*.j2")} == {
-        e.name for e in CONSUMES
-    }
+    assert {p.stem.removesuffix(".txt") for p in TEMPLATE_DIR.glob("*.j2")} == set(MESSAGES)
+    assert set(MESSAGES) == {e.name for e in CONSUMES} - {"participant-contact"}
 
 
 def test_a_missing_or_broken_template_fails_at_start_up(tmp_path: Path) -> None:

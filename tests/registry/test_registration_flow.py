@@ -13,10 +13,15 @@ import pytest
 from bson import encode
 
 from services.registry.handlers import Deps, handle_submissions
-from shared.contracts import ParticipantRegistered, RegistrationRejected, RegistrationSubmitted
+from shared.contracts import (
+    ParticipantContact,
+    ParticipantRegistered,
+    RegistrationRejected,
+    RegistrationSubmitted,
+)
 from shared.kafka import KafkaAccess, Record
 from tests import auth_helpers
-from tests.kafka_helpers import send, wait_committed
+from tests.kafka_helpers import Collector, send, wait_committed
 from tests.registry.fixtures import Registry
 from tools.registrations import BREAKERS, headers_for
 
@@ -35,7 +40,7 @@ async def test_valid_submission_gives_one_participant_registered_with_envelope(
     body = ParticipantRegistered.model_validate_json(outcome.value)
     h = outcome.headers
     assert h["ce_specversion"] == "1.0"
-    assert h["ce_type"] == "jakpreneur.participant-registered.v1"
+    assert h["ce_type"] == "jakpreneur.participant-registered.v2"
     assert h["ce_source"] == "registry"
     assert h["ce_subject"] == body.participant_id
     assert h["ce_causationid"] == headers["ce_id"]
@@ -44,11 +49,22 @@ async def test_valid_submission_gives_one_participant_registered_with_envelope(
     uuid.UUID(h["ce_id"])
     assert abs(datetime.fromisoformat(h["ce_time"]) - datetime.now(UTC)) < timedelta(minutes=1)
     assert outcome.key == body.participant_id.encode()
-    assert body.contact.phone.startswith("+628")
-    assert body.contact.email == "siti.lestari@contoh.id"
-    assert body.display_name == data["full_name"].split()[0]
     assert body.birth_year == int(data["birth_date"][:4])
-    assert data["nik"] not in outcome.value.decode() and data["kk"] not in outcome.value.decode()
+    # nothing personal in it: no NIK, KK, name, contact or kelurahan
+    for personal in ("nik", "kk", "full_name", "phone", "email", "kelurahan"):
+        assert data[personal] not in outcome.value.decode(), personal
+    assert data["full_name"].split()[0] not in outcome.value.decode()
+    # the contact and the first name on their own topic, keyed by the participant
+    contacts = await Collector(
+        registry.outcomes.kafka, [registry.settings.topic(ParticipantContact.name)]
+    ).start()
+    try:
+        [contact] = await contacts.wait_for(lambda r: r.key == outcome.key)
+    finally:
+        await contacts.stop()
+    sent = ParticipantContact.model_validate_json(contact.value)
+    assert sent.phone.startswith("+628") and sent.email == "siti.lestari@contoh.id"
+    assert sent.display_name == data["full_name"].split()[0]
     assert body.participant_id not in data["nik"]
 
     async with httpx.AsyncClient(headers=auth_helpers.ops()) as http:
