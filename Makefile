@@ -52,8 +52,9 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-schemas: $(STAMP)  ## rewrite the contract snapshots after a compatible change
+schemas: $(STAMP)  ## rewrite the contract snapshots (after a compatible change) and the personal-data map
 	$(PY) -m shared.contracts
+	$(PY) -m shared.personal_data
 
 clean:
 	rm -rf .run .pytest_cache .mypy_cache .ruff_cache
