@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.consumer import fetcher as aiokafka_fetcher
 from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.helpers import create_ssl_context
@@ -27,11 +28,12 @@ from faststream.security import BaseSecurity, SASLScram256, SASLScram512
 from prometheus_client import CollectorRegistry, Counter
 from pydantic import ValidationError
 
-from shared.contracts import Event, event_of_topic
+from shared.contracts import Event, event_of_topic, personal_fields
+from shared.dlq_seal import SEAL_HEADERS, PersonalSeal
 from shared.envelope import ENVELOPE_HEADERS, Envelope, EnvelopeError, OutgoingEvent
 from shared.logging import get_logger, mask_text
 from shared.retry import TOO_LARGE_ERRORS, retry_transient
-from shared.settings import ServiceSettings
+from shared.settings import DEV_DLQ_PERSONAL_KEY, ServiceSettings
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -155,7 +157,8 @@ def make_broker(settings: ServiceSettings) -> KafkaBroker:
 
 
 async def ensure_topics(settings: ServiceSettings, names: Iterable[str]) -> list[str]:
-    """Create each event topic and its ``.dlq`` twin; the broker never auto-creates them."""
+    """Create each event topic and its ``.dlq`` twin; the broker never auto-creates them.
+    Existing topics are left as they are (see :func:`align_topics`)."""
     topics = sorted(
         {t for name in names for t in (settings.topic(name), dlq_topic(settings.topic(name)))}
     )
@@ -187,12 +190,67 @@ async def ensure_topics(settings: ServiceSettings, names: Iterable[str]) -> list
 
 
 def topic_config(settings: ServiceSettings, topic: str) -> dict[str, str]:
-    """A compacted event's topic keeps each key's latest record (a tombstone erases it);
-    the others, and every DLQ, keep records for the retention."""
-    event = event_of_topic(topic)
-    if event is not None and event.compacted and not topic.endswith(DLQ_SUFFIX):
+    """A compacted event's topic keeps each key's latest record (a tombstone erases it).
+    A topic whose event carries personal fields (per the catalogue), and its DLQ, keeps
+    records for ``topic_personal_retention_ms`` (UU 27/2022: no longer than needed; the
+    registry answers a submission within seconds); the others for ``topic_retention_ms``."""
+    dlq = topic.endswith(DLQ_SUFFIX)
+    event = event_of_topic(topic.removesuffix(DLQ_SUFFIX) if dlq else topic)
+    if event is not None and event.compacted and not dlq:
         return {"cleanup.policy": "compact"}
-    return {"retention.ms": str(settings.topic_retention_ms)}
+    retention = settings.topic_retention_ms
+    if event is not None and personal_fields(event):
+        retention = min(retention, settings.topic_personal_retention_ms)
+    return {"cleanup.policy": "delete", "retention.ms": str(retention)}
+
+
+class TopicConfigError(RuntimeError):
+    """A topic's configs could not be read or changed (e.g. no DescribeConfigs or
+    AlterConfigs right)."""
+
+
+async def align_topics(
+    admin: AIOKafkaAdminClient, settings: ServiceSettings, topics: list[str]
+) -> dict[str, dict[str, str]]:
+    """Give each of the existing ``topics`` the configs of :func:`topic_config` where its
+    own differ, e.g. after a deployment shortened ``TOPIC_PERSONAL_RETENTION_MS``; returns
+    what was changed (topic -> the configs set). ``jakpreneur topics create`` does it, as
+    ops or an admin; the services do not: their principals may create their topics, not
+    alter them. AlterConfigs replaces a topic's whole set of dynamic configs, so the
+    others it has (set by hand) are sent along."""
+    if not topics:
+        return {}
+    [described] = await admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, t) for t in topics]
+    )
+    changes: dict[str, dict[str, str]] = {}
+    resources = []
+    for error_code, message, _type, topic, entries in described.resources:
+        if error_code:
+            raise TopicConfigError(f"{topic}: not described (Kafka error {error_code}: {message})")
+        current = {e[0]: e[1] for e in entries}
+        dynamic = {e[0]: e[1] for e in entries if _is_topic_override(e)}
+        wanted = topic_config(settings, topic)
+        if all(current.get(k) == v for k, v in wanted.items()):
+            continue
+        changes[topic] = wanted
+        resources.append(ConfigResource(ConfigResourceType.TOPIC, topic, {**dynamic, **wanted}))
+    if resources:
+        for answer in await admin.alter_configs(resources):
+            for error_code, _message, _type, topic in answer.resources:
+                if error_code:
+                    raise TopicConfigError(f"{topic}: not altered (Kafka error {error_code})")
+        log.info("topic configs aligned", topics=sorted(changes))
+    return changes
+
+
+def _is_topic_override(entry: Any) -> bool:
+    """A DescribeConfigs entry (name, value, read_only, source or is_default, sensitive[,
+    synonyms]) set on the topic itself: ``config_source`` 1 (DYNAMIC_TOPIC_CONFIG) from v1
+    on, ``is_default`` false in v0."""
+    if len(entry) >= 6:
+        return bool(entry[3] == 1)
+    return not entry[3]
 
 
 def dlq_topic(topic: str) -> str:
@@ -351,6 +409,18 @@ async def readable(
 
 
 # Process-wide (the dead-letter helpers have no app at hand); ``service`` tells apps apart.
+# Process-wide, like the metrics below (the dead-letter helpers have no app at hand): the
+# key of dead letters' personal fields (shared.dlq_seal). Every service sets it from its
+# settings at start (shared.service); the development key until then.
+_seal = PersonalSeal(DEV_DLQ_PERSONAL_KEY)
+
+
+def configure_dead_letters(settings: ServiceSettings) -> None:
+    """This process's dead letters are sealed with ``settings.dlq_personal_key``."""
+    global _seal
+    _seal = PersonalSeal(settings.dlq_personal_key.get_secret_value())
+
+
 METRICS = CollectorRegistry()
 DEAD_LETTERS = Counter(
     "jakpreneur_dead_letters",
@@ -363,7 +433,9 @@ DEAD_LETTERS = Counter(
 async def send_to_dlq(
     broker: KafkaBroker, record: Record, *, error_type: str, error_message: str, service: str
 ) -> None:
-    """Republish the record untouched to ``<topic>.dlq``, with why and where it failed."""
+    """Republish the record to ``<topic>.dlq``, with why and where it failed: untouched but
+    for its personal fields, which are encrypted (see :mod:`shared.dlq_seal`)."""
+    value, sealed = _seal.seal(record.topic, record.value)
     why = {
         "dlq_error_type": error_type,
         "dlq_error_message": mask_text(error_message[:2000]),
@@ -375,10 +447,11 @@ async def send_to_dlq(
     }
     try:
         await broker.publish(
-            record.value,
+        own = {k: v for k, v in record.headers.items() if k not in SEAL_HEADERS}
+            value,
             topic=dlq_topic(record.topic),
             key=record.key,
-            headers={**record.headers, **why},
+            headers={**own, **why, **sealed},
         )
     except TOO_LARGE_ERRORS:
         # The record with our headers no longer fits: keep the entry (why and where it

@@ -34,6 +34,7 @@ from shared.kafka import METRICS as kafka_metrics
 from shared.kafka import (
     DeadLetter,
     Record,
+    configure_dead_letters,
     dead_letter,
     ensure_topics,
     raw_body,
@@ -173,6 +174,7 @@ def service_app(
     HTTP: ``path_routes`` need a token whose role and scope reach them, ``subject_of``
     tells the scope of a participant, ``open_routes`` hold no data (see shared.http)."""
     configure_tracing(settings.service_name, settings.otlp_endpoint)
+    configure_dead_letters(settings)  # the key of its dead letters' personal fields
     Batch = Annotated[list[bytes], WithJsonSchema(_payload_schema(consumes))]
     tasks: list[asyncio.Task[None]] = []
     # Prometheus: messages consumed and published per topic and handler latency, from

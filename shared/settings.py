@@ -15,6 +15,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEVELOPMENT = "development"
 # The issuer of the local stack's tokens (deploy/local/identity.py): refused outside development.
 DEVELOPMENT_ISSUER = "https://jakpreneur.invalid/development"
+# The development key of the DLQ's personal fields (DLQ_PERSONAL_KEY): refused outside
+# development like the other development secrets.
+DEV_DLQ_PERSONAL_KEY = "ZGV2LW9ubHktZGxxLXBlcnNvbmFsLWRhdGEta2V5ISE="
+DAY_MS = 24 * 3600 * 1000
 
 
 class DevelopmentSecretsError(RuntimeError):
@@ -30,6 +34,15 @@ class AuthenticationNotConfiguredError(RuntimeError):
 class InsecureSettingsError(RuntimeError):
     """A service was started outside development on an unauthenticated or unencrypted link.
     Not a ValueError, so that pydantic does not print the input (passwords) with it."""
+
+
+# The shared fields whose defaults are development secrets (every service has them).
+INFRASTRUCTURE_SECRETS = ("dlq_personal_key",)
+
+
+class InvalidKeyError(RuntimeError):
+    """A key setting is not a key (a RuntimeError for the same reason as
+    :class:`DevelopmentSecretsError`: the text must not carry the value)."""
 
 
 class ServiceSettings(BaseSettings):
@@ -101,8 +114,33 @@ class ServiceSettings(BaseSettings):
         validation_alias=AliasChoices("topic_replication_factor", "TOPIC_REPLICATION_FACTOR"),
     )
     topic_retention_ms: int = Field(
-        default=7 * 24 * 3600 * 1000,
+        default=30 * DAY_MS,
+        ge=1,
         validation_alias=AliasChoices("topic_retention_ms", "TOPIC_RETENTION_MS"),
+        description="How long the topics keep their records, but for those below: what the "
+        "journeys, the funnel and downstream consumers (dashboards, the bank) read.",
+    )
+    topic_personal_retention_ms: int = Field(
+        default=7 * DAY_MS,
+        ge=1,
+        validation_alias=AliasChoices("topic_personal_retention_ms", "TOPIC_PERSONAL_RETENTION_MS"),
+        description="Retention of the topics whose events carry personal fields (per the "
+        "catalogue: registration-submitted) and of their DLQs, compacted topics excepted "
+        "(they keep each key's latest record); never longer than TOPIC_RETENTION_MS.",
+    )
+    dlq_personal_key: SecretStr = Field(
+        default=SecretStr(DEV_DLQ_PERSONAL_KEY),
+        validation_alias=AliasChoices("dlq_personal_key", "DLQ_PERSONAL_KEY"),
+        description="Fernet key(s), comma-separated, the current first: a dead-lettered "
+        "record's personal fields are encrypted under the first, and `jakpreneur dlq "
+        "replay` opens them with any. The same in every service and in ops' CLI.",
+    )
+    outbox_retention_s: float = Field(
+        default=7 * 24 * 3600,
+        gt=0,
+        validation_alias=AliasChoices("outbox_retention_s", "OUTBOX_RETENTION_S"),
+        description="How long a sent outbox row is kept (a MongoDB TTL index removes it "
+        "after); rows not yet sent never expire.",
     )
     otlp_endpoint: str = Field(
         default="",
@@ -166,7 +204,7 @@ class ServiceSettings(BaseSettings):
         fields = type(self).model_fields
         on_defaults = [
             name
-            for name in self.development_secrets
+            for name in (*self.development_secrets, *INFRASTRUCTURE_SECRETS)
             if getattr(self, name) == fields[name].get_default(call_default_factory=True)
         ]
         if on_defaults:
@@ -174,6 +212,21 @@ class ServiceSettings(BaseSettings):
                 f"{self.service_name}: development secrets in {', '.join(on_defaults)}; set "
                 "them (or JAKPRENEUR_ENV=development for a local stack)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _dlq_key_is_a_key(self) -> Self:
+        """A key that is not one would fail the first dead letter, long after start-up."""
+        from cryptography.fernet import Fernet
+
+        try:
+            for key in self.dlq_personal_key.get_secret_value().split(","):
+                Fernet(key.strip())
+        except ValueError:
+            raise InvalidKeyError(
+                f"{self.service_name}: DLQ_PERSONAL_KEY is not a list of Fernet keys "
+                "(32 url-safe base64-encoded bytes each, comma-separated)"
+            ) from None
         return self
 
     @model_validator(mode="after")

@@ -18,7 +18,8 @@ width is for eyes only; piped, it is printed whole. Notes go to stderr, so stdou
 what was asked for.
 
 A replay republishes the original record (value, key and envelope, without the ``dlq_*``
-headers) to the topic it failed on, and records who replayed what on ``dlq-replays``. The
+headers; personal fields the DLQ keeps encrypted opened with ``DLQ_PERSONAL_KEY``, from the
+environment or a local stack's ``stack.env``) to the topic it failed on, and records who replayed what on ``dlq-replays``. The
 service's inbox makes a second replay of the same record a no-op.
 
 Who it logs in to Kafka as: the ``KAFKA_*`` variables (``KAFKA_BOOTSTRAP_SERVERS``,
@@ -49,6 +50,7 @@ from rich.console import Console
 from rich.table import Table
 
 from shared.access import replay_refusal
+from shared.dlq_seal import SEAL_HEADERS, InvalidToken, PersonalSeal
 from shared.kafka import DLQ_SUFFIX, REPLAYS_TOPIC, KafkaAccess
 from shared.settings import ServiceSettings
 
@@ -223,6 +225,9 @@ class TopicLayout(BaseSettings):
         default=ServiceSettings.model_fields["topic_replication_factor"].default, ge=1
     )
     topic_retention_ms: int = ServiceSettings.model_fields["topic_retention_ms"].default
+    topic_personal_retention_ms: int = ServiceSettings.model_fields[
+        "topic_personal_retention_ms"
+    ].default
 
     def settings(self, kafka: KafkaAccess) -> ServiceSettings:
         """As :func:`shared.kafka.ensure_topics` takes them, logged in as ``kafka``. Built
@@ -243,14 +248,33 @@ class TopicLayout(BaseSettings):
 @topics_app.command("create")
 def topics_create(bootstrap: Bootstrap = "") -> None:
     """Create every topic of the catalogue (and its .dlq), as the services would at their
-    start: under ``TOPIC_PREFIX``, with ``TOPIC_PARTITIONS``, ``TOPIC_REPLICATION_FACTOR``
-    and ``TOPIC_RETENTION_MS``."""
+    start: under ``TOPIC_PREFIX``, with ``TOPIC_PARTITIONS``, ``TOPIC_REPLICATION_FACTOR``,
+    ``TOPIC_RETENTION_MS`` and, for the topics of events with personal fields and their
+    DLQs, ``TOPIC_PERSONAL_RETENTION_MS``. Topics that exist get that retention (and
+    cleanup policy) where theirs differs: each one changed is named on stderr."""
     from shared.contracts import CATALOGUE
-    from shared.kafka import ensure_topics
+    from shared.kafka import TopicConfigError, align_topics, ensure_topics
 
     settings = TopicLayout().settings(ops_access(bootstrap))
-    made = asyncio.run(ensure_topics(settings, [e.name for e in CATALOGUE]))
-    console.print(f"{len(made)} topics present")
+
+    async def create_and_align() -> tuple[list[str], dict[str, dict[str, str]]]:
+        made = await ensure_topics(settings, [e.name for e in CATALOGUE])
+        admin = AIOKafkaAdminClient(**KafkaAccess.of(settings).client_kwargs())
+        await admin.start()
+        try:
+            return made, await align_topics(admin, settings, made)
+        finally:
+            await admin.close()
+
+    try:
+        made, changed = asyncio.run(create_and_align())
+    except TopicConfigError as exc:
+        notes.print(f"[red]{exc}[/red]", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    for topic, configs in sorted(changed.items()):
+        shown = " ".join(f"{k}={v}" for k, v in sorted(configs.items()))
+        notes.print(f"{topic}: set {shown}", highlight=False, soft_wrap=True)
+    console.print(f"{len(made)} topics present, {len(changed)} reconfigured")
 
 
 # -------------------------------------------------------------------------------- DLQ
@@ -369,12 +393,14 @@ def dlq_list(
 
 @dlq_app.command("show")
 def dlq_show(dlq_topic: str, partition: int, offset: int, bootstrap: Bootstrap = "") -> None:
+    """One dead letter: its headers and value, whose encrypted personal fields (named by
+    ``dlq_personal_encrypted``; the whole value under ``dlq_value_encrypted``) are shown
+    as ``[encrypted]``."""
+    from shared.dlq_seal import masked
+
     record = _find(ops_access(bootstrap), dlq_topic, partition, offset)
-    console.print_json(
-        json.dumps(
-            {"headers": record["headers"], "value": record["value"].decode("utf-8", "replace")}
-        )
-    )
+    value = masked(record["value"] or b"", record["headers"])
+    console.print_json(json.dumps({"headers": record["headers"], "value": value}))
 
 
 def _find(kafka: KafkaAccess, dlq_topic: str, partition: int, offset: int) -> dict[str, Any]:
@@ -389,12 +415,54 @@ class ReplayRefused(RuntimeError):
     broker would not take the replay's record on ``dlq-replays``."""
 
 
-async def replay(kafka: KafkaAccess, record: dict[str, Any], by: str) -> dict[str, Any]:
-    """Republish a dead-lettered record where it failed, and record the replay (as ops:
-    it writes a service's topic, which only ops and the stack's super user may)."""
+def dlq_seal() -> PersonalSeal:
+    """The key of the dead letters' personal fields, as the services have it:
+    ``DLQ_PERSONAL_KEY`` from the environment, else the local stack's ``stack.env``, else
+    (``JAKPRENEUR_ENV=development`` only) the development key."""
+    import os
+
+    from deploy.local.stack import ENV_FILE  # JAKPRENEUR_RUN_DIR's, else .run's
+    from shared.settings import DEV_DLQ_PERSONAL_KEY, DEVELOPMENT
+    from tools.demo import stack_env
+
+    key = os.environ.get("DLQ_PERSONAL_KEY") or stack_env(ENV_FILE).get("DLQ_PERSONAL_KEY")
+    if not key and os.environ.get("JAKPRENEUR_ENV") == DEVELOPMENT:
+        key = DEV_DLQ_PERSONAL_KEY
+    if not key:
+        raise ReplayRefused(
+            "not replayed: its personal fields are encrypted and there is no "
+            "DLQ_PERSONAL_KEY (nor a local stack's stack.env)"
+        )
+    try:
+        return PersonalSeal(key)
+    except ValueError:
+        raise ReplayRefused("not replayed: DLQ_PERSONAL_KEY is not a Fernet key") from None
+
+
+def _opened(record: dict[str, Any], seal: PersonalSeal | None) -> bytes:
+    """The dead letter's original value: its encrypted personal fields opened."""
+    value: bytes = record["value"]
+    if not any(name in record["headers"] for name in SEAL_HEADERS):
+        return value
+    try:
+        return (seal or dlq_seal()).open(value, record["headers"])
+    except InvalidToken:
+        raise ReplayRefused(
+            "not replayed: DLQ_PERSONAL_KEY does not open its personal fields (a key of "
+            "the services' ring is missing?)"
+        ) from None
+
+
+async def replay(
+    kafka: KafkaAccess, record: dict[str, Any], by: str, seal: PersonalSeal | None = None
+) -> dict[str, Any]:
+    """Republish a dead-lettered record where it failed, its personal fields opened with
+    ``seal`` (default: :func:`dlq_seal`), and record the replay (as ops: it writes a
+    service's topic, which only ops and the stack's super user may)."""
     refusal = replay_refusal(record["topic"], record["headers"])
     if refusal is not None:
         raise ReplayRefused(f"not replayed: {refusal}")
+    value = _opened(record, seal)
     headers = {k: v for k, v in record["headers"].items() if not k.startswith("dlq_")}
     target = record["headers"]["dlq_original_topic"]
     entry = {
@@ -430,7 +498,7 @@ async def replay(kafka: KafkaAccess, record: dict[str, Any], by: str) -> dict[st
     try:
         await producer.send_and_wait(
             target,
-            record["value"],
+            value,
             key=record["key"],
             headers=[(k, v.encode()) for k, v in headers.items()],
         )
