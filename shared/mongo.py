@@ -8,6 +8,7 @@ one transaction; a relay publishes what the outbox holds and marks it sent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
@@ -19,7 +20,7 @@ from pymongo import AsyncMongoClient, ReplaceOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, OperationFailure
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
@@ -172,8 +173,31 @@ class Outbox:
         self.broker = broker
         self._in_flight: dict[str, datetime] = {}
 
-    async def ensure_indexes(self) -> None:
+    SENT_TTL_INDEX = "sent_at_ttl"
+    # The rows a TTL index may remove: sent ones. An unsent row (``sent_at`` null, or refused
+    # for its size) is kept until it is published, or for an operator.
+    SENT: ClassVar[Document] = {"sent_at": {"$type": "date"}}
+
+    async def ensure_indexes(self, retention_s: float = 7 * 24 * 3600) -> None:
+        """The relay's index, and a TTL index that purges sent rows ``retention_s`` after
+        they were sent (they hold the events' values, contacts among them): MongoDB's TTL
+        monitor deletes them within a minute or so of that. A changed retention replaces
+        the index (a service's readWrite user may drop and create indexes, not collMod)."""
         await self.collection.create_index([("sent_at", 1), ("created_at", 1)])
+        expire = max(1, int(retention_s))
+        indexes = await self.collection.index_information()
+        ttl = indexes.get(self.SENT_TTL_INDEX)
+        if ttl is None:
+            await self.collection.create_index(
+                [("sent_at", 1)],
+                name=self.SENT_TTL_INDEX,
+                expireAfterSeconds=expire,
+                partialFilterExpression=self.SENT,
+            )
+        elif ttl.get("expireAfterSeconds") != expire:
+            with contextlib.suppress(OperationFailure):  # another replica dropped it first
+                await self.collection.drop_index(self.SENT_TTL_INDEX)
+            await self.ensure_indexes(retention_s)
 
     # Unsent and publishable: an event the broker refused for its size is not retried.
     PENDING: ClassVar[Document] = {"sent_at": None, "failed": {"$exists": False}}
@@ -223,9 +247,7 @@ class Outbox:
         on its topic's DLQ (without the value that does not fit) for an operator."""
         reason = f"{type(exc).__name__}: {len(event.value)} bytes"
         log.error("event too large to publish", topic=event.topic, event_id=event.envelope.id)
-        record = Record(
-            event.topic, -1, -1, event.key.encode(), event.value, event.envelope.headers()
-        )
+        record = Record(event.topic, -1, -1, event.key.encode(), value, event.envelope.headers())
         await dead_letter(
             self.broker, record, DeadLetter("too-large", reason), event.envelope.source
         )
