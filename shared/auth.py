@@ -54,6 +54,7 @@ Resource = Literal[
     "financing",  # one participant's financing referral and its decision, nothing else
     "sales",  # one participant's monthly sales ledger
     "notifications",  # the messages sent to one participant (their words and addresses)
+    "erasure",  # a participant's erasure (UU 27/2022): request it (POST), follow it (GET)
     "docs",  # the AsyncAPI documentation
 ]
 Scope = Literal["all", "province", "city", "kecamatan", "mentees", "referred", "self"]

@@ -714,7 +714,7 @@ class ParticipantErasureRequested(Event):
 
     name: ClassVar[str] = "participant-erasure-requested"
     producers: ClassVar[tuple[str, ...]] = ("portal", "registry")
-    consumers: ClassVar[tuple[str, ...]] = ()  # each service as it learns to erase
+    consumers: ClassVar[tuple[str, ...]] = ("coaching", "marketplace", "notifications")
 
     participant_id: Id = Field(description="Whose data.")
     requested_by: Name = Field(description="Who asked: the participant, or an officer's id.")
@@ -744,7 +744,7 @@ class ConsentWithdrawn(Event):
 
     name: ClassVar[str] = "consent-withdrawn"
     producers: ClassVar[tuple[str, ...]] = ("portal", "registry")
-    consumers: ClassVar[tuple[str, ...]] = ()  # each service as it learns to stop
+    consumers: ClassVar[tuple[str, ...]] = ("coaching", "marketplace", "notifications")
 
     participant_id: Id = Field(description="Whose consent.")
     requested_by: Name = Field(description="Who asked: the participant, or an officer's id.")

@@ -148,7 +148,7 @@ class OutgoingEvent:
     topic: str
     key: str
     envelope: Envelope
-    value: bytes
+    value: bytes | None  # None: a tombstone (a compacted topic forgets the key)
 
     @classmethod
     def of(cls, data: BaseModel, *, topic: str, key: str, envelope: Envelope) -> OutgoingEvent:
@@ -170,6 +170,15 @@ class OutgoingEvent:
         envelope = cause.caused(type=data.ce_type(), source=source, subject=subject, time=time)
         return cls.of(data, topic=topic, key=key, envelope=envelope)
 
+    @classmethod
+    def tombstone(
+        cls, cause: Envelope, event: Any, *, topic: str, key: str, source: str, time: datetime
+    ) -> OutgoingEvent:
+        """A record with ``key`` and no value, on the topic of ``event`` (a contract class)
+        and with its ``ce_type``: a compacted topic then forgets the key's earlier records."""
+        envelope = cause.caused(type=event.ce_type(), source=source, subject=key, time=time)
+        return cls(topic=topic, key=key, envelope=envelope, value=None)
+
     def to_document(self) -> dict[str, Any]:
         """How the outbox stores it: ``_id`` is the event id, so a retry cannot duplicate it."""
         return {
@@ -186,5 +195,5 @@ class OutgoingEvent:
             topic=doc["topic"],
             key=doc["key"],
             envelope=Envelope.from_headers(doc["headers"]),
-            value=bytes(doc["value"]),
+            value=None if doc["value"] is None else bytes(doc["value"]),
         )

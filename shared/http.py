@@ -45,6 +45,7 @@ class Request:
     principal: auth.Principal
     # For a route over many participants: the filters the principal's scope holds it to.
     scope_filters: Mapping[str, str] = field(default_factory=dict)
+    body: Mapping[str, Any] = field(default_factory=dict)  # a POST's JSON object
 
 
 Handler = Callable[[Request], Awaitable[AsgiResponse]]
@@ -56,6 +57,12 @@ class Route:
     reads: auth.Resource
     handler: Handler
     missing: str = "not found"  # the 404 text, also for a participant outside the scope
+    # "GET" (HEAD too) or "POST": one path may have a route of each; a POST's body is a
+    # JSON object of at most MAX_BODY_BYTES, read only once the token reaches the route.
+    method: str = "GET"
+
+
+MAX_BODY_BYTES = 16 * 1024
 
 
 def json_response(
@@ -124,7 +131,7 @@ class ServiceApp(AsgiFastStream):
         response = await self._open(scope)
         if response is None:
             try:
-                response = await self._guarded(scope)
+                response = await self._guarded(scope, receive)
             except (auth.Unauthenticated, auth.Forbidden, auth.AuthUnavailable) as exc:
                 if not isinstance(exc, auth.Unauthenticated):
                     log.info("request refused", path=scope["path"], reason=str(exc))
@@ -147,14 +154,18 @@ class ServiceApp(AsgiFastStream):
     def _query(scope: Scope) -> dict[str, str]:
         return dict(parse_qsl(scope.get("query_string", b"").decode()))
 
-    async def _guarded(self, scope: Scope) -> AsgiResponse | None:
+    async def _guarded(self, scope: Scope, receive: Receive) -> AsgiResponse | None:
         principal = await self.authenticator.authenticate(_header(scope, b"authorization"))
+        path_matched = False
         for pattern, route in self.path_routes:
             match = pattern.fullmatch(scope["path"])
             if match is None:
                 continue
-            if scope["method"] not in ("GET", "HEAD"):
-                return json_response({"error": "method not allowed"}, 405)
+            path_matched = True
+            if scope["method"] not in (
+                ("GET", "HEAD") if route.method == "GET" else (route.method,)
+            ):
+                continue  # another route of the path may take this method
             auth.authorize(principal, route.reads)
             params = {**self._query(scope), **match.groupdict()}
             if "participant_id" in match.groupdict():
@@ -166,9 +177,17 @@ class ServiceApp(AsgiFastStream):
                         reason="participant outside the token's scope",
                     )
                     return json_response({"error": route.missing}, 404)
-                return await route.handler(Request(params, principal))
+                body: Mapping[str, Any] = {}
+                if route.method == "POST":
+                    read = await _json_body(receive)
+                    if isinstance(read, AsgiResponse):
+                        return read
+                    body = read
+                return await route.handler(Request(params, principal, body=body))
             filters = auth.narrow(principal, params)
             return await route.handler(Request(params, principal, filters))
+        if path_matched:
+            return json_response({"error": "method not allowed"}, 405)
         auth.authorize(principal, "docs")  # the AsyncAPI docs; anything else is a 404
         return None
 
@@ -177,6 +196,31 @@ class ServiceApp(AsgiFastStream):
             return auth.in_scope(principal, auth.Subject(participant_id))
         subject = None if self.subject_of is None else await self.subject_of(participant_id)
         return subject is not None and auth.in_scope(principal, subject)
+
+
+async def _json_body(receive: Receive) -> dict[str, Any] | AsgiResponse:
+    """A request's body as a JSON object (none: an empty one), or the 4xx that says why not."""
+    chunks, size, more = [], 0, True
+    while more:
+        message = await receive()
+        if message["type"] != "http.request":  # the client went away
+            return json_response({"error": "request body incomplete"}, 400)
+        chunk = bytes(message.get("body", b""))
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return json_response({"error": f"body larger than {MAX_BODY_BYTES} bytes"}, 413)
+        chunks.append(chunk)
+        more = bool(message.get("more_body", False))
+    raw = b"".join(chunks)
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        return json_response({"error": "body is not JSON"}, 400)
+    if not isinstance(body, dict):
+        return json_response({"error": "body is not a JSON object"}, 400)
+    return body
 
 
 def probes(

@@ -258,7 +258,8 @@ def dlq_topic(topic: str) -> str:
 
 
 async def publish(broker: KafkaBroker, event: OutgoingEvent) -> None:
-    """Send one event and wait for the broker's acknowledgement (acks=all)."""
+    """Send one event and wait for the broker's acknowledgement (acks=all). A tombstone
+    (``value`` None) goes out with a null value: FastStream sends a keyed None as such."""
     await broker.publish(
         event.value,
         topic=event.topic,

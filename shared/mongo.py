@@ -245,7 +245,8 @@ class Outbox:
         """An event the broker refuses for its size is refused on every retry: it is a
         permanent failure, kept in the outbox with its reason (never relayed again) and put
         on its topic's DLQ (without the value that does not fit) for an operator."""
-        reason = f"{type(exc).__name__}: {len(event.value)} bytes"
+        value = event.value or b""  # a tombstone is never too large; typed as one anyway
+        reason = f"{type(exc).__name__}: {len(value)} bytes"
         log.error("event too large to publish", topic=event.topic, event_id=event.envelope.id)
         record = Record(event.topic, -1, -1, event.key.encode(), value, event.envelope.headers())
         await dead_letter(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Self
 
@@ -9,7 +11,7 @@ from faststream.asgi import AsgiResponse
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.registry import journey
+from services.registry import erasure, journey
 from services.registry.handlers import Deps, handle_batch
 from services.registry.store import SINGLE_KEY_ID, PiiVault, RegistryStore, parse_key_ring
 from shared.auth import Subject, withhold
@@ -131,6 +133,15 @@ class RegistrySettings(ServiceSettings, PiiKeys):
     service_name: str = "registry"
     mongodb_database: str = "registry"
     http_port: int = 8001
+    erasure_deadline_s: float = Field(
+        default=3 * 24 * 3600,
+        gt=0,
+        description="An erasure request not confirmed by every service within this is "
+        "flagged overdue (REGISTRY_ERASURE_DEADLINE_S; UU 27/2022 asks for 3x24 hours).",
+    )
+    erasure_check_interval_s: float = Field(
+        default=60, gt=0, description="How often overdue erasure requests are looked for."
+    )
 
 
 DASHBOARD_DIR = Path(__file__).with_name("dashboard")
@@ -156,6 +167,7 @@ def create_app(settings: RegistrySettings | None = None) -> ServiceApp:
     )
     outbox = Outbox(store.db, broker)
     deps = Deps(settings=settings, broker=broker, store=store, outbox=outbox)
+    deadline = timedelta(seconds=settings.erasure_deadline_s)
 
     async def prepare() -> None:
         if settings.pii_hash_key.get_secret_value() == DEV_HASH_KEY:  # only allowed in development
@@ -225,12 +237,28 @@ def create_app(settings: RegistrySettings | None = None) -> ServiceApp:
         produces=PRODUCES,
         handle_batch=lambda records: handle_batch(records, deps),
         prepare=prepare,
+        periodic=[
+            (settings.erasure_check_interval_s, lambda: erasure.check_overdue(deps, deadline))
+        ],
         path_routes=[
             Route(
                 "/participants/{participant_id}/journey",
                 "journey",
                 participant_journey,
                 "participant has no journey",
+            ),
+            Route(
+                "/participants/{participant_id}/erasure",
+                "erasure",
+                functools.partial(erasure.request_erasure, deps, deadline),
+                "participant not found",
+                method="POST",
+            ),
+            Route(
+                "/participants/{participant_id}/erasure",
+                "erasure",
+                functools.partial(erasure.erasure_status, deps, deadline),
+                "participant not found",
             ),
             Route(
                 "/participants/{participant_id}",

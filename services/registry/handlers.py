@@ -21,7 +21,7 @@ from faststream.kafka import KafkaBroker
 from pydantic import TypeAdapter, ValidationError
 from pymongo.asynchronous.client_session import AsyncClientSession
 
-from services.registry import domain, journey
+from services.registry import domain, erasure, journey
 from services.registry.store import RegistryStore
 from shared.contracts import (
     Event,
@@ -281,15 +281,19 @@ async def handle_submissions(records: list[Record], deps: Deps) -> None:
 
 
 # The other services' events that move a participant along the journey.
-JOURNEY_EVENTS = tuple(e for e in consumed_by("registry") if e is not RegistrationSubmitted)
+JOURNEY_EVENTS = tuple(e for e in consumed_by("registry") if e.name in journey.STAGE_OF_EVENT)
 _JOURNEY_BY_TYPE = {event.ce_type(): event for event in JOURNEY_EVENTS}
 
 
 async def handle_batch(records: list[Record], deps: Deps) -> None:
-    """Submissions are answered; the other services' events update the journeys."""
+    """Submissions are answered; erasure requests, confirmations and withdrawals of
+    consent decided (services.registry.erasure); the other services' events update the
+    journeys."""
     submitted = deps.settings.topic(RegistrationSubmitted.name)
+    pdp = {deps.settings.topic(e.name) for e in erasure.EVENTS}
     await handle_submissions([r for r in records if r.topic == submitted], deps)
-    await record_journeys([r for r in records if r.topic != submitted], deps)
+    await erasure.handle([r for r in records if r.topic in pdp], deps)
+    await record_journeys([r for r in records if r.topic not in pdp | {submitted}], deps)
 
 
 async def record_journeys(records: list[Record], deps: Deps) -> None:

@@ -30,7 +30,7 @@ from datetime import datetime
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-from pymongo import AsyncMongoClient, UpdateOne
+from pymongo import AsyncMongoClient, ReturnDocument, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
@@ -192,6 +192,9 @@ class RegistryStore:
         # The outcome of each rejected submission, for ops: an already-registered one names
         # the NIK's owner here, never in the event the submitter's system reads.
         self.rejections = self.db.rejections
+        # Erasure requests, by participant: when asked, and which services have confirmed.
+        # Nothing personal: ids, services and times.
+        self.erasures = self.db.erasures
 
     async def ensure_indexes(self) -> None:
         await self.participants.create_index("nik_hash", unique=True)
@@ -199,6 +202,7 @@ class RegistryStore:
         for name in ("city", "kecamatan", "sector", "has_business", "registered_month"):
             await self.journeys.create_index(f"profile.{name}")
         await self.journeys.create_index("mentor_id", sparse=True)  # a pendamping's funnel
+        await self.erasures.create_index([("completed_at", 1), ("requested_at", 1)])
 
     async def participants_by_hash(
         self, session: AsyncClientSession, nik_hashes: set[str]
@@ -423,3 +427,119 @@ class RegistryStore:
 
     async def count_participants(self) -> int:
         return await self.participants.count_documents({})
+
+    # ------------------------------------------------------------- erasure (UU 27/2022)
+
+    async def knows(self, participant_id: str) -> bool:
+        """Whether the participant was ever registered here (their journey outlives an
+        erasure, so a repeated request is still answered)."""
+        found = await self.journeys.find_one({"_id": participant_id}, {"_id": 1})
+        return (
+            found is not None
+            or await self.participants.find_one({"_id": participant_id}, {"_id": 1}) is not None
+        )
+
+    async def erase_participant(
+        self, session: AsyncClientSession, participant_id: str
+    ) -> list[str]:
+        """Erase what identifies the participant; returns the categories erased.
+
+        The participant's document goes as a whole: name, display name, birth date,
+        contact, kelurahan, business name, NIB, gender, the submission id (which the portal
+        can map back to a person) and the NIK and KK, whose ciphertexts *and keyed hash* are
+        deleted with it. So the stored data no longer hold anything that leads back to the
+        person, not even by trying NIKs against the hash key; the price is that the
+        registry cannot tell that a later registration with that NIK is the same person:
+        it registers them afresh, under a new participant id (see README, "Erasure").
+        A rejection that named the participant as a NIK's owner no longer does. What the
+        funnel needs stays in the journey, which holds no identifying field (city,
+        kecamatan, sector, whether a business, registration month, stage times)."""
+        doc = await self.participants.find_one_and_delete({"_id": participant_id}, session=session)
+        await self.rejections.update_many(
+            {"existing_participant_id": participant_id},
+            {"$set": {"existing_participant_id": None, "existing_participant_erased": True}},
+            session=session,
+        )
+        if doc is None:
+            return []
+        held = {
+            "identity-number": ("nik_hash", "nik_encrypted", "kk_encrypted"),
+            "name": ("full_name", "display_name"),
+            "birth-date": ("birth_date",),
+            "contact": ("contact",),
+            "address": ("kelurahan",),
+            "business-id": ("business_name", "nib"),
+        }
+        return [cat for cat, names in held.items() if any(doc.get(n) for n in names)]
+
+    async def record_erasure_request(
+        self, session: AsyncClientSession | None, participant_id: str, request_id: str, at: datetime
+    ) -> Document:
+        """Track a request (each request's id once); the tracking document as it is now."""
+        doc = await self.erasures.find_one_and_update(
+            {"_id": participant_id},
+            {
+                "$min": {"requested_at": at},
+                "$max": {"last_requested_at": at},
+                "$addToSet": {"requests": request_id},
+            },
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+            session=session,
+        )
+        assert doc is not None  # upserted
+        return doc
+
+    async def record_confirmation(
+        self,
+        session: AsyncClientSession | None,
+        participant_id: str,
+        service: str,
+        at: datetime,
+        expected: Sequence[str],
+    ) -> Document:
+        """A service's ``participant-data-erased`` (its first time counts); the request is
+        complete once every ``expected`` service has confirmed."""
+        doc = await self.erasures.find_one_and_update(
+            {"_id": participant_id},
+            {"$min": {f"confirmed.{service}": at}},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+            session=session,
+        )
+        assert doc is not None  # upserted
+        confirmed = doc.get("confirmed", {})
+        if "completed_at" not in doc and all(s in confirmed for s in expected):
+            doc["completed_at"] = max(confirmed[s] for s in expected)
+            await self.erasures.update_one(
+                {"_id": participant_id, "completed_at": {"$exists": False}},
+                {"$set": {"completed_at": doc["completed_at"]}},
+                session=session,
+            )
+        return doc
+
+    async def erasure(self, participant_id: str) -> Document | None:
+        return await self.erasures.find_one({"_id": participant_id})
+
+    async def overdue_erasures(self, cutoff: datetime, expected: Sequence[str]) -> list[Document]:
+        """Requests made before ``cutoff`` that some ``expected`` service has not confirmed."""
+        docs = await self.erasures.find(
+            {"completed_at": {"$exists": False}, "requested_at": {"$lt": cutoff}},
+            {"confirmed": 1, "requested_at": 1, "overdue_flagged_at": 1},
+        ).to_list()
+        return [d for d in docs if not all(s in d.get("confirmed", {}) for s in expected)]
+
+    async def flag_overdue(self, participant_ids: list[str], at: datetime) -> None:
+        if participant_ids:
+            await self.erasures.update_many(
+                {"_id": {"$in": participant_ids}, "overdue_flagged_at": {"$exists": False}},
+                {"$set": {"overdue_flagged_at": at}},
+            )
+
+    async def withdraw_consent(
+        self, session: AsyncClientSession, participant_id: str, at: datetime
+    ) -> None:
+        """Consent withdrawn: marked (the first time counts); nothing if already erased."""
+        await self.participants.update_one(
+            {"_id": participant_id}, {"$min": {"consent_withdrawn_at": at}}, session=session
+        )
