@@ -57,6 +57,7 @@ class Mentoring(BaseModel):
     centre: str
     sessions: int = 0
     completed: bool = False
+    released: bool = False  # the pendamping's load was given back at a stop, before completion
 
 
 class Product(BaseModel):
@@ -91,6 +92,9 @@ class Coaching(BaseModel):
     products: list[Product] = Field(default_factory=list)
     certificates: list[Certificate] = Field(default_factory=list)
     next_check_at: datetime | None = None
+    # PDP markers, kept for good so that facts arriving later are held to them.
+    consent_withdrawn_at: datetime | None = None
+    erased_at: datetime | None = None
 
     def product(self, product_id: str) -> Product | None:
         return next((p for p in self.products if p.product_id == product_id), None)
@@ -288,3 +292,52 @@ def _next_check(state: Coaching, now: datetime) -> datetime | None:
             moments.append(cert.expires_at - EXPIRY_NOTICE)
     future = [m for m in moments if m > now]
     return min(future) if future else None
+
+
+# ------------------------------------------------------------------- PDP (UU 27/2022)
+# What coaching holds that is personal: product names (often the business's brand) and
+# certificate numbers (an NIB identifies a sole trader): the "business-id" category. What the
+# funnel needs stays: cohort, training outcome, mentoring, product categories, which products
+# were certified, the profile's sector, city and kecamatan (none of them identifies anyone).
+
+ERASED_CATEGORIES = ("business-id",)
+
+
+def stopped(state: Coaching) -> bool:
+    """Consent withdrawn or data erased: nothing new starts for the participant (no
+    enrolment, no pendamping); outcomes of what they already did are still decided."""
+    return state.consent_withdrawn_at is not None or state.erased_at is not None
+
+
+def release_mentor(state: Coaching) -> str | None:
+    """The pendamping whose load to give back at a stop while mentoring is still under way,
+    once (completion gives it back otherwise, unless this already did)."""
+    m = state.mentoring
+    if m is None or m.completed or m.released or not stopped(state):
+        return None
+    m.released = True
+    return m.mentor_id
+
+
+def withdraw_consent(state: Coaching, at: datetime) -> None:
+    if state.consent_withdrawn_at is None:
+        state.consent_withdrawn_at = at
+
+
+def erase(state: Coaching, at: datetime) -> datetime:
+    """Erase what is personal; returns when it was first erased (a repeat changes nothing
+    and reports the same moment)."""
+    if state.erased_at is None:  # at MongoDB's precision, so a repeat reports it unchanged
+        state.erased_at = at.replace(microsecond=at.microsecond // 1000 * 1000)
+    scrub(state)
+    return state.erased_at
+
+
+def scrub(state: Coaching) -> None:
+    """After an erasure, whatever a fact just added is blanked too (order-proof)."""
+    if state.erased_at is None:
+        return
+    for product in state.products:
+        product.name = ""
+    for cert in state.certificates:
+        cert.number = ""

@@ -24,10 +24,13 @@ from shared.contracts import (
     CertificationExpiring,
     CertificationIssued,
     CertificationRevoked,
+    ConsentWithdrawn,
     Event,
     MentoringAssigned,
     MentoringCompleted,
     MentoringSessionRecorded,
+    ParticipantDataErased,
+    ParticipantErasureRequested,
     ParticipantRegistered,
     ProductCertificationLapsed,
     ProductCertified,
@@ -137,7 +140,8 @@ async def _settle(
     """Every decision the state now allows, each made once."""
     pid = state.participant_id
     profile = state.profile
-    if profile is not None and state.enrollment is None:
+    stopped = domain.stopped(state)
+    if profile is not None and state.enrollment is None and not stopped:
         state.enrollment = await unit.seats.take(profile.sector, profile.city)
         e = state.enrollment
         emit(
@@ -168,7 +172,12 @@ async def _settle(
                 reasons=decision.reasons,
             )
         )
-    if state.training.outcome == "completed" and state.mentoring is None and profile:
+    if (
+        state.training.outcome == "completed"
+        and state.mentoring is None
+        and profile
+        and not stopped
+    ):
         found = await deps.store.assign_mentor(session, profile.kecamatan, profile.city)
         if found is None:
             log.warning("no pendamping for this kecamatan or city", participant_id=pid)
@@ -176,7 +185,8 @@ async def _settle(
             state.mentoring = domain.Mentoring(mentor_id=found[0], centre=found[1])
             emit(MentoringAssigned(participant_id=pid, mentor_id=found[0], centre=found[1]))
     if domain.decide_mentoring_completed(state) and state.mentoring is not None:
-        await deps.store.release_mentor(session, state.mentoring.mentor_id)
+        if not state.mentoring.released:
+            await deps.store.release_mentor(session, state.mentoring.mentor_id)
         emit(
             MentoringCompleted(
                 participant_id=pid,
@@ -184,6 +194,8 @@ async def _settle(
                 sessions=state.mentoring.sessions,
             )
         )
+    if (mentor_id := domain.release_mentor(state)) is not None:
+        await deps.store.release_mentor(session, mentor_id)
     for change in domain.certification_changes(state, now):
         emit(_certification_event(pid, change))
 
@@ -236,11 +248,36 @@ async def _decide(deps: Deps, session: Session, unit: Unit, fact: Fact) -> Outco
         participant_id = getattr(event, "participant_id")  # noqa: B009 - every other fact has it
     now = datetime.now(UTC)
     state = await unit.states.load(participant_id)
-    await _apply(deps, session, state, event)
     emit = _Emitter(deps, fact.envelope, participant_id, now)
+    if isinstance(event, ConsentWithdrawn):
+        domain.withdraw_consent(state, now)
+    elif isinstance(event, ParticipantErasureRequested):
+        await _erase(deps, session, state, emit, now)
+    else:
+        await _apply(deps, session, state, event)
+    domain.scrub(state)  # a fact after an erasure keeps nothing personal either
     await _settle(deps, session, unit, state, emit, now)
     unit.states.save(state)
     return Outcome(emit.events)
+
+
+async def _erase(
+    deps: Deps, session: Session, state: Coaching, emit: _Emitter, now: datetime
+) -> None:
+    """Erase in this transaction (with the inbox claim) and confirm through the outbox. A
+    redelivery finds its claim; a repeated request (another event) changes nothing and
+    confirms again with the same ``erased_at`` and categories, so the registry can close
+    whichever request it tracks."""
+    erased_at = domain.erase(state, now)
+    await deps.store.forget_sent_events(session, state.participant_id)
+    emit(
+        ParticipantDataErased(
+            participant_id=state.participant_id,
+            service=deps.settings.service_name,
+            erased_at=erased_at,
+            categories=list(domain.ERASED_CATEGORIES),
+        )
+    )
 
 
 async def handle_facts(records: list[Record], deps: Deps) -> None:

@@ -101,6 +101,9 @@ class Marketplace(BaseModel):
     sales: list[Sale] = Field(default_factory=list)
     source_refs: list[str] = Field(default_factory=list)
     referral: Referral | None = None
+    # PDP markers, kept for good so that facts arriving later are held to them.
+    consent_withdrawn_at: datetime | None = None
+    erased_at: datetime | None = None
 
     def product(self, product_id: str) -> Product:
         found = next((p for p in self.products if p.product_id == product_id), None)
@@ -232,7 +235,12 @@ def product_changes(state: Marketplace, now: datetime) -> list[Change]:
                 changes.append(Listed(product, CHANNELS[product.grade]))
             else:
                 changes.append(Delisted(product, "certification-lapsed"))
-        if product.listed and product.grade == EXPORT_GRADE and not product.export_facilitated:
+        if (
+            product.listed
+            and product.grade == EXPORT_GRADE
+            and not product.export_facilitated
+            and not stopped(state)
+        ):
             needed = EXPORT_CERTIFICATES.get(product.category, EXPORT_CERTIFICATES[None])
             if len(recent_sales) >= EXPORT_SALES_MONTHS and all(
                 _has_valid(state, kind, product.product_id, now) for kind in needed
@@ -260,7 +268,46 @@ def stages_met(state: Marketplace) -> list[str]:
 
 def due_for_referral(state: Marketplace) -> list[str] | None:
     """The stages met, when they are enough for a (first and only) referral."""
-    if state.referral is not None:
+    if state.referral is not None or stopped(state):
         return None
     met = stages_met(state)
     return met if len(met) >= FINANCING_STAGES_NEEDED else None
+
+
+# ------------------------------------------------------------------- PDP (UU 27/2022)
+# What the marketplace holds that is personal: the reviewers' free-text notes on a
+# participant's product (they may name the business or its owner): "business-id". What the
+# funnel and the statistics need stays, identifying no one: stages, products' categories,
+# grades and listings, the monthly sales ledger, the referral and its outcome.
+
+ERASED_CATEGORIES = ("business-id",)
+
+
+def stopped(state: Marketplace) -> bool:
+    """Consent withdrawn or data erased: no referral and no export facilitation start for
+    the participant; what they did is still recorded (the funnel counts it)."""
+    return state.consent_withdrawn_at is not None or state.erased_at is not None
+
+
+def withdraw_consent(state: Marketplace, at: datetime) -> None:
+    if state.consent_withdrawn_at is None:
+        state.consent_withdrawn_at = at
+
+
+def erase(state: Marketplace, at: datetime) -> datetime:
+    """Erase what is personal; returns when it was first erased (a repeat changes nothing
+    and reports the same moment, at MongoDB's precision)."""
+    if state.erased_at is None:
+        state.erased_at = at.replace(microsecond=at.microsecond // 1000 * 1000)
+    scrub(state)
+    return state.erased_at
+
+
+def scrub(state: Marketplace) -> None:
+    """After an erasure, whatever a fact just added is blanked too (order-proof)."""
+    if state.erased_at is None:
+        return
+    for product in state.products:
+        for level, review in product.reviews.items():
+            if review.notes:
+                product.reviews[level] = review.model_copy(update={"notes": ""})

@@ -17,6 +17,7 @@ from faststream.kafka import KafkaBroker
 
 from services.marketplace import domain
 from services.marketplace.domain import (
+    LEVELS,
     Curated,
     Delisted,
     Exported,
@@ -29,6 +30,7 @@ from services.marketplace.store import MarketplaceStore, Session
 from shared.batch import Fact, Outcome, decide_batch
 from shared.contracts import (
     CertificationIssued,
+    ConsentWithdrawn,
     CurationReviewed,
     Event,
     ExportFacilitated,
@@ -38,6 +40,8 @@ from shared.contracts import (
     FinancingDeclined,
     FinancingReferred,
     MentoringCompleted,
+    ParticipantDataErased,
+    ParticipantErasureRequested,
     ParticipantRegistered,
     ProductCertificationLapsed,
     ProductCertified,
@@ -186,6 +190,25 @@ class _Decision:
         elif isinstance(fact, FinancingDecided):
             self._decided(fact)
 
+    async def erase(self) -> None:
+        """Erase in this transaction (with the inbox claim) and confirm through the outbox.
+        A redelivery finds its claim; a repeated request (another event) changes nothing
+        and confirms again with the same ``erased_at`` and categories."""
+        state, store, pid = self.state, self.deps.store, self.state.participant_id
+        erased_at = domain.erase(state, self.now)
+        await store.forget_sent_events(self.session, pid)
+        keys = [f"product:{p.product_id}" for p in state.products]
+        keys += [f"curation:{p.product_id}:{level}" for p in state.products for level in LEVELS]
+        await store.rewrite_parked(self.session, keys, _without_notes)
+        self.emit(
+            ParticipantDataErased(
+                participant_id=pid,
+                service=self.deps.settings.service_name,
+                erased_at=erased_at,
+                categories=list(domain.ERASED_CATEGORIES),
+            )
+        )
+
     async def _unpark(self, key: str) -> None:
         """Apply what waited for ``key``; what cannot apply goes to the DLQ with its code
         (through the parking, in this transaction: see :meth:`Parking.refuse`)."""
@@ -299,10 +322,22 @@ async def _decide(
         participant_id = getattr(event, "participant_id")  # noqa: B009 - the others have it
     state = await states.load(participant_id)
     decision = _Decision(deps, session, state, fact.envelope)
-    await decision.apply(event, fact.record)
+    if isinstance(event, ConsentWithdrawn):
+        domain.withdraw_consent(state, decision.now)
+    elif isinstance(event, ParticipantErasureRequested):
+        await decision.erase()
+    else:
+        await decision.apply(event, fact.record)
+    domain.scrub(state)  # a fact after an erasure keeps nothing personal either
     await decision.settle()
     states.save(state)
     return decision.outcome
+
+
+def _without_notes(value: bytes) -> bytes:
+    """A parked review, its reviewer's notes blanked (it is applied as it was otherwise)."""
+    review = CurationReviewed.model_validate_json(value)
+    return review.model_copy(update={"notes": ""}).model_dump_json().encode()
 
 
 async def handle_facts(records: list[Record], deps: Deps) -> None:

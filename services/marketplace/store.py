@@ -3,6 +3,8 @@ product or a referral to its participant, and the facts parked until that mappin
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
@@ -20,6 +22,34 @@ class MarketplaceStore:
         self.states = StateDocuments(self.db.participants, Marketplace)
         # Reviews of a product whose certification has not arrived, under "product:<id>".
         self.parking = Parking(client, self.db)
+
+    async def ensure_indexes(self) -> None:
+        await self.db.outbox.create_index("key")  # an erasure finds a participant's events
+
+    async def forget_sent_events(self, session: Session, participant_id: str) -> int:
+        """An erasure deletes the participant's events already published (a rejection
+        carries the reviewer's notes); what is still to be sent goes out and is purged
+        later."""
+        result = await self.db.outbox.delete_many(
+            {"key": participant_id, "sent_at": {"$ne": None}}, session=session
+        )
+        return result.deleted_count
+
+    async def rewrite_parked(
+        self, session: Session, keys: list[str], rewrite: Callable[[bytes], bytes]
+    ) -> int:
+        """Rewrite the values of the records parked under ``keys`` (an erasure blanks what is
+        personal in them); how many."""
+        docs = await self.db.parked.find(
+            {"key": {"$in": keys}}, {"value": 1}, session=session
+        ).to_list()
+        for doc in docs:
+            await self.db.parked.update_one(
+                {"_id": doc["_id"]},
+                {"$set": {"value": rewrite(bytes(doc["value"]))}},
+                session=session,
+            )
+        return len(docs)
 
     async def index(self, session: Session, kind: str, entity_id: str, participant_id: str) -> None:
         await self.db.entity_index.update_one(

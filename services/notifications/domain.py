@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date, datetime, time, timedelta
 from typing import Any, Literal, get_args, get_origin
 from zoneinfo import ZoneInfo
@@ -57,6 +58,31 @@ def defer_until(
         overnight_quiet = quiet_start != quiet_end and overnight
         return _local_at(next_day, quiet_end if overnight_quiet else 0)
     return None
+
+
+# ------------------------------------------------------------------- PDP (UU 27/2022)
+# Notifications holds a participant's first name, phone and e-mail (the contact book), and
+# messages about them: "name" and "contact" are what an erasure takes. What stays: which
+# templates went out, on which channel, when, with what status (delivery statistics).
+
+ERASED_CATEGORIES = ("name", "contact")
+
+
+def stopped(marker: Mapping[str, Any]) -> bool:
+    """Consent withdrawn or data erased: no message is sent to the participant any more."""
+    return marker.get("consent_withdrawn_at") is not None or erased(marker)
+
+
+def erased(marker: Mapping[str, Any]) -> bool:
+    return marker.get("erased_at") is not None
+
+
+def first_time(earlier: datetime | None, now: datetime) -> datetime:
+    """When a marker was first set: a repeat keeps it (``now`` at MongoDB's precision, so a
+    repeat reports the same moment as the first)."""
+    if earlier is not None:
+        return earlier
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 def split_message(text: str) -> tuple[str, str]:

@@ -24,27 +24,40 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from faststream.kafka import KafkaBroker
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from services.notifications import domain
 from services.notifications.channels import PermanentFailure, Providers, TransientFailure
-from services.notifications.store import FAILED, PENDING, SENT, WAITING, Lease, NotificationStore
+from services.notifications.store import (
+    CANCELLED,
+    FAILED,
+    PENDING,
+    SENT,
+    WAITING,
+    Lease,
+    NotificationStore,
+)
 from services.notifications.templates import Templates
 from shared.contracts import (
+    ConsentWithdrawn,
     DeliveryProblem,
     Event,
     NotificationFailed,
     NotificationSent,
     ParticipantContact,
+    ParticipantDataErased,
+    ParticipantErasureRequested,
     consumed_by,
+    is_plain,
     produced_by,
 )
 from shared.envelope import Envelope, OutgoingEvent
 from shared.kafka import Record, read_event, readable
 from shared.logging import get_logger
-from shared.mongo import Document, Outbox, in_transaction
+from shared.mongo import Document, Outbox, claim_many, in_transaction, inbox_key, transact
 from shared.retry import is_transient, retry_transient
 from shared.settings import ServiceSettings
 from shared.tracing import processing
@@ -55,8 +68,10 @@ log = get_logger(__name__)
 CONSUMES = consumed_by("notifications")  # the catalogue says who reads what
 PRODUCES = produced_by("notifications")
 _BY_TYPE = {event.ce_type(): event for event in CONSUMES}
-# The events that become a message (a template each); a contact is kept, not told.
-MESSAGES = {event.name: event for event in CONSUMES if event is not ParticipantContact}
+# The events that become a message (a template each); a contact is kept, not told, and a
+# withdrawal of consent or an erasure request stops the participant's messages.
+STOPS = (ParticipantErasureRequested, ConsentWithdrawn)
+MESSAGES = {event.name: event for event in CONSUMES if event not in (ParticipantContact, *STOPS)}
 
 # A round renews its lease every quarter of the lease's length. It starts a channel's send
 # only while the lease it last wrote outlasts that send's worst case, so the lease must be
@@ -94,38 +109,75 @@ def read_fact(record: Record) -> tuple[Envelope, Event]:
     return read_event(record, _BY_TYPE, strict=False)
 
 
+def forgotten(record: Record, contact_topic: str) -> str | None:
+    """The participant whose contact a tombstone forgets, if ``record`` is one: a record on
+    ``participant-contact`` keyed by a participant id, with no value (Record.value is b""
+    for a null value), and no ce_source but the topic's producer's. Only there: an empty
+    record on any other topic (or this one without a usable key) still goes to the DLQ."""
+    if record.topic != contact_topic or record.value or not record.key:
+        return None
+    source = record.headers.get("ce_source")
+    if source is not None and source not in ParticipantContact.producers:
+        return None
+    try:
+        participant_id = record.key.decode()
+    except UnicodeDecodeError:
+        return None
+    return participant_id if len(participant_id) <= 100 and is_plain(participant_id) else None
+
+
 async def handle_events(records: list[Record], deps: Deps) -> None:
     """Turn a batch of participant-facing events into message jobs (a few bulk writes for the
-    whole batch); then send what is due."""
-    store, now = deps.store, deps.clock()
-    read = await readable(records, read_fact, deps.broker, deps.settings.service_name)
-    facts = [fact for _, fact in read]
-    contacts = {  # the latest of each participant's in the batch (its topic is per key)
-        fact.participant_id: {
-            "display_name": fact.display_name,
-            "phone": fact.phone,
-            "email": fact.email,
-        }
-        for _, fact in facts
-        if isinstance(fact, ParticipantContact)
+    whole batch); then send what is due. Withdrawals of consent and erasures are applied
+    first, so whatever else the batch holds for the same participant is held to them."""
+    store, settings, now = deps.store, deps.settings, deps.clock()
+    contact_topic = settings.topic(ParticipantContact.name)
+    tombstones = {id(r): pid for r in records if (pid := forgotten(r, contact_topic))}
+    others = [r for r in records if id(r) not in tombstones]
+    read = {  # by the record's identity: a Record (its headers a dict) is not hashable
+        id(record): fact
+        for record, fact in await readable(others, read_fact, deps.broker, settings.service_name)
     }
+    latest: dict[str, dict[str, Any] | None] = {}  # a contact, or None: forget it
+    for record in records:  # in order: the latest of each participant's counts (per key)
+        if id(record) in tombstones:
+            latest[tombstones[id(record)]] = None
+        elif id(record) in read and isinstance(fact := read[id(record)][1], ParticipantContact):
+            latest[fact.participant_id] = {
+                "display_name": fact.display_name,
+                "phone": fact.phone,
+                "email": fact.email,
+            }
+    facts = list(read.values())
+    await _stop(deps, [(e, f) for e, f in facts if isinstance(f, STOPS)])
     facts = [(envelope, fact) for envelope, fact in facts if fact.name in MESSAGES]
 
     async def accept() -> None:
+        markers = await store.markers_of([*latest, *(_participant(f) for _, f in facts)])
+        erased = {pid for pid, marker in markers.items() if domain.erased(marker)}
+        stopped = {pid for pid, marker in markers.items() if domain.stopped(marker)}
+        forget = [pid for pid, c in latest.items() if c is None or pid in erased]
+        contacts = {pid: c for pid, c in latest.items() if c is not None and pid not in erased}
+        if forget and (gone := await store.forget_contacts(forget)):
+            log.info("contacts forgotten", count=gone)
         # Contacts first, so that this batch's own messages to them are pending at once.
         await store.save_contacts(contacts)
         if contacts and (released := await store.release_waiting(contacts, now)):
             log.info("contacts arrived; waiting messages released", count=released)
         known = await store.contacts_of(_participant(fact) for _, fact in facts)
+
+        def status(pid: str) -> str:
+            return CANCELLED if pid in stopped else PENDING if pid in known else WAITING
+
         await store.add_jobs(
             [
                 {
                     "_id": f"{envelope.id}:{_participant(fact)}",
                     "participant_id": _participant(fact),
                     "template": fact.name,
-                    "data": fact.model_dump(mode="json"),
+                    "data": {} if _participant(fact) in erased else fact.model_dump(mode="json"),
                     "cause": envelope.headers(),
-                    "status": PENDING if _participant(fact) in known else WAITING,
+                    "status": status(_participant(fact)),
                     "not_before": now,
                     "wait_until": now + deps.rules.contact_wait,
                     "created_at": now,
@@ -139,6 +191,61 @@ async def handle_events(records: list[Record], deps: Deps) -> None:
         await dispatch_due(deps)
     except Exception:
         log.exception("dispatch round failed; the periodic dispatcher tries again")
+
+
+async def _stop(deps: Deps, facts: list[tuple[Envelope, Event]]) -> None:
+    """Withdrawals of consent and erasure requests, in one transaction with their inbox
+    claims and the ``participant-data-erased`` each erasure confirms (outbox). Either
+    cancels the participant's unsent messages and leaves a marker that holds every later
+    fact to it. An erasure also deletes the contact and strips the delivery log. A
+    redelivery finds its claim; a repeated request changes nothing and confirms again with
+    the same ``erased_at`` and categories (so the registry can close whichever request it
+    tracks)."""
+    if not facts:
+        return
+    store, settings = deps.store, deps.settings
+
+    async def work(session: AsyncClientSession) -> list[OutgoingEvent]:
+        keys = [inbox_key(envelope.type, envelope.id) for envelope, _ in facts]
+        new = await claim_many(store.db, session, list(dict.fromkeys(keys)))
+        events: list[OutgoingEvent] = []
+        for key, (envelope, fact) in zip(keys, facts, strict=True):
+            if key not in new:
+                continue  # a redelivery, or a repeat within this batch
+            new.discard(key)
+            pid, at = _participant(fact), system_clock()
+            marker = await store.marker(session, pid)
+            await store.cancel_unsent(session, pid, at)
+            if isinstance(fact, ConsentWithdrawn):
+                since = domain.first_time(marker.get("consent_withdrawn_at"), at)
+                await store.mark(session, pid, {"consent_withdrawn_at": since})
+                continue
+            erased_at = domain.first_time(marker.get("erased_at"), at)
+            await store.erase(session, pid)
+            await store.mark(session, pid, {"erased_at": erased_at})
+            erased = ParticipantDataErased(
+                participant_id=pid,
+                service=settings.service_name,
+                erased_at=erased_at,
+                categories=list(domain.ERASED_CATEGORIES),
+            )
+            events.append(
+                OutgoingEvent.caused_by(
+                    envelope,
+                    erased,
+                    topic=settings.topic(erased.name),
+                    key=pid,
+                    source=settings.service_name,
+                    subject=pid,
+                    time=at,
+                )
+            )
+        await deps.outbox.add(session, events)
+        return events
+
+    events = await transact(store.client, work)
+    await retry_transient(lambda: deps.outbox.publish(events))
+    log.info("consent withdrawals and erasures applied", count=len(facts), erased=len(events))
 
 
 def _participant(fact: Event) -> str:

@@ -26,6 +26,11 @@ from pymongo.asynchronous.database import AsyncDatabase
 from shared.mongo import Document
 
 PENDING, WAITING, SENDING, SENT, FAILED = "pending", "waiting-contact", "sending", "sent", "failed"
+CANCELLED = "cancelled"  # consent withdrawn or data erased before it went out
+UNSENT = (PENDING, WAITING, SENDING)
+# What a job keeps after an erasure: its template, channel, status and times (the delivery
+# statistics); not the event it told about, the provider's id of it, nor the problems met.
+ERASED_JOB_FIELDS = {"provider_message_id": "", "problems": ""}  # for $unset, and data={}
 _LEASE_FIELDS = {"lease_owner": "", "lease_token": "", "lease_until": ""}  # for $unset
 
 
@@ -51,12 +56,61 @@ class NotificationStore:
         self.db: AsyncDatabase[Document] = client[database]
         self.jobs = self.db.jobs
         self.contacts = self.db.contacts
+        # PDP markers per participant (consent_withdrawn_at, erased_at), kept for good.
+        self.participants = self.db.participants
 
     async def ensure_indexes(self) -> None:
         await self.jobs.create_index([("status", ASCENDING), ("not_before", ASCENDING)])
         await self.jobs.create_index([("participant_id", ASCENDING), ("sent_at", ASCENDING)])
         await self.jobs.create_index([("status", ASCENDING), ("wait_until", ASCENDING)])
         await self.jobs.create_index([("status", ASCENDING), ("lease_until", ASCENDING)])
+        await self.db.outbox.create_index("key")  # an erasure finds a participant's events
+
+    # ------------------------------------------------------------ PDP: consent, erasure
+
+    async def markers_of(self, participant_ids: Iterable[str]) -> dict[str, Document]:
+        cursor = self.participants.find({"_id": {"$in": list(set(participant_ids))}})
+        return {str(doc["_id"]): doc async for doc in cursor}
+
+    async def marker(self, session: AsyncClientSession, participant_id: str) -> Document:
+        found = await self.participants.find_one({"_id": participant_id}, session=session)
+        return found or {}
+
+    async def mark(
+        self, session: AsyncClientSession, participant_id: str, fields: dict[str, Any]
+    ) -> None:
+        await self.participants.update_one(
+            {"_id": participant_id}, {"$set": fields}, upsert=True, session=session
+        )
+
+    async def cancel_unsent(
+        self, session: AsyncClientSession, participant_id: str, at: datetime
+    ) -> int:
+        """Every message of the participant not sent yet is cancelled, also one being sent
+        (its round then finds it no longer held and records nothing)."""
+        result = await self.jobs.update_many(
+            {"participant_id": participant_id, "status": {"$in": list(UNSENT)}},
+            {"$set": {"status": CANCELLED, "cancelled_at": at}, "$unset": _LEASE_FIELDS},
+            session=session,
+        )
+        return result.modified_count
+
+    async def erase(self, session: AsyncClientSession, participant_id: str) -> None:
+        """The contact goes, the delivery log keeps nothing but what was sent how and when,
+        and the participant's published events (a provider's message id) are deleted."""
+        await self.contacts.delete_one({"_id": participant_id}, session=session)
+        await self.jobs.update_many(
+            {"participant_id": participant_id},
+            {"$set": {"data": {}}, "$unset": ERASED_JOB_FIELDS},
+            session=session,
+        )
+        await self.db.outbox.delete_many(
+            {"key": participant_id, "sent_at": {"$ne": None}}, session=session
+        )
+
+    async def forget_contacts(self, participant_ids: Iterable[str]) -> int:
+        result = await self.contacts.delete_many({"_id": {"$in": list(set(participant_ids))}})
+        return result.deleted_count
 
     async def save_contacts(self, contacts: dict[str, dict[str, Any]]) -> None:
         if contacts:

@@ -210,3 +210,46 @@ def test_any_order_of_facts_certifies_the_product_exactly_once() -> None:
                 isinstance(c, Certified) for c in domain.certification_changes(state, NOW)
             )
         assert certified == 1, order
+
+
+# ------------------------------------------------------------------- PDP: consent, erasure
+
+
+def test_an_erasure_blanks_product_names_and_certificate_numbers_once() -> None:
+    state = enrolled()
+    state.products.append(Product(product_id="prod", name="Keripik Bu Siti", category="kriya"))
+    state.certificates.append(cert("nib", "NIB", None))
+    assert not domain.stopped(state)
+    first = domain.erase(state, NOW.replace(microsecond=123456))
+    assert first == NOW.replace(microsecond=123000)  # MongoDB's precision: a repeat agrees
+    assert [p.name for p in state.products] == [""]
+    assert [c.number for c in state.certificates] == [""]
+    assert domain.erase(state, NOW + timedelta(days=1)) == first and domain.stopped(state)
+    # what the funnel needs stays
+    assert state.enrollment is not None and state.products[0].category == "kriya"
+
+
+def test_after_an_erasure_a_late_fact_is_scrubbed_and_before_it_nothing_is() -> None:
+    state = enrolled()
+    state.products.append(Product(product_id="prod", name="Keripik", category="kriya"))
+    domain.scrub(state)
+    assert state.products[0].name == "Keripik"
+    domain.erase(state, NOW)
+    domain.issue_certificate(state, cert("late", "NIB", None))
+    domain.scrub(state)
+    assert state.certificate("late") is not None and state.certificate("late").number == ""
+
+
+def test_a_stop_gives_a_pendamping_back_once_and_never_after_completion() -> None:
+    state = enrolled()
+    state.mentoring = domain.Mentoring(mentor_id="m1", centre="PLUT")
+    assert domain.release_mentor(state) is None  # not stopped
+    domain.withdraw_consent(state, NOW)
+    domain.withdraw_consent(state, NOW + timedelta(days=1))
+    assert state.consent_withdrawn_at == NOW and domain.stopped(state)
+    assert domain.release_mentor(state) == "m1"
+    assert domain.release_mentor(state) is None
+    done = enrolled()
+    done.mentoring = domain.Mentoring(mentor_id="m2", centre="PLUT", sessions=3, completed=True)
+    domain.erase(done, NOW)
+    assert domain.release_mentor(done) is None  # its completion gave it back

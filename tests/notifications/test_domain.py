@@ -60,7 +60,8 @@ def test_every_event_told_to_a_participant_has_a_template_in_bahasa_indonesia() 
     subject, body = templates.render("training-enrolled", "Budi", example)
     assert subject and body.startswith("Halo Budi")
     assert {p.stem.removesuffix(".txt") for p in TEMPLATE_DIR.glob("*.j2")} == set(MESSAGES)
-    assert set(MESSAGES) == {e.name for e in CONSUMES} - {"participant-contact"}
+    kept_or_stopping = {"participant-contact", "participant-erasure-requested", "consent-withdrawn"}
+    assert set(MESSAGES) == {e.name for e in CONSUMES} - kept_or_stopping
 
 
 def test_a_missing_or_broken_template_fails_at_start_up(tmp_path: Path) -> None:
