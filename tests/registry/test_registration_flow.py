@@ -19,7 +19,9 @@ from shared.contracts import (
     RegistrationRejected,
     RegistrationSubmitted,
 )
+from shared.dlq_seal import PersonalSeal
 from shared.kafka import KafkaAccess, Record
+from shared.settings import DEV_DLQ_PERSONAL_KEY
 from tests import auth_helpers
 from tests.kafka_helpers import Collector, send, wait_committed
 from tests.registry.fixtures import Registry
@@ -328,7 +330,10 @@ async def test_an_unreadable_record_lands_in_the_dlq_with_its_headers(
     meta = await send(registry.producer, registry.submit_topic, value, marker, header_list)
 
     [dead] = await registry.outcomes.wait_for(lambda r: r.topic == registry.dlq and r.key == marker)
-    assert dead.value == value
+    # the DLQ keeps no personal data in clear: a value that is not an object is encrypted
+    # whole, a NIK field by field; the key opens them to the original
+    assert (dead.value == value) is (value.startswith(b"{") and b"nik" not in value)
+    assert PersonalSeal(DEV_DLQ_PERSONAL_KEY).open(dead.value, dead.headers) == value
     assert dead.headers["dlq_error_type"] == error_type
     assert dead.headers["dlq_error_message"]
     assert dead.headers["dlq_original_topic"] == registry.submit_topic
@@ -340,6 +345,26 @@ async def test_an_unreadable_record_lands_in_the_dlq_with_its_headers(
     data = registry.generator.valid()
     await registry.submit(data)
     assert await registry.outcomes_for(data["submission_id"])
+
+
+async def test_a_readable_submission_in_the_dlq_keeps_its_personal_fields_encrypted(
+    registry: Registry,
+) -> None:
+    """A whole, valid submission from a system that may not send it (unknown-source) is a
+    readable record in the DLQ: why it failed stays readable, its NIK, KK, name, birth date,
+    contacts, kelurahan and NIB are ciphertexts that the DLQ key opens to the original."""
+    data = registry.generator.valid()
+    await registry.submit(data, headers_for(data["submission_id"], source="bank-dki"))
+    [dead] = await registry.outcomes.wait_for(
+        lambda r: r.topic == registry.dlq and r.key == data["submission_id"].encode()
+    )
+    assert dead.headers["dlq_error_type"] == "unknown-source"
+    assert "nik" in dead.headers["dlq_personal_encrypted"].split(",")
+    for name in ("nik", "kk", "full_name", "phone", "birth_date"):
+        assert str(data[name]) not in dead.value.decode(), name
+    assert dead.json()["submission_id"] == data["submission_id"]
+    opened = PersonalSeal(DEV_DLQ_PERSONAL_KEY).open(dead.value, dead.headers)
+    assert opened == json.dumps(data).encode()
 
 
 async def test_probes_and_asyncapi_docs(registry: Registry) -> None:

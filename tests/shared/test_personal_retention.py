@@ -13,6 +13,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from cryptography.fernet import Fernet
+from pydantic import SecretStr
 
 from shared.contracts import RegistrationSubmitted, personal_fields
 from shared.dlq_seal import MASK, InvalidToken, PersonalSeal, masked
@@ -160,7 +161,8 @@ def test_a_key_ring_opens_what_its_older_key_sealed() -> None:
     assert b"3171000000000001" not in sealed
     assert PersonalSeal(f"{new},{old}").open(sealed, headers) == value
     # a service configured from its settings seals under the ring's first key
-    configure_dead_letters(ServiceSettings(service_name="t", dlq_personal_key=f"{new},{old}"))
+    ring = SecretStr(f"{new},{old}")
+    configure_dead_letters(ServiceSettings(service_name="t", dlq_personal_key=ring))
     configure_dead_letters(ServiceSettings(service_name="t"))  # back to the default
 
 

@@ -11,10 +11,12 @@ import pytest
 from services.notifications.app import NotificationSettings
 from services.registry.app import DEV_ENCRYPTION_KEY, DEV_HASH_KEY, RegistrySettings
 from shared.settings import (
+    DEV_DLQ_PERSONAL_KEY,
     DEVELOPMENT_ISSUER,
     AuthenticationNotConfiguredError,
     DevelopmentSecretsError,
     InsecureSettingsError,
+    InvalidKeyError,
     ServiceSettings,
 )
 
@@ -32,6 +34,17 @@ def test_settings_refuse_development_secrets_outside_development() -> None:
         auth_issuer=PROVINCE_ISSUER,
     )
     assert own.pii_hash_key.get_secret_value() == "k" * 32
+    # every service: the DLQ's development key, refused; a key that is not one, too
+    with pytest.raises(DevelopmentSecretsError, match="dlq_personal_key"):
+        ServiceSettings(
+            service_name="x",
+            jakpreneur_env="production",
+            **SECURE | {"dlq_personal_key": DEV_DLQ_PERSONAL_KEY},
+            auth_issuer=PROVINCE_ISSUER,
+        )
+    with pytest.raises(InvalidKeyError, match="DLQ_PERSONAL_KEY") as refused:
+        ServiceSettings(service_name="x", jakpreneur_env="development", dlq_personal_key="k")
+    assert "'k'" not in str(refused.value)
     assert RegistrySettings(jakpreneur_env="development").pii_hash_key.get_secret_value() == (
         DEV_HASH_KEY
     )
@@ -39,8 +52,9 @@ def test_settings_refuse_development_secrets_outside_development() -> None:
 
 PROVINCE_ISSUER = "https://sso.jakarta.go.id/realms/jakpreneur"
 # What a deployment gives every service: its principal over SASL_SSL, its MongoDB user, the
-# issuer's keys over https.
+# issuer's keys over https, the key of the DLQ's personal fields.
 SECURE = {
+    "dlq_personal_key": "B" * 43 + "=",
     "kafka_security_protocol": "SASL_SSL",
     "kafka_sasl_username": "registry",
     "kafka_sasl_password": "pw",
