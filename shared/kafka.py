@@ -205,8 +205,12 @@ def topic_config(settings: ServiceSettings, topic: str) -> dict[str, str]:
 
 
 class TopicConfigError(RuntimeError):
-    """A topic's configs could not be read or changed (e.g. no DescribeConfigs or
-    AlterConfigs right)."""
+    """A topic's configs could not be read or changed; ``code`` is Kafka's error code (29:
+    the principal has no DescribeConfigs or AlterConfigs right on it)."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 async def align_topics(
@@ -227,7 +231,7 @@ async def align_topics(
     resources = []
     for error_code, message, _type, topic, entries in described.resources:
         if error_code:
-            raise TopicConfigError(f"{topic}: not described (Kafka error {error_code}: {message})")
+            raise TopicConfigError(f"{topic}: not described ({message})", error_code)
         current = {e[0]: e[1] for e in entries}
         dynamic = {e[0]: e[1] for e in entries if _is_topic_override(e)}
         wanted = topic_config(settings, topic)
@@ -239,7 +243,7 @@ async def align_topics(
         for answer in await admin.alter_configs(resources):
             for error_code, _message, _type, topic in answer.resources:
                 if error_code:
-                    raise TopicConfigError(f"{topic}: not altered (Kafka error {error_code})")
+                    raise TopicConfigError(f"{topic}: not altered", error_code)
         log.info("topic configs aligned", topics=sorted(changes))
     return changes
 
@@ -409,7 +413,6 @@ async def readable(
     return read_ones
 
 
-# Process-wide (the dead-letter helpers have no app at hand); ``service`` tells apps apart.
 # Process-wide, like the metrics below (the dead-letter helpers have no app at hand): the
 # key of dead letters' personal fields (shared.dlq_seal). Every service sets it from its
 # settings at start (shared.service); the development key until then.
@@ -422,6 +425,7 @@ def configure_dead_letters(settings: ServiceSettings) -> None:
     _seal = PersonalSeal(settings.dlq_personal_key.get_secret_value())
 
 
+# Process-wide (the dead-letter helpers have no app at hand); ``service`` tells apps apart.
 METRICS = CollectorRegistry()
 DEAD_LETTERS = Counter(
     "jakpreneur_dead_letters",
@@ -447,8 +451,8 @@ async def send_to_dlq(
         "dlq_failed_at": datetime.now(UTC).isoformat(),
     }
     try:
-        await broker.publish(
         own = {k: v for k, v in record.headers.items() if k not in SEAL_HEADERS}
+        await broker.publish(
             value,
             topic=dlq_topic(record.topic),
             key=record.key,

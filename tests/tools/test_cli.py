@@ -253,6 +253,61 @@ async def test_dlq_show_and_replay(servers: Servers) -> None:
     ).items()
 
 
+async def test_dlq_show_masks_personal_fields_and_replay_opens_them(servers: Servers) -> None:
+    """A dead-lettered submission whose personal fields the service encrypted: ``dlq show``
+    prints them as [encrypted] (no NIK on stdout), ``dlq replay`` opens them with
+    DLQ_PERSONAL_KEY and republishes the original bytes; with another key it refuses and
+    republishes nothing."""
+    from cryptography.fernet import Fernet
+
+    from shared.dlq_seal import PersonalSeal
+    from tools.registrations import Generator
+
+    prefix = random_id("test-cli-sealed-") + "."
+    servers.grant(prefix)
+    await jakpreneur(servers, "topics", "create", TOPIC_PREFIX=prefix, TOPIC_PARTITIONS="1")
+    original = prefix + RegistrationSubmitted.name
+    dlq = original + DLQ_SUFFIX
+    data = Generator(seed=11).valid()
+    value = json.dumps(data).encode()
+    key = Fernet.generate_key().decode()
+    sealed, sealing = PersonalSeal(key).seal(original, value)
+    envelope = headers_for(data["submission_id"])
+    why = {
+        "dlq_error_type": "handler-error",
+        "dlq_error_message": "ZeroDivisionError",
+        "dlq_original_topic": original,
+        "dlq_original_partition": "0",
+        "dlq_original_offset": "0",
+        "dlq_failing_service": "registry",
+        "dlq_failed_at": datetime.now(UTC).isoformat(),
+    }
+    await put_dead_letter(servers, dlq, {**envelope, **why, **sealing}, sealed, create=False)
+
+    shown = await jakpreneur(servers, "dlq", "show", dlq, "0", "0")
+    body = json.loads(json.loads(shown.stdout)["value"])
+    assert body["nik"] == body["full_name"] == "[encrypted]"
+    assert body["submission_id"] == data["submission_id"]
+    assert data["nik"] not in shown.stdout and data["phone"] not in shown.stdout
+
+    other = Fernet.generate_key().decode()
+    refused = await jakpreneur(
+        servers,
+        *("dlq", "replay", dlq, "0", "0", "--by", "ops-test"),
+        succeeds=False,
+        DLQ_PERSONAL_KEY=other,
+    )
+    assert "not replayed" in refused.stderr and other not in refused.stderr
+    assert await read_all(servers.kafka, original) == []
+
+    await jakpreneur(
+        servers, *("dlq", "replay", dlq, "0", "0", "--by", "ops-test"), DLQ_PERSONAL_KEY=key
+    )
+    [record] = await read_all(servers.kafka, original)
+    assert record.value == value  # the original record, byte for byte
+    assert dict((k, v.decode()) for k, v in record.headers) == envelope
+
+
 async def test_a_forged_dead_letter_is_not_replayed_elsewhere(servers: Servers) -> None:
     """A record on sales-reported's DLQ (which the marketplace may write) dressed as Bank
     DKI's financing decision: ops's replay refuses it, and financing-decided stays empty."""
