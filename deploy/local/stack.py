@@ -311,6 +311,11 @@ class Stack:
         }
         for name in (*env, "KAFKA_ADMIN_USERNAME", "KAFKA_ADMIN_PASSWORD"):
             child_env.pop(name, None)  # a service logs in as itself, never as someone else
+        # The key of the DLQ's personal fields: the services seal with it, ops' CLI (dlq
+        # replay) opens with it from stack.env. Kept with the data, so dead letters of an
+        # earlier run of the same stack still open.
+        dlq_key = child_env.get("DLQ_PERSONAL_KEY") or dlq_personal_key(self.run_dir / "data")
+        child_env["DLQ_PERSONAL_KEY"] = env["DLQ_PERSONAL_KEY"] = dlq_key
         services = [
             ServiceProcess(spec, {**child_env, **self._login(spec.name)}, self.run_dir)
             for spec in self.specs
@@ -513,9 +518,24 @@ def up(args: argparse.Namespace) -> None:
         sys.stdout.write(f"{name}={shown(name, value)}\n")
 
 
+def dlq_personal_key(data_dir: Path) -> str:
+    """This stack's Fernet key of the DLQ's personal fields, made on its first start."""
+    from cryptography.fernet import Fernet
+
+    path = data_dir / "dlq-personal.key"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(Fernet.generate_key().decode())
+    return path.read_text().strip()
+
+
 def shown(name: str, value: str) -> str:
-    """A stack.env value as printed: passwords, tokens and the admin URI stay in the file."""
-    secret = "PASSWORD" in name or "TOKEN" in name or name.endswith("ADMIN_URI")
+    """A stack.env value as printed: passwords, tokens, keys and the admin URI stay in the
+    file."""
+    secret = any(word in name for word in ("PASSWORD", "TOKEN", "KEY")) or name.endswith(
+        "ADMIN_URI"
+    )
     return f"<in {ENV_FILE}>" if secret else value
 
 
