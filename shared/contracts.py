@@ -714,7 +714,7 @@ class ParticipantErasureRequested(Event):
 
     name: ClassVar[str] = "participant-erasure-requested"
     producers: ClassVar[tuple[str, ...]] = ("portal", "registry")
-    consumers: ClassVar[tuple[str, ...]] = ("coaching", "marketplace", "notifications")
+    consumers: ClassVar[tuple[str, ...]] = ("coaching", "marketplace", "notifications", "registry")
 
     participant_id: Id = Field(description="Whose data.")
     requested_by: Name = Field(description="Who asked: the participant, or an officer's id.")
@@ -728,7 +728,7 @@ class ParticipantDataErased(Event):
 
     name: ClassVar[str] = "participant-data-erased"
     producers: ClassVar[tuple[str, ...]] = ("registry", "coaching", "marketplace", "notifications")
-    consumers: ClassVar[tuple[str, ...]] = ()  # the registry, once it tracks requests
+    consumers: ClassVar[tuple[str, ...]] = ("registry",)  # it tracks each request
 
     participant_id: Id = Field(description="Whose data.")
     service: Name = Field(description="The service that erased it.")
@@ -744,7 +744,7 @@ class ConsentWithdrawn(Event):
 
     name: ClassVar[str] = "consent-withdrawn"
     producers: ClassVar[tuple[str, ...]] = ("portal", "registry")
-    consumers: ClassVar[tuple[str, ...]] = ("coaching", "marketplace", "notifications")
+    consumers: ClassVar[tuple[str, ...]] = ("coaching", "marketplace", "notifications", "registry")
 
     participant_id: Id = Field(description="Whose consent.")
     requested_by: Name = Field(description="Who asked: the participant, or an officer's id.")

@@ -76,6 +76,8 @@ def test_an_internal_system_writes_its_facts_and_reads_what_it_reacts_to() -> No
     assert _allowed("portal", "Write") == {
         f"p.{RegistrationSubmitted.name}",
         f"p.{ProductSubmitted.name}",
+        "p.participant-erasure-requested",  # a data subject's requests (UU 27/2022)
+        "p.consent-withdrawn",
     }
     assert _allowed("bank-dki", "Read") == {f"p.{FinancingReferred.name}"}
     # the portal learns a rejection; participant-registered carries contacts it may not read
