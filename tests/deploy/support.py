@@ -38,6 +38,9 @@ NON_ROOT_UID = 10001
 # the database password in any real deployment).
 SECRET_WORDS = ("key", "token", "password", "secret")
 ALSO_SECRET = {"mongodb_uri"}
+# Secrets a deployment may leave unset: a key ring, whose single key (set) is then a one-key
+# ring; set when a key is rolled (README, "PII keys").
+OPTIONAL_SECRETS = {"pii_hash_keys": "pii_hash_key", "pii_encryption_keys": "pii_encryption_key"}
 
 
 def prefix_of(cls: type[BaseSettings]) -> str:
@@ -101,6 +104,11 @@ DEPLOYED_INFRA = {
 def is_secret_field(field: str) -> bool:
     """Must come from a Secret in Kubernetes (the MongoDB URI too: it holds a password)."""
     return field in ALSO_SECRET or secret_by_name(field)
+
+
+def required_secret(field: str) -> bool:
+    """A secret every deployment sets (a key ring may stay unset: see OPTIONAL_SECRETS)."""
+    return is_secret_field(field) and field not in OPTIONAL_SECRETS
 
 
 def default_port(service: str) -> int:

@@ -28,6 +28,7 @@ from tests.deploy.support import (
     infra_names,
     is_secret_field,
     prefix_of,
+    required_secret,
 )
 
 Obj = dict[str, Any]
@@ -210,7 +211,7 @@ def test_secret_fields_come_from_secrets(rendered: dict[str, list[Obj]], overlay
         env = container_env(service_container(deployment), maps)
         fields = {field: var for var, field in env_names(cls).items() if var in env}
         for field in cls.model_fields:
-            if not is_secret_field(field):
+            if not required_secret(field):
                 continue
             assert field in fields, f"{name}: {field} is not set"
             source = env[fields[field]]
