@@ -197,7 +197,13 @@ def topic_config(settings: ServiceSettings, topic: str) -> dict[str, str]:
     dlq = topic.endswith(DLQ_SUFFIX)
     event = event_of_topic(topic.removesuffix(DLQ_SUFFIX) if dlq else topic)
     if event is not None and event.compacted and not dlq:
-        return {"cleanup.policy": "compact"}
+        # a replaced or erased record (a contact) is gone from the log within a day, however
+        # quiet the topic; a tombstone is kept a day, so every consumer sees it
+        return {
+            "cleanup.policy": "compact",
+            "max.compaction.lag.ms": str(24 * 3600 * 1000),
+            "delete.retention.ms": str(24 * 3600 * 1000),
+        }
     retention = settings.topic_retention_ms
     if event is not None and personal_fields(event):
         retention = min(retention, settings.topic_personal_retention_ms)

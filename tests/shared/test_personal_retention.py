@@ -74,6 +74,8 @@ async def test_personal_topics_and_their_dlqs_keep_records_for_the_short_retenti
     assert retention("registration-submitted" + DLQ_SUFFIX) == week
     # compacted: each participant's latest contact stays until its tombstone; its DLQ is short
     assert seen[prefix + "participant-contact"]["cleanup.policy"] == "compact"
+    # a replaced or erased contact leaves the log within a day, even on a quiet topic
+    assert seen[prefix + "participant-contact"]["max.compaction.lag.ms"] == str(DAY_MS)
     assert retention("participant-contact" + DLQ_SUFFIX) == week
     assert retention("training-enrolled") == month
     assert retention("training-enrolled" + DLQ_SUFFIX) == month
