@@ -50,7 +50,7 @@ class Acl:
     user: str
     resource: str  # "topic" | "group"
     name: str
-    operation: str  # "Read" | "Write" | "Create" | "Describe"
+    operation: str  # "Read" | "Write" | "Create" | "Describe" | "DescribeConfigs" | ...
 
     @property
     def principal(self) -> str:
@@ -99,6 +99,8 @@ def cluster_rules() -> list[Acl]:
         for op in ops
     ]
     rules += _topic(OPS, REPLAYS_TOPIC, "Write", "Create", "Describe")
+    # jakpreneur topics create aligns existing topics' retention (PDP: no longer than needed)
+    rules += _topic(OPS, ANY, "DescribeConfigs", "AlterConfigs")
     return sorted(rules)
 
 
@@ -167,7 +169,14 @@ def strimzi_users(prefix: str = "", cluster: str = "jakpreneur") -> list[dict[st
 # aiokafka has the CreateAcls and DescribeAcls requests but no admin method for them.
 
 _RESOURCE = {"topic": 2, "group": 3}
-_OPERATION = {"Read": 3, "Write": 4, "Create": 5, "Describe": 8}
+_OPERATION = {
+    "Read": 3,
+    "Write": 4,
+    "Create": 5,
+    "Describe": 8,
+    "DescribeConfigs": 10,
+    "AlterConfigs": 11,
+}
 _LITERAL, _ALLOW, _ANY = 3, 3, 1
 
 

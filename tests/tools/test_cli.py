@@ -206,6 +206,12 @@ async def test_topics_create_makes_the_catalogue_as_ops(servers: Servers) -> Non
     topic = prefix + RegistrationSubmitted.name
     described = await jakpreneur(servers, "topics", "describe", topic, "-o", "json")
     assert [p["partition"] for p in json.loads(described.stdout)] == [0, 1]
+    # a deployment that shortens the personal-data retention: ops aligns what exists
+    again = await jakpreneur(
+        servers, "topics", "create", TOPIC_PREFIX=prefix, TOPIC_PERSONAL_RETENTION_MS="3600000"
+    )
+    assert f"{topic}: set" in again.stderr and "retention.ms=3600000" in again.stderr
+    assert "0 reconfigured" not in again.stdout
 
 
 async def test_dlq_show_and_replay(servers: Servers) -> None:
