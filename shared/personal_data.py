@@ -46,12 +46,18 @@ class Category:
     stores: tuple[Store, ...]
 
 
-_UNTIL_ERASED = "until the participant's erasure"
+_UNTIL_ERASED = "until the participant's erasure (then deleted)"
 _SUBMISSIONS = Store(
     "portal -> registry",
     "topic registration-submitted (and its DLQ)",
     "in clear on the topic; in its DLQ encrypted field by field",
     "the personal-data retention (7 days by default)",
+)
+_OUTBOX = Store(
+    "registry",
+    "outbox (its participant-contact events)",
+    "in clear until sent; deleted with the participant",
+    "sent rows: OUTBOX_RETENTION_S (7 days, a TTL index)",
 )
 _CONTACT_TOPIC = Store(
     "registry -> notifications",
@@ -70,7 +76,8 @@ CATEGORIES: dict[str, Category] = {
                 "registry",
                 "participants.nik_hash",
                 "keyed HMACs, one per key of the hash ring, for duplicate look-up only",
-                _UNTIL_ERASED,
+                _UNTIL_ERASED + ": the NIK is unknown again, re-registration makes a new "
+                "participant, and nothing stored re-identifies the old one",
             ),
             Store(
                 "registry",
@@ -86,11 +93,13 @@ CATEGORIES: dict[str, Category] = {
             _SUBMISSIONS,
             _CONTACT_TOPIC,
             Store("registry", "participants.full_name, .display_name", "in clear", _UNTIL_ERASED),
+            _OUTBOX,
             Store(
                 "notifications",
                 "contacts.display_name, jobs (the rendered message)",
                 "in clear",
-                _UNTIL_ERASED,
+                "until the erasure: the contact deleted, each job stripped to template, "
+                "channel, status and times",
             ),
         ),
     ),
@@ -108,11 +117,13 @@ CATEGORIES: dict[str, Category] = {
             _SUBMISSIONS,
             _CONTACT_TOPIC,
             Store("registry", "participants.contact", "in clear", _UNTIL_ERASED),
+            _OUTBOX,
             Store(
                 "notifications",
                 "contacts, jobs (the recipient of each message)",
                 "in clear",
-                _UNTIL_ERASED,
+                "until the erasure: the contact deleted, each job stripped to template, "
+                "channel, status and times",
             ),
         ),
     ),
@@ -171,6 +182,11 @@ def render() -> str:
         "irreversibly pseudonymises what it holds of that participant and answers with",
         "`participant-data-erased`; what the funnel needs (city, kecamatan, sector, stages and",
         "their dates) stays, with nothing that identifies the person.",
+        "",
+        "Withdrawal of consent (`consent-withdrawn`) stops processing: no enrolment, referral",
+        "or message any more, pending messages cancelled; the data stays until an erasure.",
+        "An erasure request names who asked (`requested_by`): the participant, or an officer's",
+        "role and token subject, which some identity providers make an e-mail address.",
         "",
         "## Fields on the bus",
         "",
