@@ -198,3 +198,44 @@ def test_referral_needs_six_stages_and_happens_once() -> None:
     assert stages == list(domain.STAGES)
     state.referral = domain.Referral(referral_id="r", stages=stages)
     assert domain.due_for_referral(state) is None
+
+
+# ------------------------------------------------------------------- PDP: consent, erasure
+
+
+def six_stages() -> Marketplace:
+    state = Marketplace(participant_id="p")
+    for stage in ("registered", "training-completed", "mentoring-completed"):
+        state.mark(stage)
+    state.mark("product-certified")
+    state.mark("product-listed")
+    for period in ("2024-01", "2024-02", "2024-03"):
+        domain.record_sale(state, Sale(period=period, revenue_idr=1, transactions=1,
+                                       channel="qris", source_ref=period))  # fmt: skip
+    return state
+
+
+def test_a_withdrawal_or_an_erasure_stops_the_referral() -> None:
+    assert domain.due_for_referral(six_stages()) is not None
+    withdrawn, erased = six_stages(), six_stages()
+    domain.withdraw_consent(withdrawn, NOW)
+    domain.withdraw_consent(withdrawn, NOW + timedelta(days=1))
+    assert withdrawn.consent_withdrawn_at == NOW
+    domain.erase(erased, NOW)
+    assert domain.due_for_referral(withdrawn) is None and domain.due_for_referral(erased) is None
+    assert domain.stages_met(erased) == list(domain.STAGES)  # the funnel still counts them
+
+
+def test_an_erasure_blanks_reviewers_notes_now_and_later_once() -> None:
+    state = certified()
+    domain.record_review(state, "prod", "pendamping", approve())
+    domain.scrub(state)
+    assert state.product("prod").reviews["pendamping"].notes == "ok"  # nothing erased yet
+    first = domain.erase(state, NOW.replace(microsecond=987654))
+    assert first == NOW.replace(microsecond=987000)
+    assert domain.erase(state, NOW + timedelta(days=1)) == first
+    domain.record_review(state, "prod", "kecamatan", approve())
+    domain.scrub(state)
+    reviews = state.product("prod").reviews
+    assert [r.notes for r in reviews.values()] == ["", ""]
+    assert [r.decision for r in reviews.values()] == ["approve", "approve"]

@@ -76,3 +76,14 @@ def test_a_missing_or_broken_template_fails_at_start_up(tmp_path: Path) -> None:
     (tmp_path / "training-enrolled.j2").write_text("no subject line")
     with pytest.raises(TemplateProblem, match="Subjek"):
         Templates([TrainingEnrolled], tmp_path)
+
+
+def test_consent_and_erasure_markers_stop_messages_and_keep_their_first_moment() -> None:
+    assert not domain.stopped({}) and not domain.erased({})
+    withdrawn = {"consent_withdrawn_at": at(9)}
+    assert domain.stopped(withdrawn) and not domain.erased(withdrawn)
+    erased = {"erased_at": at(9)}
+    assert domain.stopped(erased) and domain.erased(erased)
+    first = domain.first_time(None, at(9).replace(microsecond=123456))
+    assert first == at(9).replace(microsecond=123000)
+    assert domain.first_time(first, at(10)) == first
