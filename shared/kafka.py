@@ -470,7 +470,9 @@ async def send_to_dlq(
         envelope = {k: v[:256] for k, v in record.headers.items() if k in ENVELOPE_HEADERS}
         dropped = {"dlq_value_dropped": f"{len(record.value)} bytes: too large to keep"}
         headers = {**envelope, **why, **dropped}
-        await broker.publish(b"", topic=dlq_topic(record.topic), key=None, headers=headers)
+        # the key stays (an id: what an operator finds the entry by), unless it is the bulk
+        key = record.key if record.key is not None and len(record.key) <= 1024 else None
+        await broker.publish(b"", topic=dlq_topic(record.topic), key=key, headers=headers)
     DEAD_LETTERS.labels(service, record.topic, error_type).inc()
     log.warning(
         "record sent to dead-letter queue",

@@ -44,17 +44,11 @@ from shared.contracts import ParticipantRegistered, RegistrationRejected, Regist
 from shared.settings import DevelopmentSecretsError
 from tests.conftest import Servers, random_id
 from tests.kafka_helpers import Collector, send, serving
+from tests.shared import test_settings
 from tools.registrations import Generator, headers_for
 
 CLI = Path(sys.executable).with_name("jakpreneur")  # the installed entry point
-SECURE = {  # what a deployment gives every service (tests/shared/test_settings.py)
-    "kafka_security_protocol": "SASL_SSL",
-    "kafka_sasl_username": "registry",
-    "kafka_sasl_password": "pw",
-    "mongodb_uri": "mongodb://registry:pw@mongo/?replicaSet=rs0",
-    "auth_issuer": "https://sso.example/realms/jakpreneur",
-    "auth_jwks_url": "https://sso.example/jwks",
-}
+SECURE = {**test_settings.SECURE, "auth_issuer": test_settings.PROVINCE_ISSUER}  # a deployment
 
 
 def fernet_key() -> str:
