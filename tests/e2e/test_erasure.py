@@ -13,6 +13,7 @@ import asyncio
 import random
 import string
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -446,6 +447,14 @@ async def test_erasure_leaves_nothing_personal_in_any_service(
             assert await scan_databases(mongo, databases, person, registry) == []
         finally:
             await mongo.close()
+
+    # The NIK is unknown again: the same person registers anew, as someone new (their
+    # erased journey is not linked back to them).
+    again = {**submission, "submission_id": str(uuid.uuid4())}
+    await registry.submit(again)
+    [answer] = await registry.outcomes_for(again["submission_id"])
+    assert answer.topic == registry.registered_topic
+    assert answer.json()["participant_id"] != pid
 
 
 def _headers(event: ParticipantContact) -> dict[str, str]:

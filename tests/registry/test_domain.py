@@ -168,3 +168,20 @@ def test_every_problem_is_named_and_rules_missing_a_field_are_skipped() -> None:
 def test_first_name() -> None:
     assert first_name("  Siti   Nurhaliza ") == "Siti"
     assert first_name("") == ""
+
+
+def test_an_erasure_request_is_pending_then_overdue_past_its_deadline_until_all_confirm() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from services.registry.erasure import EXPECTED, status_of
+
+    asked = datetime(2026, 12, 1, 8, tzinfo=UTC)
+    deadline = timedelta(hours=72)
+    doc = {"requested_at": asked, "confirmed": {"registry": asked}, "requests": [asked]}
+    fresh = status_of(doc, asked + timedelta(hours=71), deadline)
+    assert fresh["status"] == "pending" and fresh["confirmed"] == ["registry"]
+    assert set(fresh["waiting_for"]) == set(EXPECTED) - {"registry"}
+    assert status_of(doc, asked + timedelta(hours=73), deadline)["status"] == "overdue"
+    done = {**doc, "confirmed": dict.fromkeys(EXPECTED, asked)}
+    assert status_of(done, asked + timedelta(days=30), deadline)["status"] == "complete"
+    assert set(EXPECTED) == {"registry", "coaching", "marketplace", "notifications"}
