@@ -59,16 +59,22 @@ class PersonalSeal:
             raw = None
         if not isinstance(raw, dict):
             return self._ring.encrypt(value), {ENCRYPTED_VALUE: "fernet"}
-        style = next(
-            (name for name, kw in _JSON_STYLES.items() if _dumps(raw, kw) == value), "compact"
-        )
-        sealed = [path for path in fields if _replace(raw, path.split("."), self._encrypt)]
-        if not sealed:
-            return value, {}
-        return _dumps(raw, _JSON_STYLES[style]), {
-            ENCRYPTED_FIELDS: ",".join(sealed),
-            JSON_STYLE: style,
-        }
+        try:
+            style = next(
+                (name for name, kw in _JSON_STYLES.items() if _dumps(raw, kw) == value),
+                "compact",
+            )
+            sealed = [path for path in fields if _replace(raw, path.split("."), self._encrypt)]
+            if not sealed:
+                return value, {}
+            return _dumps(raw, _JSON_STYLES[style]), {
+                ENCRYPTED_FIELDS: ",".join(sealed),
+                JSON_STYLE: style,
+            }
+        except (RecursionError, ValueError, TypeError):
+            # parsed, but too deep to write again (json.dumps needs more stack than loads):
+            # the whole value, encrypted, rather than no dead letter at all
+            return self._ring.encrypt(value), {ENCRYPTED_VALUE: "fernet"}
 
     def open(self, value: bytes, headers: Mapping[str, str]) -> bytes:
         """The original value of a dead letter; :class:`InvalidToken` when no key of the

@@ -191,3 +191,22 @@ async def test_sent_outbox_rows_expire_and_pending_ones_never(world: World) -> N
     await world.outbox.ensure_indexes(7 * 24 * 3600)
     ttl = (await world.outbox.collection.index_information())[Outbox.SENT_TTL_INDEX]
     assert ttl["expireAfterSeconds"] == 7 * 24 * 3600
+
+
+def test_a_value_too_deep_to_write_again_is_sealed_whole_not_lost() -> None:
+    """json.loads reads a little deeper than json.dumps writes: at those depths the fields
+    cannot be re-serialised, so the whole value is encrypted (it used to raise, and the
+    record got neither an answer nor a dead letter)."""
+    seal, nik = PersonalSeal(Fernet.generate_key().decode()), "3171000000000001"
+    tried = 0
+    for depth in range(900, 1100):
+        value = ('{"nik": "' + nik + '", "x": ' + "[" * depth + "]" * depth + "}").encode()
+        try:
+            json.loads(value)
+        except RecursionError:
+            continue  # the consumer reads it as too deep before any seal
+        tried += 1
+        sealed, headers = seal.seal("x.registration-submitted", value)
+        assert nik.encode() not in sealed
+        assert seal.open(sealed, headers) == value
+    assert tried > 10
