@@ -99,7 +99,9 @@ PII_CATEGORIES = (
     "birth-date",  # the full date of birth
     "contact",  # phone number, e-mail address
     "address",  # below the kecamatan: the kelurahan
-    "business-id",  # NIB and the business's name: identify a sole trader
+    "business-id",  # NIB, the business's and products' names, certificate numbers: identify
+    # a sole trader
+    "free-text",  # notes written by officers or pendamping: may name or describe the person
 )
 
 
@@ -319,7 +321,9 @@ class MentoringSessionRecorded(Event):
     participant_id: Id = Field(description="The mentee.")
     mentor_id: Id = Field(description="The pendamping.")
     session_at: Instant = Field(description="When the session took place.")
-    notes: Text = Field(default="", description="Free text notes.")
+    notes: Text = Field(
+        default="", description="Free text notes.", json_schema_extra=pii("free-text")
+    )
 
 
 class ProductSubmitted(Event):
@@ -331,9 +335,13 @@ class ProductSubmitted(Event):
 
     product_id: Id = Field(description="The product.")
     participant_id: Id = Field(description="Its owner.")
-    name_: Name = Field(alias="name", description="Product name.")
+    name_: Name = Field(
+        alias="name", description="Product name.", json_schema_extra=pii("business-id")
+    )
     category: ProductCategory = Field(description="Decides which certificates it needs.")
-    description: Text = Field(default="", description="What the product is.")
+    description: Text = Field(
+        default="", description="What the product is.", json_schema_extra=pii("free-text")
+    )
     production_started: Month = Field(description="YYYY-MM production started.")
 
 
@@ -350,7 +358,9 @@ class CertificationIssued(Event):
         default=None, description="The product; null for business-level ones such as NIB."
     )
     kind: CertificateKind = Field(description="NIB | PIRT | HALAL | BPOM_MD | ... ")
-    number: Name = Field(description="The certificate's number.")
+    number: Name = Field(
+        description="The certificate's number.", json_schema_extra=pii("business-id")
+    )
     issued_at: Instant = Field(description="When it was issued.")
     expires_at: Instant | None = Field(default=None, description="Expiry; null = none.")
     issuer: Name = Field(description="The issuing body.")
@@ -441,7 +451,7 @@ class MentoringCompleted(Event):
 class CertificateRef(Part):
     certificate_id: Id = Field(description="The certificate.")
     kind: Name = Field(description="Its kind.")
-    number: Name = Field(description="Its number.")
+    number: Name = Field(description="Its number.", json_schema_extra=pii("business-id"))
     expires_at: Instant | None = Field(default=None, description="Its expiry, if any.")
 
 
@@ -487,7 +497,7 @@ class CertificationExpiring(Event):
     participant_id: Id = Field(description="Its holder.")
     product_id: Id | None = Field(description="Its product, if product-level.")
     kind: Name = Field(description="Its kind.")
-    number: Name = Field(description="Its number.")
+    number: Name = Field(description="Its number.", json_schema_extra=pii("business-id"))
     expires_at: Instant = Field(description="When it expires.")
 
 
@@ -510,7 +520,9 @@ class CurationReviewed(Event):
         default=None, description="Required when the curator approves."
     )
     reviewer_id: Id = Field(description="Who reviewed.")
-    notes: Text = Field(default="", description="The reviewer's notes.")
+    notes: Text = Field(
+        default="", description="The reviewer's notes.", json_schema_extra=pii("free-text")
+    )
     reviewed_at: Instant = Field(description="When.")
 
 
@@ -555,7 +567,7 @@ class ProductCurationRejected(Event):
     product_id: Id = Field(description="The product.")
     participant_id: Id = Field(description="Its owner.")
     level: Name = Field(description="The level that rejected it.")
-    notes: Text = Field(description="The reviewer's notes.")
+    notes: Text = Field(description="The reviewer's notes.", json_schema_extra=pii("free-text"))
 
 
 class ProductCurated(Event):

@@ -21,13 +21,13 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "personal-data.md"
 # A field whose name says it is about a person; it must carry a pii mark (or be listed in
 # NOT_PERSONAL with the reason).
 LOOKS_PERSONAL = re.compile(
-    r"(^|_)(nik|kk|nib|name|phone|email|birth_date|address|kelurahan|contact)($|_)"
+    r"(^|_)(nik|kk|nib|name|phone|email|birth_date|address|kelurahan|contact|notes|number"
+    r"|description)($|_)"
 )
 NOT_PERSONAL = {
     # a template's name, e.g. "training-enrolled", is the message kind, not a person's
     ("notification-sent", "template"): "the message kind",
     ("notification-failed", "template"): "the message kind",
-    ("product-submitted", "name"): "a product's name, not a person's",
     ("financing-referred", "product_name"): "the credit product's name (e.g. KUR Mikro)",
 }
 
@@ -51,6 +51,12 @@ _SUBMISSIONS = Store(
     "portal -> registry",
     "topic registration-submitted (and its DLQ)",
     "in clear on the topic; in its DLQ encrypted field by field",
+    "the personal-data retention (7 days by default)",
+)
+_FACTS = Store(
+    "the systems, coaching, marketplace",
+    "topics of the facts and outcomes that carry them (and their DLQs)",
+    "in clear on the topics; in the DLQs encrypted field by field",
     "the personal-data retention (7 days by default)",
 )
 _OUTBOX = Store(
@@ -136,10 +142,39 @@ CATEGORIES: dict[str, Category] = {
         ),
     ),
     "business-id": Category(
-        "Identify the participant's business for licensing (NIB from OSS) and curation.",
+        "Identify the participant's business and products for licensing (NIB from OSS, "
+        "certificates) and curation.",
         (
             _SUBMISSIONS,
+            _FACTS,
             Store("registry", "participants.business_name, .nib", "in clear", _UNTIL_ERASED),
+            Store(
+                "coaching",
+                "participants (product names, certificate numbers), outbox",
+                "in clear",
+                "until the erasure: blanked (sent outbox rows deleted)",
+            ),
+        ),
+    ),
+    "free-text": Category(
+        "Record what a pendamping or a curator observed, for the next step and for the "
+        "participant's own view.",
+        (
+            _FACTS,
+            Store(
+                "coaching",
+                "participants (mentoring session notes, product descriptions)",
+                "in clear",
+                "until the erasure: blanked",
+            ),
+            Store(
+                "marketplace",
+                "participants (curation reviews' notes), parked reviews, outbox",
+                "in clear",
+                "until the erasure: blanked (sent outbox rows deleted); a review parked before "
+                "its product is known is not linked to anyone: it keeps its notes until it "
+                "applies (then blanked) or its parking expires (to the DLQ, sealed)",
+            ),
         ),
     ),
 }
