@@ -7,9 +7,12 @@ every submission has its outcome, every registered participant is enrolled in tr
 has been sent the welcome message (to the local provider stand-in). It reports throughput
 per stage and end to end, latency p50/p95/p99 from submission to `participant-registered`,
 `training-enrolled` and `notification-sent` (from the events' own times), and peak RSS and
-CPU seconds of each service, Kafka and mongod. Then the baseline: three consume->produce
+CPU seconds of each service, Kafka and mongod, and CPU milliseconds per participant summed
+over them: from each process's start, over the run, and over the run less the idle stack's
+polling (watched for ``IDLE_S`` before the load). Then the baseline: three consume->produce
 hops, no validation and no database, over as many messages: the ceiling of this broker on
-this machine. Output: JSON (``--out``) and a markdown table.
+this machine, with its CPU per message (Kafka's and the relays' process's). Output: JSON
+(``--out``) and a markdown table.
 
 The pipeline is fed and watched as the simulator's principal (it plays the portal); the
 baseline creates topics and consumer groups of its own, outside the catalogue, so it runs
@@ -94,9 +97,43 @@ def _resources(servers: list[Server]) -> dict[str, dict[str, float]]:
         hwm = next(line for line in status.splitlines() if line.startswith("VmHWM"))
         out[server.name] = {
             "peak_rss_mb": round(int(hwm.split()[1]) / 1024, 1),
-            "cpu_s": round((int(stat[11]) + int(stat[12])) / tick, 1),
+            "cpu_s": round((int(stat[11]) + int(stat[12])) / tick, 2),
         }
     return out
+
+
+IDLE_S = 10.0  # how long the idle stack is watched before the load, for its polling cost
+
+
+def cpu_accounting(
+    started: dict[str, dict[str, float]],
+    idle: dict[str, dict[str, float]],
+    ended: dict[str, dict[str, float]],
+    run_s: float,
+    participants: int,
+) -> dict[str, Any]:
+    """CPU per participant, summed over every process, counted three ways: from each
+    process's start (start-up, idle polling and all), over the run only (``ended`` minus
+    ``idle``, the snapshot taken as the load began), and over the run less what the same
+    processes spend idle in as long (measured for ``IDLE_S`` before the load): the work."""
+
+    def total(snapshot: dict[str, dict[str, float]]) -> float:
+        return sum(r["cpu_s"] for r in snapshot.values())
+
+    idle_per_s = max(0.0, total(idle) - total(started)) / IDLE_S
+    during = total(ended) - total(idle)
+    work = max(0.0, during - idle_per_s * run_s)
+    per = 1000 / max(participants, 1)
+    return {
+        "from_start_ms": round(total(ended) * per, 2),
+        "during_run_ms": round(during * per, 2),
+        "work_ms": round(work * per, 2),
+        "idle_cpu_s_per_s": round(idle_per_s, 3),
+        "per_process_during_run_ms": {
+            name: round((r["cpu_s"] - idle.get(name, {"cpu_s": 0.0})["cpu_s"]) * per, 3)
+            for name, r in ended.items()
+        },
+    }
 
 
 async def _consumer(kafka: KafkaAccess, topics: list[str]) -> AIOKafkaConsumer:
@@ -336,6 +373,20 @@ def markdown(report: dict[str, Any]) -> str:
     lines.append(f"| pipeline, end to end | {report['pipeline_end_to_end_per_s']} /s |")
     lines.append(f"| baseline ({b['hops']} bare hops) | {b['throughput_per_s']} /s |")
     lines.append(f"| pipeline / baseline | {report['pipeline_to_baseline']:.1%} |")
+    cpu = report.get("cpu_per_participant")
+    if cpu:
+        lines += [
+            f"| CPU per participant, all processes, from their start | {cpu['from_start_ms']} ms |",
+            f"| CPU per participant, during the run | {cpu['during_run_ms']} ms |",
+            f"| CPU per participant, during the run less idle polling | {cpu['work_ms']} ms |",
+            f"| idle stack, all processes | {cpu['idle_cpu_s_per_s']} CPU-s per s |",
+        ]
+        for name, ms in cpu["per_process_during_run_ms"].items():
+            lines.append(f"| {name}: CPU per participant, during the run | {ms} ms |")
+    if "cpu_ms_per_message" in b:
+        lines.append(
+            f"| baseline: CPU per message (Kafka and the relays) | {b['cpu_ms_per_message']} ms |"
+        )
     for name, r in report["resources"].items():
         lines.append(f"| {name}: peak RSS / CPU | {r['peak_rss_mb']} MB / {r['cpu_s']} s |")
     return "\n".join(lines) + "\n"
@@ -367,10 +418,20 @@ def main() -> None:
     )
     try:
         env = stack.start()
+        started = _resources(stack.started)
+        time.sleep(IDLE_S)  # the idle stack's polling, to tell it from the run's work
+        idle = _resources(stack.started)
         result = asyncio.run(pipeline(KafkaAccess.from_env(env), args.participants, args.rate))
         resources = _resources(stack.started)
+        cpu = cpu_accounting(
+            started, idle, resources, result["seconds_end_to_end"], args.participants
+        )
         admin = KafkaAccess.from_env(env, admin=True)
+        kafka_before, own_before = _resources([stack.kafka])["kafka"]["cpu_s"], time.process_time()
         base = asyncio.run(baseline(admin, args.participants))
+        spent = _resources([stack.kafka])["kafka"]["cpu_s"] - kafka_before
+        spent += time.process_time() - own_before  # the relays run in this process
+        base["cpu_ms_per_message"] = round(spent * 1000 / max(args.participants, 1), 3)
     finally:
         stack.stop()
     end_to_end = result["participants"] / max(result["seconds_end_to_end"], 0.001)
@@ -383,6 +444,7 @@ def main() -> None:
         "pipeline_end_to_end_per_s": round(end_to_end, 1),
         "pipeline_to_baseline": end_to_end / base["throughput_per_s"],
         "resources": resources,
+        "cpu_per_participant": cpu,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

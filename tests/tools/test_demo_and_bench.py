@@ -85,3 +85,18 @@ def test_a_tool_logs_in_from_the_environment_or_the_stack_never_a_mix(
     assert (remote.bootstrap_servers, remote.security_protocol) == ("kafka.prod:9093", "SASL_SSL")
     assert (remote.username, remote.password) == ("ops", "ops-pw")
     assert stack_access("elsewhere:9093").bootstrap_servers == "elsewhere:9093"
+
+
+def test_the_benchmark_tells_the_runs_work_from_start_up_and_idle_polling() -> None:
+    from tools.bench import IDLE_S, cpu_accounting
+
+    started = {"kafka": {"cpu_s": 6.0}, "registry": {"cpu_s": 2.0}}  # start-up
+    idle = {"kafka": {"cpu_s": 6.0 + IDLE_S * 0.05}, "registry": {"cpu_s": 2.0 + IDLE_S * 0.05}}
+    ended = {"kafka": {"cpu_s": idle["kafka"]["cpu_s"] + 11.0}, "registry": {"cpu_s": 9.5}}
+    cpu = cpu_accounting(started, idle, ended, run_s=20.0, participants=1000)
+    assert cpu["idle_cpu_s_per_s"] == 0.1  # two processes polling 0.05 CPU-s a second each
+    assert cpu["from_start_ms"] == round((17.5 + 9.5) * 1000 / 1000, 2)
+    during = 11.0 + (9.5 - 2.5)
+    assert cpu["during_run_ms"] == during
+    assert cpu["work_ms"] == during - 0.1 * 20.0  # less 20 s of idle polling
+    assert cpu["per_process_during_run_ms"] == {"kafka": 11.0, "registry": 7.0}
