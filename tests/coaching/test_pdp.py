@@ -4,15 +4,11 @@ Kafka and mongod; the database is scanned as MongoDB's admin."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 
 import pytest
 
 from shared.contracts import (
-    ConsentWithdrawn,
     MentoringAssigned,
-    ParticipantDataErased,
-    ParticipantErasureRequested,
     ProductCertified,
     ProductSubmitted,
     TrainingCompleted,
@@ -21,41 +17,9 @@ from shared.contracts import (
 from tests.coaching.fixtures import CoachingUnderTest, participant
 from tests.coaching.test_coaching_flow import assessed, attendance, certificate, processed
 from tests.conftest import random_id
-from tests.kafka_helpers import Seen
-from tests.personal_scan import traces
+from tests.personal_scan import confirmations, confirmed, erasure, traces, withdrawal
 
 pytestmark = pytest.mark.integration
-
-
-def erasure(pid: str) -> ParticipantErasureRequested:
-    return ParticipantErasureRequested(
-        participant_id=pid, requested_by="participant", reason="tidak ikut lagi",
-        requested_at=datetime.now(UTC),
-    )  # fmt: skip
-
-
-def _is_ours(record: Seen, pid: str) -> bool:
-    """This service's confirmation (the session's other services answer on the same topic)."""
-    body = record.json()
-    return bool(
-        record.topic.endswith(ParticipantDataErased.name)
-        and body.get("participant_id") == pid
-        and body.get("service") == "coaching"
-    )
-
-
-async def confirmed(c: CoachingUnderTest, pid: str, count: int = 1) -> list[Seen]:
-    return await c.events.wait_for(lambda r: _is_ours(r, pid), count)
-
-
-def _ours(c: CoachingUnderTest, pid: str) -> list[Seen]:
-    return c.events.matching(lambda r: _is_ours(r, pid))
-
-
-def withdrawal(pid: str) -> ConsentWithdrawn:
-    return ConsentWithdrawn(
-        participant_id=pid, requested_by="participant", withdrawn_at=datetime.now(UTC)
-    )
 
 
 def submitted(pid: str, product_id: str, name: str) -> ProductSubmitted:
@@ -94,7 +58,7 @@ async def test_an_erasure_leaves_nothing_personal_is_confirmed_once_and_holds_fo
     ce_id = str(uuid.uuid4())
     await coaching.send(erasure(pid), ce_id=ce_id)
     meta = await coaching.send(erasure(pid), ce_id=ce_id)  # a redelivery
-    [erased] = await confirmed(coaching, pid)
+    [erased] = await confirmed(coaching.events, pid, "coaching")
     await processed(coaching, meta)
     body = erased.json()
     assert (body["service"], body["categories"]) == ("coaching", ["business-id"])
@@ -113,11 +77,11 @@ async def test_an_erasure_leaves_nothing_personal_is_confirmed_once_and_holds_fo
     # A repeated request changes nothing and is confirmed alike.
     before = await db.participants.find_one({"_id": pid})
     await processed(coaching, await coaching.send(erasure(pid)))
-    [_, again] = await confirmed(coaching, pid, 2)
+    [_, again] = await confirmed(coaching.events, pid, "coaching", 2)
     assert again.json() == body
     assert await db.participants.find_one({"_id": pid}) == before
     await coaching.events.caught_up()
-    assert len(_ours(coaching, pid)) == 2  # the redelivery added none
+    assert len(confirmations(coaching.events, pid, "coaching")) == 2  # the redelivery added none
 
 
 async def test_a_withdrawal_of_consent_stops_enrolment_and_mentoring_whatever_the_order(

@@ -15,45 +15,17 @@ from shared.contracts import (
     FinancialReportRecorded,
     FinancingReferred,
     MentoringCompleted,
-    ParticipantDataErased,
-    ParticipantErasureRequested,
     ProductCurationRejected,
     ProductListed,
     TrainingCompleted,
 )
 from tests.coaching.fixtures import participant
 from tests.conftest import Servers, random_id
-from tests.kafka_helpers import Seen
 from tests.marketplace.fixtures import MarketplaceUnderTest, certified, review, sales
 from tests.marketplace.test_marketplace_flow import approve_all, processed
-from tests.personal_scan import traces
+from tests.personal_scan import confirmations, confirmed, erasure, traces
 
 pytestmark = pytest.mark.integration
-
-
-def erasure(pid: str) -> ParticipantErasureRequested:
-    return ParticipantErasureRequested(
-        participant_id=pid, requested_by="petugas-1", reason="permintaan peserta",
-        requested_at=datetime.now(UTC),
-    )  # fmt: skip
-
-
-def _is_ours(record: Seen, pid: str) -> bool:
-    """This service's confirmation (the session's other services answer on the same topic)."""
-    body = record.json()
-    return bool(
-        record.topic.endswith(ParticipantDataErased.name)
-        and body.get("participant_id") == pid
-        and body.get("service") == "marketplace"
-    )
-
-
-async def confirmed(c: MarketplaceUnderTest, pid: str, count: int = 1) -> list[Seen]:
-    return await c.events.wait_for(lambda r: _is_ours(r, pid), count)
-
-
-def _ours(c: MarketplaceUnderTest, pid: str) -> list[Seen]:
-    return c.events.matching(lambda r: _is_ours(r, pid))
 
 
 @pytest.fixture
@@ -82,7 +54,7 @@ async def test_an_erasure_blanks_notes_everywhere_once_and_for_late_facts(
     ce_id = str(uuid.uuid4())
     await m.send(erasure(pid), ce_id=ce_id)
     meta = await m.send(erasure(pid), ce_id=ce_id)  # a redelivery
-    [erased] = await confirmed(m, pid)
+    [erased] = await confirmed(m.events, pid, "marketplace")
     await processed(m, meta)
     body = erased.json()
     assert (body["service"], body["categories"]) == ("marketplace", ["business-id"])
@@ -102,11 +74,11 @@ async def test_an_erasure_blanks_notes_everywhere_once_and_for_late_facts(
     state = mongo[db_name].participants
     before = await state.find_one({"_id": pid})
     await processed(m, await m.send(erasure(pid)))
-    [_, again] = await confirmed(m, pid, 2)
+    [_, again] = await confirmed(m.events, pid, "marketplace", 2)
     assert again.json() == body
     assert await state.find_one({"_id": pid}) == before
     await m.events.caught_up()
-    assert len(_ours(m, pid)) == 2  # the redelivery added none
+    assert len(confirmations(m.events, pid, "marketplace")) == 2  # the redelivery added none
 
 
 async def test_a_withdrawal_of_consent_stops_the_referral(

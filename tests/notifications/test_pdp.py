@@ -4,19 +4,16 @@ stand-ins: an erasure, a withdrawal of consent and a participant-contact tombsto
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from pymongo import AsyncMongoClient
 
 from shared.contracts import (
-    ConsentWithdrawn,
     Event,
     NotificationSent,
     ParticipantContact,
     ParticipantDataErased,
-    ParticipantErasureRequested,
 )
 from shared.envelope import new_envelope
 from shared.kafka import KafkaAccess, dlq_topic
@@ -31,22 +28,9 @@ from tests.notifications.fixtures import (
     registered,
     until,
 )
-from tests.personal_scan import traces
+from tests.personal_scan import erasure, traces, withdrawal
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("daytime_and_healthy_providers")]
-
-
-def erasure(pid: str) -> ParticipantErasureRequested:
-    return ParticipantErasureRequested(
-        participant_id=pid, requested_by="participant", reason="hapus data saya",
-        requested_at=datetime.now(UTC),
-    )  # fmt: skip
-
-
-def withdrawal(pid: str) -> ConsentWithdrawn:
-    return ConsentWithdrawn(
-        participant_id=pid, requested_by="participant", withdrawn_at=datetime.now(UTC)
-    )
 
 
 def person(pid: str) -> tuple[Registration, list[str]]:
