@@ -43,6 +43,7 @@ import jwt
 ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"})
 LEEWAY_S = 10  # clock skew allowed between the issuer and us, on exp/nbf/iat
 REQUIRED_CLAIMS = ("exp", "iss", "aud", "sub")
+ID_TOKEN_TYPES = frozenset({"id", "id_token"})  # the ``typ`` claim of an OIDC ID token
 
 Resource = Literal[
     "participant",  # the registry's participant record (personal fields inside)
@@ -319,4 +320,8 @@ class Authenticator:
             raise Unauthenticated("the token has expired") from None
         except jwt.InvalidTokenError as exc:  # signature, iss, aud, a missing claim
             raise Unauthenticated(f"the token is not valid: {type(exc).__name__}") from None
+        if str(claims.get("typ", "")).lower() in ID_TOKEN_TYPES:
+            # an OIDC ID token says who logged in to a client, not what it may call: Keycloak
+            # marks it typ "ID" (an access token "Bearer"); one with our audience is refused
+            raise Unauthenticated("an ID token is not an access token")
         return claims

@@ -70,6 +70,7 @@ def _signed(claims: dict[str, Any], identity: DevelopmentIdentity | None = None)
         ("alg a list", lambda: _header({"alg": ["ES256"], "typ": "JWT"})),
         ("alg an object", lambda: _header({"alg": {"a": 1}})),
         ("kid a list", lambda: _header({"alg": "ES256", "kid": ["k"]})),
+        ("an ID token (Keycloak's typ ID)", lambda: _signed(_claims(typ="ID"))),
     ],
 )
 async def test_invalid_tokens_are_unauthenticated(
@@ -292,3 +293,9 @@ def test_personal_fields_are_withheld_from_roles_that_do_not_need_them() -> None
             assert doc["full_name"] == "Siti" and "withheld" not in doc
         else:
             assert doc == {"city": "X", "withheld": ["contact", "full_name"]}
+
+
+async def test_a_keycloak_access_token_is_accepted(authenticator: Authenticator) -> None:
+    """Keycloak marks its access tokens typ "Bearer" (its ID tokens "ID", refused above)."""
+    principal = await authenticator.authenticate(f"Bearer {_signed(_claims(typ='Bearer'))}")
+    assert principal.role_name == "ops"
