@@ -86,6 +86,51 @@ async def complete_training(c: CoachingUnderTest, pid: str) -> str:
     return str(cohort)
 
 
+async def carry_through_coaching(c: CoachingUnderTest, pid: str, nib: str) -> str:
+    """P2-P4 for a registered participant: training completed, three mentoring sessions, a
+    kriya product and the NIB (``nib``) it needs, until it is certified; its product id."""
+    await complete_training(c, pid)
+    [assigned] = await c.wait(MentoringAssigned, pid)
+    for _ in range(3):
+        await c.send(
+            MentoringSessionRecorded(
+                participant_id=pid,
+                mentor_id=assigned.json()["mentor_id"],
+                session_at=NOW,
+                notes="pemasaran online",
+            )
+        )
+    await c.wait(MentoringCompleted, pid)
+    product_id = random_id("prod-")
+    await c.send(
+        ProductSubmitted.model_validate(
+            {
+                "product_id": product_id,
+                "participant_id": pid,
+                "name": "Tas Anyaman",
+                "category": "kriya",
+                "production_started": "2023-01",
+            }
+        )
+    )
+    await c.send(
+        CertificationIssued.model_validate(
+            {
+                "certificate_id": random_id("nib-"),
+                "participant_id": pid,
+                "product_id": None,
+                "kind": "NIB",
+                "number": nib,
+                "issued_at": NOW,
+                "expires_at": days(3650),
+                "issuer": "OSS",
+            }
+        )
+    )
+    await c.wait(ProductCertified, pid)
+    return product_id
+
+
 async def test_registered_participants_fill_cohorts_of_their_sector_and_city(
     coaching: CoachingUnderTest,
 ) -> None:

@@ -15,7 +15,13 @@ from shared.contracts import (
     TrainingEnrolled,
 )
 from tests.coaching.fixtures import CoachingUnderTest, participant
-from tests.coaching.test_coaching_flow import assessed, attendance, certificate, processed
+from tests.coaching.test_coaching_flow import (
+    assessed,
+    attendance,
+    certificate,
+    complete_training,
+    processed,
+)
 from tests.conftest import random_id
 from tests.personal_scan import confirmations, confirmed, erasure, traces, withdrawal
 
@@ -29,22 +35,13 @@ def submitted(pid: str, product_id: str, name: str) -> ProductSubmitted:
     )  # fmt: skip
 
 
-async def train(c: CoachingUnderTest, pid: str) -> None:
-    [enrolled] = await c.wait(TrainingEnrolled, pid)
-    cohort = enrolled.json()["cohort_id"]
-    for n in (1, 2, 3):
-        await c.send(attendance(pid, cohort, n, True))
-    await c.send(assessed(pid, cohort, 85))
-    await c.wait(TrainingCompleted, pid)
-
-
 async def test_an_erasure_leaves_nothing_personal_is_confirmed_once_and_holds_for_late_facts(
     coaching: CoachingUnderTest,
 ) -> None:
     db_name = coaching.settings.mongodb_database
     db = coaching.mongo[db_name]
     pid = await coaching.register(kecamatan="Tebet")
-    await train(coaching, pid)
+    await complete_training(coaching, pid)
     [assigned] = await coaching.wait(MentoringAssigned, pid)
     mentor = assigned.json()["mentor_id"]
     name, nib = random_id("Batik Bu Siti "), random_id("NIB")

@@ -30,26 +30,18 @@ from pymongo import AsyncMongoClient
 from services.notifications.app import create_app as create_notifications
 from services.registry.domain import normalise_phone
 from shared.contracts import (
-    CertificationIssued,
     FinancingReferred,
-    MentoringAssigned,
-    MentoringCompleted,
-    MentoringSessionRecorded,
     NotificationSent,
     ParticipantContact,
     ParticipantRegistered,
-    ProductCertified,
     ProductListed,
-    ProductSubmitted,
     RegistrationSubmitted,
-    TrainingCompleted,
-    TrainingEnrolled,
 )
 from shared.envelope import new_envelope
 from shared.kafka import dlq_topic
 from tests import auth_helpers
-from tests.coaching.fixtures import CoachingUnderTest, days
-from tests.coaching.test_coaching_flow import NOW, assessed, attendance
+from tests.coaching.fixtures import CoachingUnderTest
+from tests.coaching.test_coaching_flow import carry_through_coaching
 from tests.conftest import Servers, random_id
 from tests.kafka_helpers import Collector, send, serving, wait_committed
 from tests.marketplace.fixtures import MarketplaceUnderTest, review, sales
@@ -273,50 +265,7 @@ async def test_erasure_leaves_nothing_personal_in_any_service(
     person = Person(pid, submission)
 
     # P2-P4: training, mentoring, a certified product
-    [enrolled] = await coaching.wait(TrainingEnrolled, pid)
-    cohort = enrolled.json()["cohort_id"]
-    for session_no in range(1, 5):
-        await coaching.send(attendance(pid, cohort, session_no, True))
-    await coaching.send(assessed(pid, cohort, 90))
-    await coaching.wait(TrainingCompleted, pid)
-    [assigned] = await coaching.wait(MentoringAssigned, pid)
-    for _ in range(3):
-        await coaching.send(
-            MentoringSessionRecorded(
-                participant_id=pid,
-                mentor_id=assigned.json()["mentor_id"],
-                session_at=NOW,
-                notes="pemasaran online",
-            )
-        )
-    await coaching.wait(MentoringCompleted, pid)
-    product_id = random_id("prod-")
-    await coaching.send(
-        ProductSubmitted.model_validate(
-            {
-                "product_id": product_id,
-                "participant_id": pid,
-                "name": "Tas Anyaman",
-                "category": "kriya",
-                "production_started": "2023-01",
-            }
-        )
-    )
-    await coaching.send(
-        CertificationIssued.model_validate(
-            {
-                "certificate_id": random_id("nib-"),
-                "participant_id": pid,
-                "product_id": None,
-                "kind": "NIB",
-                "number": f"{random.randrange(10**13):013d}",
-                "issued_at": NOW,
-                "expires_at": days(3650),
-                "issuer": "OSS",
-            }
-        )
-    )
-    await coaching.wait(ProductCertified, pid)
+    product_id = await carry_through_coaching(coaching, pid, nib=f"{random.randrange(10**13):013d}")
 
     # P5-P7: the listing, three months of sales, the referral; and a message went out
     for level in ("pendamping", "kecamatan", "dinas", "curator"):

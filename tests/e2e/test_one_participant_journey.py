@@ -10,22 +10,14 @@ import httpx
 import pytest
 
 from shared.contracts import (
-    CertificationIssued,
     FinancingReferred,
-    MentoringAssigned,
-    MentoringCompleted,
-    MentoringSessionRecorded,
     ParticipantRegistered,
-    ProductCertified,
     ProductListed,
-    ProductSubmitted,
-    TrainingCompleted,
     TrainingEnrolled,
 )
 from tests import auth_helpers
-from tests.coaching.fixtures import CoachingUnderTest, days
-from tests.coaching.test_coaching_flow import NOW, assessed, attendance
-from tests.conftest import random_id
+from tests.coaching.fixtures import CoachingUnderTest
+from tests.coaching.test_coaching_flow import carry_through_coaching
 from tests.marketplace.fixtures import MarketplaceUnderTest, review, sales
 from tests.registry.fixtures import Registry
 
@@ -42,56 +34,11 @@ async def test_from_registration_to_a_bank_dki_referral(
     assert registered.topic == registry.registered_topic
     pid = ParticipantRegistered.model_validate_json(registered.value).participant_id
 
-    # P2: coaching enrols; the LMS records attendance and the post-test
+    # P2: coaching enrols (in answer to the registration); P2-P4 as the LMS, the pendamping
+    # app and OSS would: training, three mentoring sessions, a product and its NIB
     [enrolled] = await coaching.wait(TrainingEnrolled, pid)
     assert enrolled.headers["ce_causationid"] == registered.headers["ce_id"]
-    cohort = enrolled.json()["cohort_id"]
-    for session_no in range(1, 5):
-        await coaching.send(attendance(pid, cohort, session_no, True))
-    await coaching.send(assessed(pid, cohort, 88))
-    await coaching.wait(TrainingCompleted, pid)
-
-    # P3: the pendamping logs three sessions
-    [assigned] = await coaching.wait(MentoringAssigned, pid)
-    for _ in range(3):
-        await coaching.send(
-            MentoringSessionRecorded(
-                participant_id=pid,
-                mentor_id=assigned.json()["mentor_id"],
-                session_at=NOW,
-                notes="pemasaran online",
-            )
-        )
-    await coaching.wait(MentoringCompleted, pid)
-
-    # P4: a product, and OSS issues the NIB it needs (kriya)
-    product_id = random_id("prod-")
-    await coaching.send(
-        ProductSubmitted.model_validate(
-            {
-                "product_id": product_id,
-                "participant_id": pid,
-                "name": "Tas Anyaman",
-                "category": "kriya",
-                "production_started": "2023-01",
-            }
-        )
-    )
-    await coaching.send(
-        CertificationIssued.model_validate(
-            {
-                "certificate_id": random_id("nib-"),
-                "participant_id": pid,
-                "product_id": None,
-                "kind": "NIB",
-                "number": "9120001234567",
-                "issued_at": NOW,
-                "expires_at": days(3650),
-                "issuer": "OSS",
-            }
-        )
-    )
-    await coaching.wait(ProductCertified, pid)
+    product_id = await carry_through_coaching(coaching, pid, nib="9120001234567")
 
     # P5: the curation ladder approves; the marketplace lists the product
     for level in ("pendamping", "kecamatan", "dinas", "curator"):
