@@ -325,6 +325,12 @@ def read_envelope(record: Record, *events: type[Event]) -> Envelope:
     producer the catalogue allows for it; else :class:`DeadLetter`. Kafka's ACLs keep
     other principals off the topic; ``ce_source`` is checked too, so a system allowed to
     write cannot pass its record off as another's (e.g. a portal posing as Bank DKI)."""
+    return _read_envelope(record, {event.ce_type(): event for event in events})
+
+
+def _read_envelope(record: Record, by_type: Mapping[str, type[Event]]) -> Envelope:
+    """:func:`read_envelope` with the events by ``ce_type`` (a consumer's table, built once:
+    this runs for every record)."""
     repeated = sorted(n for n in record.repeated_headers if n in ENVELOPE_HEADERS)
     if repeated:
         raise DeadLetter("invalid-envelope", f"repeated envelope headers: {', '.join(repeated)}")
@@ -332,7 +338,7 @@ def read_envelope(record: Record, *events: type[Event]) -> Envelope:
         envelope = Envelope.from_headers(record.headers)
     except EnvelopeError as exc:
         raise DeadLetter("invalid-envelope", str(exc)) from None
-    contract = next((e for e in events if e.ce_type() == envelope.type), None)
+    contract = by_type.get(envelope.type)
     if contract is None:
         raise DeadLetter("unknown-event-type", f"ce_type {envelope.type!r} is not handled here")
     if not record.topic.endswith(contract.name):  # one event type per topic
@@ -370,7 +376,7 @@ def read_event(
 ) -> tuple[Envelope, Event]:
     """The record's envelope and its contract (chosen by ``ce_type``), or :class:`DeadLetter`
     saying which fields are wrong (names only: values may be personal data)."""
-    envelope = read_envelope(record, *by_type.values())
+    envelope = _read_envelope(record, by_type)
     contract = by_type[envelope.type]
     check_size(record, contract.max_bytes)
     try:
