@@ -10,16 +10,21 @@ Exactly one message per job, whatever crashes, rests on two things:
 - A round *leases* the jobs it takes (store.py): no other dispatcher, in this replica or
   another, takes them until the lease runs out, and the round keeps renewing it while it
   works. A crashed replica's jobs are taken again once its lease runs out, never sooner.
-- Each outcome is committed the moment it is known, job and outcome event in one
+- Each outcome is committed as soon as it is known, job and outcome event in one
   transaction that holds only while the round still holds the job; then it is published.
-  A crash can only cut short the send in flight, which the next holder sends again with
-  the same idempotency key (the provider's de-duplication covers that one; SMTP has none).
+  Outcomes known while a commit is under way gather and commit together next (group
+  commit: one transaction for as many sends as finished meanwhile), and a sender goes on
+  to the participant's next message only once its outcome has committed. A crash can only
+  cut short the sends in flight and the group committing, which the next holder sends
+  again with the same idempotency key (the provider's de-duplication covers those; SMTP
+  has none).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -289,14 +294,19 @@ def _failure(deps: Deps, job: Document, problems: list[DeliveryProblem]) -> _Out
 
 class _Round:
     """One dispatch round: the jobs it leased, kept leased while it works. Outcomes are
-    recorded as they happen; only deferrals (no message went out) wait for the round's end.
-    Leases are measured in real time, never the rules' clock (which tests move by hours)."""
+    committed as they happen, in groups: a send's outcome joins the group being gathered
+    while the previous one commits (one transaction, one outbox insert, one publish for
+    all), and its sender goes on once its group has committed. Only deferrals (no message
+    went out) wait for the round's end. Leases are measured in real time, never the rules'
+    clock (which tests move by hours)."""
 
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
         self.lease = Lease(deps.instance, uuid.uuid4().hex, system_clock() + deps.lease)
         self.later: dict[str, datetime] = {}
         self.recorded = 0
+        self._gathering: list[_Queued] = []
+        self._committer: asyncio.Task[None] | None = None
 
     def covers_a_send(self) -> bool:
         """Whether a channel's send started now ends, worst case, before the lease does.
@@ -319,28 +329,83 @@ class _Round:
             self.lease = Lease(self.lease.owner, self.lease.token, until)
 
     async def record(self, outcomes: list[_Outcome]) -> None:
-        """Commit each job's final state and its outcome event together, for the jobs this
-        round still holds, then publish. A job whose lease was lost (it ran out and another
-        dispatcher took the job) is left to its new holder, which sends it again with the
-        same idempotency key."""
-        deps, now = self.deps, self.deps.clock()
-        events = {o.job["_id"]: _outcome_event(deps, o.job, o.event, now) for o in outcomes}
-        fields = {o.job["_id"]: o.fields for o in outcomes}
+        """Commit each job's final state with its outcome event, for the jobs this round
+        still holds, and return once committed (published soon after, in the same order). A
+        job whose lease was lost (it ran out and another dispatcher took the job) is left to
+        its new holder, which sends it again with the same idempotency key. The events are
+        built here, in the sender's span, so a fault in one stays with its sender."""
+        now = self.deps.clock()
+        loop = asyncio.get_running_loop()
+        queued = [
+            _Queued(o, _outcome_event(self.deps, o.job, o.event, now), loop.create_future())
+            for o in outcomes
+        ]
+        self._gathering += queued
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_gathered())
+        held = await asyncio.gather(*(q.done for q in queued), return_exceptions=True)
+        for result in held:
+            if isinstance(result, BaseException):
+                raise result
+        if not all(held):
+            log.warning(
+                "lease lost before an outcome was recorded; the job's new holder sends it",
+                count=held.count(False),
+            )
+
+    async def _commit_gathered(self) -> None:
+        """Commit what has gathered, then publish it, until nothing more gathers. A group
+        that fails for a reason other than an outage is committed again one outcome at a
+        time, so only the outcome that makes it fail fails (its sender handles that)."""
+        while self._gathering:
+            group, self._gathering = self._gathering, []
+            try:
+                committed = await self._commit(group)
+            except Exception as exc:
+                if len(group) == 1 or is_transient(exc):
+                    for q in group:
+                        q.done.set_exception(exc)
+                    continue
+                committed = []
+                for q in group:
+                    try:
+                        committed += await self._commit([q])
+                    except Exception as alone:
+                        q.done.set_exception(alone)
+            if committed:
+                try:
+                    await retry_transient(functools.partial(self.deps.outbox.publish, committed))
+                except Exception:  # committed, so not lost: the outbox relay sends them
+                    log.exception("publishing recorded outcomes failed; the relay sends them")
+
+    async def _commit(self, group: list[_Queued]) -> list[OutgoingEvent]:
+        deps = self.deps
+        fields = {q.outcome.job["_id"]: q.outcome.fields for q in group}
 
         async def work(session: AsyncClientSession) -> list[OutgoingEvent]:
             held = await deps.store.finish(session, self.lease.token, fields)
-            mine = [event for job_id, event in events.items() if job_id in held]
+            mine = [q.event for q in group if q.outcome.job["_id"] in held]
             await deps.outbox.add(session, mine)
             return mine
 
         mine = await retry_transient(lambda: in_transaction(deps.store.client, work))
-        if len(mine) < len(outcomes):
-            log.warning(
-                "lease lost before an outcome was recorded; the job's new holder sends it",
-                count=len(outcomes) - len(mine),
-            )
-        await retry_transient(lambda: deps.outbox.publish(mine))
+        ids = {event.envelope.id for event in mine}
+        for q in group:
+            q.done.set_result(q.event.envelope.id in ids)
         self.recorded += len(mine)
+        return mine
+
+    async def close(self) -> None:
+        """Wait for the last group to commit and be published."""
+        while self._committer is not None and not self._committer.done():
+            await asyncio.shield(self._committer)
+
+
+@dataclass(frozen=True)
+class _Queued:
+    outcome: _Outcome
+    event: OutgoingEvent
+    done: asyncio.Future[bool]  # True: committed; False: the lease was lost
 
 
 async def _send(
@@ -442,7 +507,7 @@ async def dispatch_due(deps: Deps, limit: int = 500) -> int:
 
     One round: lease the due jobs (and those a crashed dispatcher left), read their contacts
     and today's counts in bulk, then send, participants concurrently and each one's messages
-    in turn (the daily limit counts them), recording each outcome as it happens. The
+    in turn (the daily limit counts them), recording outcomes as they happen. The
     deferrals are written at the end: they sent nothing, so a crash before then only means
     the jobs are looked at again when the lease runs out."""
     store, now = deps.store, deps.clock()
@@ -452,6 +517,7 @@ async def dispatch_due(deps: Deps, limit: int = 500) -> int:
         await round_.record([_failure(deps, job, [NO_CONTACT]) for job in waited_out])
     jobs = await store.claim_due(now, system_clock(), round_.lease, limit)
     if not jobs:
+        await round_.close()
         return round_.recorded
     by_participant: dict[str, list[Document]] = {}
     for job in jobs:
@@ -474,6 +540,7 @@ async def dispatch_due(deps: Deps, limit: int = 500) -> int:
 
         # Participants concurrently: a provider's round trip does not pace the whole queue.
         await asyncio.gather(*(in_turn(pid, jobs) for pid, jobs in by_participant.items()))
+        await round_.close()
     finally:
         keeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
