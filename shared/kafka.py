@@ -267,16 +267,21 @@ def dlq_topic(topic: str) -> str:
     return f"{topic}{DLQ_SUFFIX}"
 
 
-async def publish(broker: KafkaBroker, event: OutgoingEvent) -> None:
-    """Send one event and wait for the broker's acknowledgement (acks=all). A tombstone
-    (``value`` None) goes out with a null value: FastStream sends a keyed None as such."""
-    await broker.publish(
+async def publish(broker: KafkaBroker, event: OutgoingEvent) -> asyncio.Future[Any]:
+    """Hand one event to the producer; the future is the broker's acknowledgement (acks=all).
+    Events handed over in turn keep their order on their partition, and the producer sends
+    those handed over together in one request, so a caller awaits the acknowledgements of
+    many at once. A tombstone (``value`` None) goes out with a null value: FastStream sends
+    a keyed None as such."""
+    sent: asyncio.Future[Any] = await broker.publish(
         event.value,
         topic=event.topic,
         key=event.key.encode(),
         headers=event.envelope.headers(),
         correlation_id=event.envelope.correlation_id or event.envelope.id,
+        no_confirm=True,
     )
+    return sent
 
 
 @dataclass(frozen=True)

@@ -212,34 +212,42 @@ class Outbox:
     async def publish(self, events: Iterable[OutgoingEvent]) -> None:
         """Fast path right after the commit; anything it misses the relay sends later.
 
-        Keys are published concurrently, each key's events in order (a key's events must
-        stay in order on its partition); then one write marks them all sent.
+        Every event is handed to the producer in order (a key's events keep their order on
+        its partition), the acknowledgements are awaited together, and one write marks them
+        all sent.
         """
-        by_key: dict[str, list[OutgoingEvent]] = {}
-        for event in events:
-            by_key.setdefault(event.key, []).append(event)
-        if not by_key:
+        events = list(events)
+        if not events:
             return
-
-        refused: list[str] = []
-
-        async def in_order(chain: list[OutgoingEvent]) -> None:
-            for event in chain:
-                try:
-                    await publish(self.broker, event)
-                except TOO_LARGE_ERRORS as exc:
-                    await self._refused(event, exc)
-                    refused.append(event.envelope.id)
-
-        await asyncio.gather(*(in_order(chain) for chain in by_key.values()))
-        ids = [e.envelope.id for chain in by_key.values() for e in chain]
-        sent = [event_id for event_id in ids if event_id not in refused]
+        refused: dict[str, BaseException] = {}
+        acknowledged: list[tuple[OutgoingEvent, asyncio.Future[Any]]] = []
+        failure: BaseException | None = None
+        for event in events:
+            try:
+                acknowledged.append((event, await publish(self.broker, event)))
+            except TOO_LARGE_ERRORS as exc:  # the producer measures a record as it takes it
+                refused[event.envelope.id] = exc
+            except Exception as exc:  # not handed over: neither are the events after it
+                failure = exc
+                break
+        answers = await asyncio.gather(*(f for _, f in acknowledged), return_exceptions=True)
+        for (event, _), answer in zip(acknowledged, answers, strict=True):
+            if isinstance(answer, TOO_LARGE_ERRORS):  # the broker refused it for its size
+                refused[event.envelope.id] = answer
+            elif isinstance(answer, BaseException):
+                failure = failure or answer
+        for event in events:
+            if event.envelope.id in refused:
+                await self._refused(event, refused[event.envelope.id])
+        if failure is not None:  # e.g. the broker is down: the caller retries them all
+            raise failure
+        sent = [e.envelope.id for e in events if e.envelope.id not in refused]
         if sent:
             await self.collection.update_many(
                 {"_id": {"$in": sent}}, {"$set": {"sent_at": datetime.now(UTC)}}
             )
-        for event_id in ids:
-            self._in_flight.pop(event_id, None)
+        for event in events:
+            self._in_flight.pop(event.envelope.id, None)
 
     async def _refused(self, event: OutgoingEvent, exc: BaseException) -> None:
         """An event the broker refuses for its size is refused on every retry: it is a

@@ -1,10 +1,11 @@
+import dataclasses
 import io
 import json
 import logging
 
 from shared.envelope import new_envelope
 from shared.logging import _Repeats, configure_logging, get_logger, mask_text
-from shared.tracing import configure_tracing, processing
+from shared.tracing import configure_tracing, current_traceparent, processing
 
 
 def test_pii_is_masked_in_messages_values_exceptions_and_library_logs() -> None:
@@ -61,6 +62,30 @@ def test_lines_written_while_an_event_is_processed_carry_its_ids_and_trace() -> 
     assert caused.traceparent is not None
     assert caused.traceparent.startswith(f"00-{trace_id}-{span_id}-")
     assert caused.headers()["traceparent"] == caused.traceparent
+
+
+def test_without_an_exporter_each_hop_is_a_new_span_id_in_its_cause_trace() -> None:
+    """No span is made when nobody exports them (issue 15): the caused event still names a
+    span of its own in the cause's trace, with the cause's flags; a cause without a trace
+    starts one; and nothing is left current after the event."""
+    configure_tracing("test")  # no endpoint: nothing exported
+    trace_id, parent_span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    cause = new_envelope(type="jakpreneur.participant-registered.v1", source="registry")
+    traced = dataclasses.replace(cause, traceparent=f"00-{trace_id}-{parent_span}-00")
+    spans = []
+    for _ in range(2):
+        with processing(traced, "participant-registered", "p-42"):
+            caused = traced.caused(type="x.v1", source="coaching", subject="p-42", time=cause.time)
+        assert caused.traceparent is not None
+        version, trace, span, flags = caused.traceparent.split("-")
+        assert (version, trace, flags) == ("00", trace_id, "00") and len(span) == 16
+        spans.append(span)
+    assert parent_span not in spans and spans[0] != spans[1]
+    untraced = dataclasses.replace(cause, traceparent=None)
+    with processing(untraced, "participant-registered", None):
+        started = untraced.caused(type="x.v1", source="coaching", subject=None, time=cause.time)
+    assert started.traceparent is not None and started.traceparent.split("-")[1] != "0" * 32
+    assert current_traceparent() is None
 
 
 def test_a_storm_of_one_warning_is_a_line_per_interval_with_a_count() -> None:
