@@ -151,6 +151,9 @@ def make_broker(settings: ServiceSettings) -> KafkaBroker:
         security=access.security(),
         acks="all",
         enable_idempotence=True,
+        # A batch's events are handed over together; waiting 5 ms for more sends them in
+        # fewer, larger requests (less CPU in the broker and here, 5 ms more per hop).
+        linger_ms=5,
         client_id=settings.service_name,
         logger=get_logger("jakpreneur.faststream"),  # through our masked renderer
     )

@@ -241,7 +241,10 @@ class Stack:
         controller_port: int,
         mongo_port: int,
         service_env: dict[str, str] | None = None,
+        tuned: bool = False,
     ):
+        """``tuned``: mongod's cache as a production node's (the benchmark) instead of the
+        tests' and the demo's 0.25 GB."""
         self.run_dir = run_dir
         self.service_env = service_env or {}
         self.specs = service_specs()
@@ -258,6 +261,7 @@ class Stack:
                 spec.name: [environ.get(f"{spec.name.upper()}_MONGODB_DATABASE") or spec.name]
                 for spec in SERVICES
             },
+            cache_gb=1.0 if tuned else 0.25,
         )
         self.topic_prefix = environ.get("TOPIC_PREFIX", "")
         self.started: list[Server] = []

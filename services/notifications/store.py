@@ -14,14 +14,16 @@ seconds, as NTP keeps them).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from pymongo import ASCENDING, AsyncMongoClient, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError, OperationFailure
 
 from shared.mongo import Document
 
@@ -31,6 +33,7 @@ UNSENT = (PENDING, WAITING, SENDING)
 # What a job keeps after an erasure: its template, channel, status and times (the delivery
 # statistics); not the event it told about, the provider's id of it, nor the problems met.
 ERASED_JOB_FIELDS = {"provider_message_id": "", "problems": ""}  # for $unset, and data={}
+DUPLICATE_KEY = 11000  # MongoDB's error code
 _LEASE_FIELDS = {"lease_owner": "", "lease_token": "", "lease_until": ""}  # for $unset
 
 
@@ -59,11 +62,28 @@ class NotificationStore:
         # PDP markers per participant (consent_withdrawn_at, erased_at), kept for good.
         self.participants = self.db.participants
 
+    # The dispatcher's queues: each index holds only the jobs in its state (a partial
+    # index), so a job's state change touches the entries of the states it leaves and
+    # enters, and the finished jobs (nearly all of them, in time) are in none of them.
+    QUEUES: ClassVar[dict[str, tuple[str, str]]] = {
+        "due_pending": ("not_before", PENDING),
+        "waiting_until": ("wait_until", WAITING),
+        "sending_lease": ("lease_until", SENDING),
+    }
+    # Indexes of earlier versions, over every job whatever its state: dropped.
+    _OLD = ("status_1_not_before_1", "status_1_wait_until_1", "status_1_lease_until_1")
+
     async def ensure_indexes(self) -> None:
-        await self.jobs.create_index([("status", ASCENDING), ("not_before", ASCENDING)])
+        for name, (field, status) in self.QUEUES.items():
+            await self.jobs.create_index(
+                [(field, ASCENDING)], name=name, partialFilterExpression={"status": status}
+            )
+        existing = await self.jobs.index_information()
+        for old in self._OLD:
+            if old in existing:
+                with contextlib.suppress(OperationFailure):  # another replica dropped it
+                    await self.jobs.drop_index(old)
         await self.jobs.create_index([("participant_id", ASCENDING), ("sent_at", ASCENDING)])
-        await self.jobs.create_index([("status", ASCENDING), ("wait_until", ASCENDING)])
-        await self.jobs.create_index([("status", ASCENDING), ("lease_until", ASCENDING)])
         await self.db.outbox.create_index("key")  # an erasure finds a participant's events
 
     # ------------------------------------------------------------ PDP: consent, erasure
@@ -124,14 +144,19 @@ class NotificationStore:
         return {str(doc["_id"]): doc async for doc in cursor}
 
     async def add_jobs(self, jobs: list[dict[str, Any]]) -> int:
-        """Insert each job unless its (event, participant) already has one; how many were new."""
+        """Insert each job unless its (event, participant) already has one; how many were new.
+        Inserted, not upserted: a redelivered event's job is refused by its ``_id``, and the
+        others go in all the same (unordered)."""
         if not jobs:
             return 0
-        result = await self.jobs.bulk_write(
-            [UpdateOne({"_id": job["_id"]}, {"$setOnInsert": job}, upsert=True) for job in jobs],
-            ordered=False,
-        )
-        return result.upserted_count
+        try:
+            result = await self.jobs.insert_many(jobs, ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(error.get("code") != DUPLICATE_KEY for error in errors):
+                raise
+            return int(exc.details.get("nInserted", 0))
+        return len(result.inserted_ids)
 
     async def release_waiting(self, participant_ids: Iterable[str], now: datetime) -> int:
         result = await self.jobs.update_many(

@@ -403,15 +403,22 @@ class RegistryStore:
         change nothing; the pendamping, named by the mentoring events, scopes their reads."""
         if not reached:
             return
-        updates = []
+        # One update per participant for the whole batch: the earliest time of each stage,
+        # every month, the last pendamping named (the records are in order).
+        merged: dict[str, dict[str, Any]] = {}
         for participant_id, stage, at, month, mentor in reached:
-            update: dict[str, Any] = {"$min": {f"stages.{stage}": at}}
+            update = merged.setdefault(participant_id, {"$min": {}})
+            field = f"stages.{stage}"
+            update["$min"][field] = min(at, update["$min"].get(field, at))
             if month:
-                update["$addToSet"] = {"sales_months": month}
+                months = update.setdefault("$addToSet", {"sales_months": {"$each": []}})
+                months["sales_months"]["$each"].append(month)
             if mentor:
                 update["$set"] = {"mentor_id": mentor}
-            updates.append(UpdateOne({"_id": participant_id}, update, upsert=True))
-        await self.journeys.bulk_write(updates, ordered=True)
+        await self.journeys.bulk_write(
+            [UpdateOne({"_id": pid}, update, upsert=True) for pid, update in merged.items()],
+            ordered=False,
+        )
 
     async def journey(self, participant_id: str) -> Document | None:
         return await self.journeys.find_one({"_id": participant_id})
