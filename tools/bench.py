@@ -404,6 +404,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=None, help="submissions/s; default: burst")
     parser.add_argument("--out", type=Path, default=RUN_DIR / "bench.json")
     parser.add_argument(
+        "--replicas", type=int, default=1, help="instances of each service (one group each)"
+    )
+    parser.add_argument(
         "--small-cache",
         action="store_true",
         help="run mongod with the tests' and the demo's 0.25 GB cache instead of 1 GB",
@@ -427,6 +430,7 @@ def main() -> None:
             "NOTIFICATIONS_LOG_LEVEL": "WARNING",
         },
         tuned=not args.small_cache,
+        replicas=args.replicas,
     )
     try:
         env = stack.start()
@@ -449,7 +453,8 @@ def main() -> None:
     end_to_end = result["participants"] / max(result["seconds_end_to_end"], 0.001)
     memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**30
     report = {
-        "mode": f"steady {args.rate}/s" if args.rate else "burst",
+        "mode": (f"steady {args.rate}/s" if args.rate else "burst")
+        + (f", {args.replicas} replicas of each service" if args.replicas > 1 else ""),
         "machine": f"{os.cpu_count()} cores, {memory_gib} GiB, Python {sys.version.split()[0]}",
         "servers": "Kafka with the client JIT and SerialGC; mongod's cache "
         + ("0.25 GB" if args.small_cache else "1 GB"),

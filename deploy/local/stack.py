@@ -154,9 +154,11 @@ def _provider_wiring(providers: ServiceSpec) -> dict[str, str]:
 
 
 class ServiceProcess(Server):
-    def __init__(self, spec: ServiceSpec, env: dict[str, str], run_dir: Path):
+    def __init__(
+        self, spec: ServiceSpec, env: dict[str, str], run_dir: Path, name: str | None = None
+    ):
         super().__init__()
-        self.name = spec.name
+        self.name = name or spec.name
         self.spec = spec
         self.url = f"http://127.0.0.1:{spec.port}"
         self.run_dir = run_dir
@@ -242,9 +244,12 @@ class Stack:
         mongo_port: int,
         service_env: dict[str, str] | None = None,
         tuned: bool = False,
+        replicas: int = 1,
     ):
         """``tuned``: mongod's cache as a production node's (the benchmark) instead of the
-        tests' and the demo's 0.25 GB."""
+        tests' and the demo's 0.25 GB. ``replicas``: instances of each service, sharing its
+        consumer group and database (the second on its port + 100, named ``<service>-2``)."""
+        self.replicas = replicas
         self.run_dir = run_dir
         self.service_env = service_env or {}
         self.specs = service_specs()
@@ -324,6 +329,17 @@ class Stack:
             ServiceProcess(spec, {**child_env, **self._login(spec.name)}, self.run_dir)
             for spec in self.specs
         ]
+        services += [  # further replicas of each service (the stand-in is no service)
+            ServiceProcess(
+                replace(spec, port=spec.port + 100 * n),
+                {**child_env, **self._login(spec.name)},
+                self.run_dir,
+                name=f"{spec.name}-{n + 1}",
+            )
+            for n in range(1, self.replicas)
+            for spec in self.specs
+            if spec.name != PROVIDERS.name
+        ]
         units = [self._add(service, service.url) for service in services]
         for service in services:
             service.launch()
@@ -331,7 +347,7 @@ class Stack:
         for service, unit in zip(services, units, strict=True):
             service.wait_ready()
             self._update(unit, state="running")
-            env[service.spec.url_var] = service.url
+            env.setdefault(service.spec.url_var, service.url)  # the first replica's
         env_file = self.run_dir / "stack.env"
         env_file.touch(mode=0o600)  # it holds passwords: its owner's only
         env_file.chmod(0o600)
