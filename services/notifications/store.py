@@ -209,8 +209,12 @@ class NotificationStore:
         return await cursor.sort("not_before", ASCENDING).to_list()
 
     async def renew(self, token: str, until: datetime) -> int:
-        """Extend a round's lease on the jobs it still holds; how many it holds."""
-        result = await self.jobs.update_many(_held(token), {"$set": {"lease_until": until}})
+        """Extend a round's lease on the jobs it still holds; how many it holds. Through the
+        queue of jobs being sent (no index leads with the status or the token any more: the
+        planner would scan every job ever made)."""
+        result = await self.jobs.update_many(
+            _held(token), {"$set": {"lease_until": until}}, hint="sending_lease"
+        )
         return result.matched_count
 
     async def reschedule(self, token: str, later: dict[str, datetime]) -> None:
