@@ -191,7 +191,9 @@ class NotificationStore:
     ) -> list[Document]:
         """Lease the jobs that are still ``claimable``, each atomically (the filter is
         checked again as each document is written): a job another dispatcher took first is
-        not returned. Oldest first."""
+        not returned. Oldest first: by due time, then by arrival (a participant's messages
+        deferred to one time, e.g. the end of the quiet hours, go out in the order they came;
+        read by _id, ties would come in the random order of the ids)."""
         if not job_ids:
             return []
         await self.jobs.update_many(
@@ -206,7 +208,7 @@ class NotificationStore:
             },
         )
         cursor = self.jobs.find({"_id": {"$in": job_ids}, **_held(lease.token)})
-        return await cursor.sort("not_before", ASCENDING).to_list()
+        return await cursor.sort([("not_before", ASCENDING), ("created_at", ASCENDING)]).to_list()
 
     async def renew(self, token: str, until: datetime) -> int:
         """Extend a round's lease on the jobs it still holds; how many it holds. Through the
