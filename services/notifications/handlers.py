@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import uuid
 from collections.abc import Callable
@@ -82,6 +83,8 @@ MESSAGES = {event.name: event for event in CONSUMES if event not in (Participant
 # only while the lease it last wrote outlasts that send's worst case, so the lease must be
 # longer than the worst case by at least a renewal interval (NotificationSettings checks).
 RENEW_FRACTION = 0.25
+# How long a round's commits wait for the previous group's publish (milliseconds, normally).
+PUBLISH_WAIT_S = 1.0
 NO_CONTACT = DeliveryProblem(
     code="no-contact", channel=None, message="no participant-contact arrived in time"
 )
@@ -307,6 +310,9 @@ class _Round:
         self.recorded = 0
         self._gathering: list[_Queued] = []
         self._committer: asyncio.Task[None] | None = None
+        self._publisher: asyncio.Task[None] | None = None  # the last committed group's
+        # The round's context for its committer, not the first sender's (its event, trace).
+        self._context = contextvars.copy_context()
 
     def covers_a_send(self) -> bool:
         """Whether a channel's send started now ends, worst case, before the lease does.
@@ -342,7 +348,9 @@ class _Round:
         ]
         self._gathering += queued
         if self._committer is None or self._committer.done():
-            self._committer = asyncio.create_task(self._commit_gathered())
+            self._committer = asyncio.create_task(
+                self._commit_gathered(), context=self._context.copy()
+            )
         held = await asyncio.gather(*(q.done for q in queued), return_exceptions=True)
         for result in held:
             if isinstance(result, BaseException):
@@ -364,19 +372,29 @@ class _Round:
             except Exception as exc:
                 if len(group) == 1 or is_transient(exc):
                     for q in group:
-                        q.done.set_exception(exc)
+                        _settle(q.done, exc)
                     continue
                 committed = []
                 for q in group:
                     try:
                         committed += await self._commit([q])
                     except Exception as alone:
-                        q.done.set_exception(alone)
+                        _settle(q.done, alone)
             if committed:
-                try:
-                    await retry_transient(functools.partial(self.deps.outbox.publish, committed))
-                except Exception:  # committed, so not lost: the outbox relay sends them
-                    log.exception("publishing recorded outcomes failed; the relay sends them")
+                # Published in commit order, each group after the one before. The next group
+                # gathers while this one is published too, but for a while only: while the
+                # broker does not answer, the outcomes of the sends made meanwhile commit all
+                # the same (a crash would make those sends again).
+                self._publisher = asyncio.create_task(self._publish(committed, self._publisher))
+                await asyncio.wait([self._publisher], timeout=PUBLISH_WAIT_S)
+
+    async def _publish(self, events: list[OutgoingEvent], after: asyncio.Task[None] | None) -> None:
+        if after is not None:
+            await asyncio.wait([after])
+        try:
+            await retry_transient(functools.partial(self.deps.outbox.publish, events))
+        except Exception:  # committed, so not lost: the outbox relay sends them
+            log.exception("publishing recorded outcomes failed; the relay sends them")
 
     async def _commit(self, group: list[_Queued]) -> list[OutgoingEvent]:
         deps = self.deps
@@ -391,7 +409,7 @@ class _Round:
         mine = await retry_transient(lambda: in_transaction(deps.store.client, work))
         ids = {event.envelope.id for event in mine}
         for q in group:
-            q.done.set_result(q.event.envelope.id in ids)
+            _settle(q.done, q.event.envelope.id in ids)
         self.recorded += len(mine)
         return mine
 
@@ -399,6 +417,19 @@ class _Round:
         """Wait for the last group to commit and be published."""
         while self._committer is not None and not self._committer.done():
             await asyncio.shield(self._committer)
+        if self._publisher is not None:
+            await asyncio.shield(self._publisher)
+
+
+def _settle(done: asyncio.Future[bool], result: bool | Exception) -> None:
+    """Tell a sender its outcome, unless it no longer waits (cancelled, e.g. by a shutdown):
+    its outcome is committed all the same, and the other outcomes of its group are told."""
+    if done.done():
+        return
+    if isinstance(result, Exception):
+        done.set_exception(result)
+    else:
+        done.set_result(result)
 
 
 @dataclass(frozen=True)
