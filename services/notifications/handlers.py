@@ -40,7 +40,7 @@ from services.notifications.channels import PermanentFailure, Providers, Transie
 from services.notifications.store import (
     CANCELLED,
     FAILED,
-    PENDING,
+    SENDING,
     SENT,
     WAITING,
     Lease,
@@ -174,31 +174,51 @@ async def handle_events(records: list[Record], deps: Deps) -> None:
             log.info("contacts arrived; waiting messages released", count=released)
         known = await store.contacts_of(_participant(fact) for _, fact in facts)
 
-        def status(pid: str) -> str:
-            return CANCELLED if pid in stopped else PENDING if pid in known else WAITING
+        # A message that can go now is inserted leased to the round that sends it next,
+        # as if claimed (no second write to claim it); the lease is fresh at each attempt.
+        lease = round_.renewed()
 
-        await store.add_jobs(
-            [
-                {
-                    "_id": f"{envelope.id}:{_participant(fact)}",
-                    "participant_id": _participant(fact),
-                    "template": fact.name,
-                    "data": {} if _participant(fact) in erased else fact.model_dump(mode="json"),
-                    "cause": envelope.headers(),
-                    "status": status(_participant(fact)),
-                    "not_before": now,
-                    "wait_until": now + deps.rules.contact_wait,
-                    "created_at": now,
-                }
-                for envelope, fact in facts
-            ]
+        def status(pid: str) -> dict[str, Any]:
+            if pid in stopped:
+                return {"status": CANCELLED}
+            if pid not in known:
+                return {"status": WAITING}
+            return {
+                "status": SENDING,
+                "lease_owner": lease.owner,
+                "lease_token": lease.token,
+                "lease_until": lease.until,
+            }
+
+        jobs = [
+            {
+                "_id": f"{envelope.id}:{_participant(fact)}",
+                "participant_id": _participant(fact),
+                "template": fact.name,
+                "data": {} if _participant(fact) in erased else fact.model_dump(mode="json"),
+                "cause": envelope.headers(),
+                **status(_participant(fact)),
+                "not_before": now,
+                "wait_until": now + deps.rules.contact_wait,
+                "created_at": now,
+            }
+            for envelope, fact in facts
+        ]
+        await store.add_jobs(jobs)
+        # What the round holds: those inserted now, or by an earlier attempt of this batch
+        # (same token); a redelivered event's job, already there, is not among them.
+        taken[:] = await store.held(
+            lease.token, [job["_id"] for job in jobs if job["status"] == SENDING]
         )
 
+    round_, taken = _Round(deps), list[Document]()
     await retry_transient(accept)
     try:  # the events are accepted: a failing round must not send them to the DLQ
-        await dispatch_due(deps)
+        await dispatch_due(deps, round_, taken)
     except Exception:
-        log.exception("dispatch round failed; the periodic dispatcher tries again")
+        # What it still holds is taken again when its lease runs out: released now, a job
+        # whose send is still under way (another participant's task) could go out twice.
+        log.exception("dispatch round failed; its jobs are taken again when its lease ends")
 
 
 async def _stop(deps: Deps, facts: list[tuple[Envelope, Event]]) -> None:
@@ -313,6 +333,12 @@ class _Round:
         self._publisher: asyncio.Task[None] | None = None  # the last committed group's
         # The round's context for its committer, not the first sender's (its event, trace).
         self._context = contextvars.copy_context()
+
+    def renewed(self) -> Lease:
+        """The round's lease, from now (before it holds anything: for jobs about to be
+        inserted leased to it)."""
+        self.lease = Lease(self.lease.owner, self.lease.token, system_clock() + self.deps.lease)
+        return self.lease
 
     def covers_a_send(self) -> bool:
         """Whether a channel's send started now ends, worst case, before the lease does.
@@ -532,26 +558,34 @@ async def _failed_by(deps: Deps, round_: _Round, job: Document, exc: Exception) 
         await retry_transient(lambda: in_transaction(deps.store.client, end))
 
 
-async def dispatch_due(deps: Deps, limit: int = 500) -> int:
+async def dispatch_due(
+    deps: Deps, round_: _Round | None = None, taken: list[Document] | None = None, limit: int = 500
+) -> int:
     """Send every job that is due (and give up on those that waited too long for a contact);
-    returns how many outcomes this round recorded.
+    returns how many outcomes this round recorded. ``round_`` and ``taken``: a round that
+    already holds jobs (a consumed batch's, inserted leased to it).
 
     One round: lease the due jobs (and those a crashed dispatcher left), read their contacts
     and today's counts in bulk, then send, participants concurrently and each one's messages
-    in turn (the daily limit counts them), recording outcomes as they happen. The
-    deferrals are written at the end: they sent nothing, so a crash before then only means
-    the jobs are looked at again when the lease runs out."""
+    in turn (oldest first; the daily limit counts them), recording outcomes as they happen.
+    The deferrals are written at the end: they sent nothing, so a crash before then only
+    means the jobs are looked at again when the lease runs out."""
     store, now = deps.store, deps.clock()
-    round_ = _Round(deps)
+    round_ = round_ or _Round(deps)
+    taken = taken or []
     waited_out = await store.claim_expired_waiting(now, round_.lease)
     if waited_out:  # no message went out for these: one transaction for them all is safe
         await round_.record([_failure(deps, job, [NO_CONTACT]) for job in waited_out])
-    jobs = await store.claim_due(now, system_clock(), round_.lease, limit)
+    room = max(0, limit - len(taken))
+    jobs = [
+        *taken,
+        *(await store.claim_due(now, system_clock(), round_.lease, room) if room else []),
+    ]
     if not jobs:
         await round_.close()
         return round_.recorded
     by_participant: dict[str, list[Document]] = {}
-    for job in jobs:
+    for job in sorted(jobs, key=lambda job: (job["not_before"], job["created_at"])):
         by_participant.setdefault(job["participant_id"], []).append(job)
     keeper = asyncio.create_task(round_.keep_leased())
     try:

@@ -210,6 +210,12 @@ class NotificationStore:
         cursor = self.jobs.find({"_id": {"$in": job_ids}, **_held(lease.token)})
         return await cursor.sort([("not_before", ASCENDING), ("created_at", ASCENDING)]).to_list()
 
+    async def held(self, token: str, job_ids: list[str]) -> list[Document]:
+        """Those of ``job_ids`` that round ``token`` holds."""
+        if not job_ids:
+            return []
+        return await self.jobs.find({"_id": {"$in": job_ids}, **_held(token)}).to_list()
+
     async def renew(self, token: str, until: datetime) -> int:
         """Extend a round's lease on the jobs it still holds; how many it holds. Through the
         queue of jobs being sent (no index leads with the status or the token any more: the
