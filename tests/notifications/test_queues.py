@@ -7,9 +7,12 @@ goes out once, and each participant's messages in the order they came."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import uuid
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -17,7 +20,7 @@ import pytest_asyncio
 from aiokafka import AIOKafkaProducer
 from pymongo import ASCENDING, AsyncMongoClient
 
-from deploy.local.launcher import free_port
+from deploy.local.launcher import Kafka, free_port
 from services.notifications.app import create_app
 from services.notifications.handlers import NO_CONTACT, Deps, _failure, _Round, system_clock
 from services.notifications.store import (
@@ -29,11 +32,13 @@ from services.notifications.store import (
     Lease,
     NotificationStore,
 )
+from shared.access import PRINCIPALS, cluster_rules
 from shared.contracts import NotificationFailed, NotificationSent, TrainingEnrolled
-from shared.envelope import OutgoingEvent, new_envelope
+from shared.envelope import new_envelope
+from shared.kafka import ensure_topics, make_broker
 from shared.mongo import Document, Outbox, make_client
 from tests.conftest import Servers, random_id
-from tests.kafka_helpers import serving
+from tests.kafka_helpers import Collector, serving
 from tests.notifications.fixtures import (
     Clock,
     enrolled,
@@ -314,91 +319,145 @@ async def transactions_committed(admin: AsyncMongoClient[Document]) -> int:
     return int(status["transactions"]["totalCommitted"])
 
 
-class UnansweringBroker(Outbox):
-    """The outbox of a round whose broker does not answer until ``answer`` is set: what it
-    was asked to publish, in order, once it answers."""
+@contextlib.asynccontextmanager
+async def kafka_of_its_own(servers: Servers, root: Path) -> AsyncIterator[tuple[Kafka, Servers]]:
+    """A Kafka of the test's own, started by the project's launcher with the session's
+    security (a SCRAM user per principal, the catalogue's ACLs), beside the session's mongod:
+    one a test may pause without stalling the broker every other test uses. Stopped after."""
+    kafka = Kafka(root / "kafka", users=PRINCIPALS)
+    try:
+        await asyncio.to_thread(kafka.start)
+        await asyncio.to_thread(kafka.grant, cluster_rules())
+        yield kafka, Servers(kafka, servers.mongod)
+    finally:
+        await asyncio.to_thread(kafka.stop)
 
-    def __init__(self, store: NotificationStore) -> None:
-        super().__init__(store.db, cast(Any, None))
-        self.answer = asyncio.Event()
-        self.published: list[list[str]] = []
 
-    async def publish(self, events: Iterable[OutgoingEvent]) -> None:
-        ids = [event.envelope.id for event in events]
-        await self.answer.wait()
-        self.published.append(ids)
+def process_state(pid: int) -> str:
+    """The state letter of /proc/<pid>/stat: T once the process is stopped."""
+    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+
+
+@contextlib.asynccontextmanager
+async def not_answering(kafka: Kafka) -> AsyncIterator[None]:
+    """Kafka's process stopped (SIGSTOP): its connections stay open, what clients send it
+    waits in its sockets and nothing is answered, until it is continued (SIGCONT) on the
+    way out, whatever happened meanwhile."""
+    process = kafka.process
+    assert process is not None and process.poll() is None, "Kafka is not running"
+    process.send_signal(signal.SIGSTOP)
+    try:
+        await until(lambda: process_state(process.pid) == "T", 10, "Kafka's process stopped")
+        yield
+    finally:
+        process.send_signal(signal.SIGCONT)
 
 
 async def test_outcomes_commit_while_the_broker_does_not_answer_and_past_a_cancelled_sender(
-    servers: Servers, database: tuple[str, str]
+    servers: Servers, database: tuple[str, str], tmp_path: Path
 ) -> None:
     """The group commit of a dispatch round (services.notifications.handlers._Round): a
     send's outcome commits even while the previous group's publish waits for a broker that
     does not answer (else a crash then would make that send again); a sender cancelled while
     its group commits (a shutdown) neither keeps the others of its group waiting nor loses
-    its own outcome; everything is published afterwards, group after group in commit order."""
+    its own outcome; everything is published afterwards, group after group in commit order.
+
+    The broker is a real Kafka of the test's own, paused (SIGSTOP) while the outcomes
+    commit: the round's publishes get no answer until it is continued, well within the
+    producer's request timeout (40 s), so they complete then rather than fail."""
     name, uri = database
-    settings = notification_settings(
-        servers, "http://127.0.0.1:9", free_port(), mongodb_database=name, mongodb_uri=uri
-    )
-    client = make_client(uri)
-    try:
-        store = NotificationStore(client, name)
-        await store.ensure_indexes()
-        outbox = UnansweringBroker(store)
-        now = datetime.now(UTC).replace(microsecond=0)
-        deps = Deps(
-            settings=settings,
-            broker=cast(Any, None),
-            store=store,
-            outbox=outbox,
-            templates=cast(Any, None),
-            providers=cast(Any, None),
-            rules=cast(Any, None),
-            clock=lambda: now,
-            lease=timedelta(seconds=60),
-            instance="test",
+    async with kafka_of_its_own(servers, tmp_path) as (kafka, own):
+        # One partition: the topic's offsets are the order the events were published in.
+        settings = await asyncio.to_thread(
+            notification_settings,
+            own,
+            "http://127.0.0.1:9",
+            free_port(),
+            mongodb_database=name,
+            mongodb_uri=uri,
+            topic_partitions=1,
         )
-        jobs = [
-            job(
-                PENDING,
-                now - timedelta(minutes=4 - i),
-                cause=new_envelope(type=TrainingEnrolled.ce_type(), source="coaching").headers(),
+        await ensure_topics(settings, [NotificationFailed.name])
+        topic = settings.topic(NotificationFailed.name)
+        broker = make_broker(settings)
+        client = make_client(uri)
+        try:
+            await broker.connect()
+            store = NotificationStore(client, name)
+            await store.ensure_indexes()
+            outbox = Outbox(store.db, broker)
+            now = datetime.now(UTC).replace(microsecond=0)
+            deps = Deps(
+                settings=settings,
+                broker=broker,
+                store=store,
+                outbox=outbox,
+                templates=cast(Any, None),
+                providers=cast(Any, None),
+                rules=cast(Any, None),
+                clock=lambda: now,
+                lease=timedelta(seconds=60),
+                instance="test",
             )
-            for i in range(4)
-        ]
-        await store.add_jobs(jobs)
-        round_ = _Round(deps)
-        held = await store.claim_due(now, system_clock(), round_.lease, limit=10)
-        assert [j["_id"] for j in held] == [j["_id"] for j in jobs]
-        first, second, third, fourth = (_failure(deps, j, [NO_CONTACT]) for j in held)
+            jobs = [
+                job(
+                    PENDING,
+                    now - timedelta(minutes=4 - i),
+                    cause=new_envelope(
+                        type=TrainingEnrolled.ce_type(), source="coaching"
+                    ).headers(),
+                )
+                for i in range(4)
+            ]
+            await store.add_jobs(jobs)
+            round_ = _Round(deps)
+            held = await store.claim_due(now, system_clock(), round_.lease, limit=10)
+            assert [j["_id"] for j in held] == [j["_id"] for j in jobs]
+            first, second, third, fourth = (_failure(deps, j, [NO_CONTACT]) for j in held)
 
-        async def statuses() -> list[str]:
-            return [d["status"] async for d in store.jobs.find().sort("not_before", ASCENDING)]
+            async def statuses() -> list[str]:
+                jobs_in_order = store.jobs.find().sort("not_before", ASCENDING)
+                return [d["status"] async for d in jobs_in_order]
 
-        await asyncio.wait_for(round_.record([first]), timeout=30)
-        # Its publish waits for the broker; the next outcome commits all the same.
-        await asyncio.wait_for(round_.record([second]), timeout=30)
-        assert await statuses() == [FAILED, FAILED, SENDING, SENDING]
+            async def unsent() -> int:
+                return await store.db.outbox.count_documents({"sent_at": None})
 
-        cancelled = asyncio.create_task(round_.record([third]))
-        waiting = asyncio.create_task(round_.record([fourth]))
-        await asyncio.sleep(0)  # both have joined the group to commit next
-        cancelled.cancel()
-        await asyncio.wait_for(waiting, timeout=30)
-        assert cancelled.cancelled()
-        assert await statuses() == [FAILED] * 4
-        assert outbox.published == []
+            async with not_answering(kafka):
+                await asyncio.wait_for(round_.record([first]), timeout=30)
+                # Its publish waits for the broker; the next outcome commits all the same.
+                await asyncio.wait_for(round_.record([second]), timeout=30)
+                assert await statuses() == [FAILED, FAILED, SENDING, SENDING]
 
-        outbox.answer.set()  # the broker is back
-        await asyncio.wait_for(round_.close(), timeout=30)
-        rows = {row["_id"]: row async for row in store.db.outbox.find()}
-        told = [
-            NotificationFailed.model_validate_json(rows[event_id]["value"]).cause_event_id
-            for group in outbox.published
-            for event_id in group
-        ]
-        assert told == [j["cause"]["ce_id"] for j in jobs]
-        assert round_.recorded == 4
-    finally:
-        await client.close()
+                cancelled = asyncio.create_task(round_.record([third]))
+                waiting = asyncio.create_task(round_.record([fourth]))
+                await asyncio.sleep(0)  # both have joined the group to commit next
+                cancelled.cancel()
+                await asyncio.wait_for(waiting, timeout=30)
+                assert cancelled.cancelled()
+                assert await statuses() == [FAILED] * 4
+                # The broker has acknowledged nothing: every event still waits in the outbox.
+                assert await unsent() == 4
+
+            # The broker answers again.
+            await asyncio.wait_for(round_.close(), timeout=60)
+            rows = [row async for row in store.db.outbox.find()]
+            assert len(rows) == 4
+            assert all(isinstance(row["sent_at"], datetime) for row in rows), rows
+            assert round_.recorded == 4
+
+            events = await Collector(own.kafka, [topic]).start()
+            try:
+                await events.wait_for(lambda _: True, 4, timeout=30)
+                await events.caught_up()
+            finally:
+                await events.stop()
+            published = sorted(events.records, key=lambda r: r.offset)
+            # Each outbox row published once, and nothing else.
+            assert sorted(r.headers["ce_id"] for r in published) == sorted(r["_id"] for r in rows)
+            told = [
+                NotificationFailed.model_validate_json(r.value).cause_event_id for r in published
+            ]
+            assert told == [j["cause"]["ce_id"] for j in jobs]
+        finally:
+            await broker.stop()
+            await client.close()
