@@ -151,24 +151,38 @@ class _Wait:
     def __init__(self) -> None:
         self.key = next(_ids)
 
-    def before_sleep(self, state: RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome else None
+    def failed(self, exc: BaseException | None, attempt: int) -> None:
         name = type(exc).__name__
         _outages.setdefault(self.key, (name, time.monotonic()))
-        attempt = state.attempt_number
         if attempt & (attempt - 1) == 0:  # 1, 2, 4, 8, ...: a long outage logs a few lines
             log.warning("transient failure; waiting", attempt=attempt, error_type=name)
+
+    def before_sleep(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        self.failed(exc, state.attempt_number + 1)  # the first attempt came before the loop
 
     def done(self) -> None:
         _outages.pop(self.key, None)
 
 
+FIRST_WAIT_S = 0.05
+
+
 async def retry_transient(operation: Callable[[], Awaitable[T]], max_wait_s: float = 10.0) -> T:
     """Run ``operation`` until it succeeds; an outage is waited out (capped exponential
     backoff), never turned into a lost message, and shown by :func:`outages` meanwhile.
-    Anything that is not the infrastructure's fault propagates at once."""
-    wait = _Wait()
+    Anything that is not the infrastructure's fault propagates at once. The first attempt
+    runs bare (nearly every call succeeds at once: no retry machinery on the hot path)."""
     try:
+        return await operation()
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+        first: Exception = exc
+    wait = _Wait()
+    wait.failed(first, 1)
+    try:
+        await asyncio.sleep(FIRST_WAIT_S)
         async for attempt in AsyncRetrying(
             retry=retry_if_exception(is_transient),
             wait=wait_exponential_jitter(multiplier=0.05, max=max_wait_s, jitter=0.1),
