@@ -280,10 +280,10 @@ def _participant(fact: Event) -> str:
     return str(getattr(fact, "participant_id"))  # noqa: B009 - every consumed event has it
 
 
-def _outcome_event(deps: Deps, job: Document, data: Event, now: datetime) -> OutgoingEvent:
-    settings, pid = deps.settings, job["participant_id"]
+def _outcome_event(deps: Deps, outcome: _Outcome, now: datetime) -> OutgoingEvent:
+    settings, pid, data = deps.settings, outcome.job["participant_id"], outcome.event
     return OutgoingEvent.caused_by(
-        Envelope.from_headers(job["cause"]),
+        outcome.cause or Envelope.from_headers(outcome.job["cause"]),
         data,
         topic=settings.topic(data.name),
         key=pid,
@@ -298,9 +298,12 @@ class _Outcome:
     job: Document
     fields: dict[str, object]
     event: Event
+    cause: Envelope | None = None  # the job's cause, if the sender has read it already
 
 
-def _failure(deps: Deps, job: Document, problems: list[DeliveryProblem]) -> _Outcome:
+def _failure(
+    deps: Deps, job: Document, problems: list[DeliveryProblem], cause: Envelope | None = None
+) -> _Outcome:
     failed = NotificationFailed(
         participant_id=job["participant_id"],
         template=job["template"],
@@ -312,7 +315,7 @@ def _failure(deps: Deps, job: Document, problems: list[DeliveryProblem]) -> _Out
         "failed_at": deps.clock(),
         "problems": [p.model_dump() for p in problems],
     }
-    return _Outcome(job, fields, failed)
+    return _Outcome(job, fields, failed, cause)
 
 
 class _Round:
@@ -369,8 +372,7 @@ class _Round:
         now = self.deps.clock()
         loop = asyncio.get_running_loop()
         queued = [
-            _Queued(o, _outcome_event(self.deps, o.job, o.event, now), loop.create_future())
-            for o in outcomes
+            _Queued(o, _outcome_event(self.deps, o, now), loop.create_future()) for o in outcomes
         ]
         self._gathering += queued
         if self._committer is None or self._committer.done():
@@ -466,13 +468,18 @@ class _Queued:
 
 
 async def _send(
-    deps: Deps, round_: _Round, job: Document, contact: Document | None, sent_today: int
+    deps: Deps,
+    round_: _Round,
+    job: Document,
+    cause: Envelope,
+    contact: Document | None,
+    sent_today: int,
 ) -> bool:
     """Send one job (or defer it) and record what happened; True if it was sent."""
     rules, now, pid = deps.rules, deps.clock(), job["participant_id"]
     if contact is None:  # e.g. taken over from a crashed round that had it waiting
         if job["wait_until"] <= now:
-            await round_.record([_failure(deps, job, [NO_CONTACT])])
+            await round_.record([_failure(deps, job, [NO_CONTACT], cause)])
         else:
             round_.later[job["_id"]] = now + timedelta(minutes=1)
         return False
@@ -524,7 +531,7 @@ async def _send(
             "sent_at": now,
             "problems": [p.model_dump() for p in problems],
         }
-        await round_.record([_Outcome(job, fields, sent)])
+        await round_.record([_Outcome(job, fields, sent, cause)])
         return True
     if not problems:
         problems.append(
@@ -532,7 +539,7 @@ async def _send(
                 code="no-channel", channel=None, message="the contact has neither phone nor e-mail"
             )
         )
-    await round_.record([_failure(deps, job, problems)])
+    await round_.record([_failure(deps, job, problems, cause)])
     return False
 
 
@@ -599,7 +606,7 @@ async def dispatch_due(
                 cause = Envelope.from_headers(job["cause"])
                 with processing(cause, deps.settings.topic(job["template"]), pid, name="send"):
                     try:
-                        sent += await _send(deps, round_, job, contacts.get(pid), sent)
+                        sent += await _send(deps, round_, job, cause, contacts.get(pid), sent)
                     except Exception as exc:  # the other participants' messages still go
                         await _failed_by(deps, round_, job, exc)
 
