@@ -92,27 +92,25 @@ def job(status: str, at: datetime, **fields: Any) -> Document:
     }
 
 
-def index_names(plan: Any) -> Iterator[str]:
-    """Every index a plan (or any part of it) reads."""
+def found(plan: Any, key: str) -> Iterator[str]:
+    """Every value of ``key`` in a plan or any part of it."""
     if isinstance(plan, dict):
-        if "indexName" in plan:
-            yield plan["indexName"]
+        if key in plan:
+            yield plan[key]
         for value in plan.values():
-            yield from index_names(value)
+            yield from found(value, key)
     elif isinstance(plan, list):
         for value in plan:
-            yield from index_names(value)
+            yield from found(value, key)
+
+
+def index_names(plan: Any) -> Iterator[str]:
+    """Every index a plan (or any part of it) reads."""
+    return found(plan, "indexName")
 
 
 def stages(plan: Any) -> Iterator[str]:
-    if isinstance(plan, dict):
-        if "stage" in plan:
-            yield plan["stage"]
-        for value in plan.values():
-            yield from stages(value)
-    elif isinstance(plan, list):
-        for value in plan:
-            yield from stages(value)
+    return found(plan, "stage")
 
 
 async def test_the_full_indexes_give_way_to_partial_ones_also_with_replicas_starting_together(
