@@ -2,7 +2,8 @@
 
 Inbox and outbox are what make at-least-once delivery produce every effect once: a handler
 claims the message's idempotency key and writes its state change and the events it causes in
-one transaction; a relay publishes what the outbox holds and marks it sent.
+one transaction; once the broker acknowledges an event, its row leaves the outbox, and a
+relay publishes whatever the outbox still holds.
 """
 
 from __future__ import annotations
@@ -157,13 +158,17 @@ class StateCache(Generic[M]):
 
 
 class Outbox:
-    """Events written with the state change that caused them, published afterwards.
+    """Events written with the state change that caused them, published afterwards: a row
+    is deleted once the broker has acknowledged its event (one delete, and the event's
+    value, a contact say, leaves MongoDB at once), so the outbox holds only what is still to
+    be sent, and what the broker refused for its size (kept with its reason).
 
     Two paths publish: the handler right after its commit (fast), and a relay for whatever
     a crash left behind. So that they do not both send one event, the relay leaves alone the
     events this process still means to send itself (registered by :meth:`add`, for at most
     ``IN_FLIGHT_TTL``). Another instance's relay can still send an event twice when that
-    instance stalls past the relay's age cut-off: consumers drop a repeated ``ce_id``.
+    instance stalls past the relay's age cut-off, or when a relay read a row just before
+    the other path published and deleted it: consumers drop a repeated ``ce_id``.
     """
 
     IN_FLIGHT_TTL = timedelta(minutes=5)
@@ -173,38 +178,32 @@ class Outbox:
         self.broker = broker
         self._in_flight: dict[str, datetime] = {}
 
-    SENT_TTL_INDEX = "sent_at_ttl"
-    # The rows a TTL index may remove: sent ones. An unsent row (``sent_at`` null, or refused
-    # for its size) is kept until it is published, or for an operator.
-    SENT: ClassVar[Document] = {"sent_at": {"$type": "date"}}
+    # An earlier version marked a published row sent (``sent_at``) and kept it until a TTL
+    # index purged it; the relay read the unsent ones through the other index.
+    LEGACY_INDEXES = ("sent_at_ttl", "sent_at_1_created_at_1")
+    LEGACY_SENT: ClassVar[Document] = {"sent_at": {"$type": "date"}}
 
-    async def ensure_indexes(self, retention_s: float = 7 * 24 * 3600) -> None:
-        """The relay's index, and a TTL index that purges sent rows ``retention_s`` after
-        they were sent (they hold the events' values, contacts among them): MongoDB's TTL
-        monitor deletes them within a minute or so of that. A changed retention replaces
-        the index (a service's readWrite user may drop and create indexes, not collMod)."""
-        await self.collection.create_index([("sent_at", 1), ("created_at", 1)])
-        expire = max(1, int(retention_s))
+    async def ensure_indexes(self) -> None:
+        """The relay's index (oldest first). Where an earlier version's indexes are still
+        there, the rows it published and kept are deleted (they hold the events' values,
+        contacts among them), then its indexes are dropped. A row such a version marks sent
+        later still (a rolling upgrade) is taken for unsent: the relay publishes it once
+        more, a repeated ``ce_id``, and deletes it."""
         indexes = await self.collection.index_information()
-        ttl = indexes.get(self.SENT_TTL_INDEX)
-        if ttl is None:
-            await self.collection.create_index(
-                [("sent_at", 1)],
-                name=self.SENT_TTL_INDEX,
-                expireAfterSeconds=expire,
-                partialFilterExpression=self.SENT,
-            )
-        elif ttl.get("expireAfterSeconds") != expire:
+        legacy = [name for name in self.LEGACY_INDEXES if name in indexes]
+        if legacy:
+            await self.collection.delete_many(self.LEGACY_SENT)
+        await self.collection.create_index([("created_at", 1)])
+        for name in legacy:
             with contextlib.suppress(OperationFailure):  # another replica dropped it first
-                await self.collection.drop_index(self.SENT_TTL_INDEX)
-            await self.ensure_indexes(retention_s)
+                await self.collection.drop_index(name)
 
-    # Unsent and publishable: an event the broker refused for its size is not retried.
-    PENDING: ClassVar[Document] = {"sent_at": None, "failed": {"$exists": False}}
+    # Publishable: an event the broker refused for its size stays, and is not retried.
+    PENDING: ClassVar[Document] = {"failed": {"$exists": False}}
 
     async def add(self, session: AsyncClientSession, events: Iterable[OutgoingEvent]) -> None:
         now = datetime.now(UTC)
-        docs = [{**e.to_document(), "created_at": now, "sent_at": None} for e in events]
+        docs = [{**e.to_document(), "created_at": now} for e in events]
         if docs:
             await self.collection.insert_many(docs, session=session)
             self._in_flight.update((doc["_id"], now) for doc in docs)
@@ -213,8 +212,8 @@ class Outbox:
         """Fast path right after the commit; anything it misses the relay sends later.
 
         Every event is handed to the producer in order (a key's events keep their order on
-        its partition), the acknowledgements are awaited together, and one write marks them
-        all sent.
+        its partition), the acknowledgements are awaited together, and one write deletes
+        their rows (a row another path published and deleted first is simply not there).
         """
         events = list(events)
         if not events:
@@ -243,9 +242,7 @@ class Outbox:
             raise failure
         sent = [e.envelope.id for e in events if e.envelope.id not in refused]
         if sent:
-            await self.collection.update_many(
-                {"_id": {"$in": sent}}, {"$set": {"sent_at": datetime.now(UTC)}}
-            )
+            await self.collection.delete_many({"_id": {"$in": sent}})
         for event in events:
             self._in_flight.pop(event.envelope.id, None)
 
@@ -265,8 +262,8 @@ class Outbox:
         )
 
     async def relay_pending(self, older_than: timedelta = timedelta(0)) -> int:
-        """Publish, oldest first, every event still unsent that this process is not about
-        to send itself; returns how many it sent."""
+        """Publish, oldest first, every event still in the outbox (but those refused) that
+        this process is not about to send itself; returns how many it sent."""
         now = datetime.now(UTC)
         for event_id, since in list(self._in_flight.items()):  # e.g. a transaction aborted
             if now - since > self.IN_FLIGHT_TTL:

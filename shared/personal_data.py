@@ -59,11 +59,16 @@ _FACTS = Store(
     "in clear on the topics; in the DLQs encrypted field by field",
     "the personal-data retention (7 days by default)",
 )
+# A service's outbox row holds an event's value until the broker acknowledges the event.
+_OUTBOX_ROWS = (
+    "an outbox row until its event is published (then deleted; one the broker refused for "
+    "its size stays, for an operator)"
+)
 _OUTBOX = Store(
     "registry",
     "outbox (its participant-contact events)",
-    "in clear until sent; deleted with the participant",
-    "sent rows: OUTBOX_RETENTION_S (7 days, a TTL index)",
+    "in clear; deleted with the participant",
+    _OUTBOX_ROWS,
 )
 _CONTACT_TOPIC = Store(
     "registry -> notifications",
@@ -152,7 +157,7 @@ CATEGORIES: dict[str, Category] = {
                 "coaching",
                 "participants (product names, certificate numbers), outbox",
                 "in clear",
-                "until the erasure: blanked (sent outbox rows deleted)",
+                "until the erasure: blanked; " + _OUTBOX_ROWS,
             ),
         ),
     ),
@@ -171,7 +176,7 @@ CATEGORIES: dict[str, Category] = {
                 "marketplace",
                 "participants (curation reviews' notes), parked reviews, outbox",
                 "in clear",
-                "until the erasure: blanked (sent outbox rows deleted); a review parked before "
+                "until the erasure: blanked; " + _OUTBOX_ROWS + "; a review parked before "
                 "its product is known is not linked to anyone: it keeps its notes until it "
                 "applies (then blanked) or its parking expires (to the DLQ, sealed)",
             ),

@@ -267,7 +267,7 @@ def service_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(**_: Any) -> AsyncIterator[None]:
-        await retry_transient(lambda: outbox.ensure_indexes(settings.outbox_retention_s))
+        await retry_transient(outbox.ensure_indexes)
         if parking is not None:
             await retry_transient(parking.ensure_indexes)
         if prepare is not None:

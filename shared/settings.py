@@ -135,13 +135,6 @@ class ServiceSettings(BaseSettings):
         "record's personal fields are encrypted under the first, and `jakpreneur dlq "
         "replay` opens them with any. The same in every service and in ops' CLI.",
     )
-    outbox_retention_s: float = Field(
-        default=7 * 24 * 3600,
-        gt=0,
-        validation_alias=AliasChoices("outbox_retention_s", "OUTBOX_RETENTION_S"),
-        description="How long a sent outbox row is kept (a MongoDB TTL index removes it "
-        "after); rows not yet sent never expire.",
-    )
     otlp_endpoint: str = Field(
         default="",
         validation_alias=AliasChoices("otlp_endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT"),

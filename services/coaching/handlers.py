@@ -267,9 +267,10 @@ async def _erase(
     """Erase in this transaction (with the inbox claim) and confirm through the outbox. A
     redelivery finds its claim; a repeated request (another event) changes nothing and
     confirms again with the same ``erased_at`` and categories, so the registry can close
-    whichever request it tracks."""
+    whichever request it tracks. The outbox holds none of the participant's published
+    events (their values carry certificate numbers): a row is deleted when its event is
+    published, and one still to be sent when it goes out."""
     erased_at = domain.erase(state, now)
-    await deps.store.forget_sent_events(session, state.participant_id)
     emit(
         ParticipantDataErased(
             participant_id=state.participant_id,

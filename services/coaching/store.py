@@ -36,15 +36,9 @@ class CoachingStore:
         await self.db.cohorts.create_index([("sector", 1), ("city", 1), ("seq", 1)], unique=True)
         await self.db.mentors.create_index([("kecamatan", 1), ("active", 1)])
         await self.db.mentors.create_index([("city", 1), ("active", 1)])
-        await self.db.outbox.create_index("key")  # an erasure finds a participant's events
-
-    async def forget_sent_events(self, session: Session, participant_id: str) -> int:
-        """An erasure deletes the participant's events already published (their values carry
-        certificate numbers); what is still to be sent goes out and is purged later."""
-        result = await self.db.outbox.delete_many(
-            {"key": participant_id, "sent_at": {"$ne": None}}, session=session
-        )
-        return result.deleted_count
+        # By participant: what of theirs is still to be sent (a published event's row is
+        # deleted at once; an erasure deleted the sent ones through this index before).
+        await self.db.outbox.create_index("key")
 
     async def due_for_check(self, now: datetime, limit: int = 500) -> list[str]:
         cursor = self.db.participants.find({"next_check_at": {"$lte": now}}, {"_id": 1})

@@ -193,10 +193,12 @@ class _Decision:
     async def erase(self) -> None:
         """Erase in this transaction (with the inbox claim) and confirm through the outbox.
         A redelivery finds its claim; a repeated request (another event) changes nothing
-        and confirms again with the same ``erased_at`` and categories."""
+        and confirms again with the same ``erased_at`` and categories. The outbox holds
+        none of the participant's published events (a rejection carries the reviewer's
+        notes): a row is deleted when its event is published, and one still to be sent when
+        it goes out."""
         state, store, pid = self.state, self.deps.store, self.state.participant_id
         erased_at = domain.erase(state, self.now)
-        await store.forget_sent_events(self.session, pid)
         keys = [f"product:{p.product_id}" for p in state.products]
         keys += [f"curation:{p.product_id}:{level}" for p in state.products for level in LEVELS]
         await store.rewrite_parked(self.session, keys, _without_notes)

@@ -24,16 +24,9 @@ class MarketplaceStore:
         self.parking = Parking(client, self.db)
 
     async def ensure_indexes(self) -> None:
-        await self.db.outbox.create_index("key")  # an erasure finds a participant's events
-
-    async def forget_sent_events(self, session: Session, participant_id: str) -> int:
-        """An erasure deletes the participant's events already published (a rejection
-        carries the reviewer's notes); what is still to be sent goes out and is purged
-        later."""
-        result = await self.db.outbox.delete_many(
-            {"key": participant_id, "sent_at": {"$ne": None}}, session=session
-        )
-        return result.deleted_count
+        # By participant: what of theirs is still to be sent (a published event's row is
+        # deleted at once; an erasure deleted the sent ones through this index before).
+        await self.db.outbox.create_index("key")
 
     async def rewrite_parked(
         self, session: Session, keys: list[str], rewrite: Callable[[bytes], bytes]

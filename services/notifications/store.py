@@ -84,7 +84,9 @@ class NotificationStore:
                 with contextlib.suppress(OperationFailure):  # another replica dropped it
                     await self.jobs.drop_index(old)
         await self.jobs.create_index([("participant_id", ASCENDING), ("sent_at", ASCENDING)])
-        await self.db.outbox.create_index("key")  # an erasure finds a participant's events
+        # By participant: what of theirs is still to be sent (a published event's row is
+        # deleted at once; an erasure deleted the sent ones through this index before).
+        await self.db.outbox.create_index("key")
 
     # ------------------------------------------------------------ PDP: consent, erasure
 
@@ -116,16 +118,15 @@ class NotificationStore:
         return result.modified_count
 
     async def erase(self, session: AsyncClientSession, participant_id: str) -> None:
-        """The contact goes, the delivery log keeps nothing but what was sent how and when,
-        and the participant's published events (a provider's message id) are deleted."""
+        """The contact goes, and the delivery log keeps nothing but what was sent how and
+        when. The outbox holds none of the participant's published events (a provider's
+        message id): a row is deleted when its event is published; one still to be sent is
+        deleted when it goes out."""
         await self.contacts.delete_one({"_id": participant_id}, session=session)
         await self.jobs.update_many(
             {"participant_id": participant_id},
             {"$set": {"data": {}}, "$unset": ERASED_JOB_FIELDS},
             session=session,
-        )
-        await self.db.outbox.delete_many(
-            {"key": participant_id, "sent_at": {"$ne": None}}, session=session
         )
 
     async def forget_contacts(self, participant_ids: Iterable[str]) -> int:

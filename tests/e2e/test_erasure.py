@@ -10,6 +10,7 @@ repeated request changes nothing, and facts arriving afterwards leave nothing pe
 from __future__ import annotations
 
 import asyncio
+import collections
 import random
 import string
 import time
@@ -33,6 +34,8 @@ from shared.contracts import (
     FinancingReferred,
     NotificationSent,
     ParticipantContact,
+    ParticipantDataErased,
+    ParticipantErasureRequested,
     ParticipantRegistered,
     ProductListed,
     RegistrationSubmitted,
@@ -229,6 +232,28 @@ async def scan_topics(servers: Servers, prefix: str, person: Person) -> list[str
     return found
 
 
+async def published_by_registry(
+    db: Any, published: Collector, pid: str
+) -> collections.Counter[str]:
+    """Per topic, the records the registry has published for ``pid`` (other services'
+    confirmations left out). A row leaves its outbox once the broker has acknowledged its
+    event: with none of ``pid``'s left, all it committed is on the topics, read to the end."""
+
+    async def none_left() -> bool:
+        return await db.outbox.count_documents({"key": pid}) == 0
+
+    await until(f"the registry's outbox to publish every event of {pid}", none_left)
+    await published.caught_up()
+
+    def by_registry(record: Any) -> bool:
+        if record.key != pid.encode():
+            return False
+        erased = record.topic.endswith(ParticipantDataErased.name)
+        return not erased or record.json()["service"] == "registry"
+
+    return collections.Counter(r.topic for r in published.matching(by_registry))
+
+
 async def until(what: str, check: Any, timeout: float = 90) -> Any:
     deadline = time.monotonic() + timeout
     while True:
@@ -343,22 +368,32 @@ async def test_erasure_leaves_nothing_personal_in_any_service(
 
             # A repeated request changes nothing
             registry_db = mongo[registry.settings.mongodb_database]
-            erased_before = await registry_db.outbox.count_documents({"key": pid})
-            again = await http.post(erasure_url, headers=ops, json={"reason": "sekali lagi"})
-            assert again.status_code == 202
-            request_id = again.json()["request_id"]
-            await until(
-                "the registry to decide the repeated request",
-                lambda: registry_db.inbox.find_one(
-                    {"_id": {"$regex": f":{request_id}$"}}, {"_id": 1}
-                ),
-            )
-            repeated = (await http.get(erasure_url, headers=ops)).json()
-            assert repeated["status"] == "complete"
-            assert repeated["confirmed"] == EVERY_SERVICE
-            assert repeated["requests"] == 2
-            # the request itself is the one new outbox row: no new tombstone, no new answer
-            assert await registry_db.outbox.count_documents({"key": pid}) == erased_before + 1
+            names = (ParticipantErasureRequested, ParticipantContact, ParticipantDataErased)
+            registry_topics = [registry.settings.topic(event.name) for event in names]
+            published = await Collector(servers.kafka, registry_topics).start()
+            try:
+                published_before = await published_by_registry(registry_db, published, pid)
+                again = await http.post(erasure_url, headers=ops, json={"reason": "sekali lagi"})
+                assert again.status_code == 202
+                request_id = again.json()["request_id"]
+                await until(
+                    "the registry to decide the repeated request",
+                    lambda: registry_db.inbox.find_one(
+                        {"_id": {"$regex": f":{request_id}$"}}, {"_id": 1}
+                    ),
+                )
+                repeated = (await http.get(erasure_url, headers=ops)).json()
+                assert repeated["status"] == "complete"
+                assert repeated["confirmed"] == EVERY_SERVICE
+                assert repeated["requests"] == 2
+                # the request itself is the one new event: no new tombstone, no new answer
+                published_after = await published_by_registry(registry_db, published, pid)
+            finally:
+                await published.stop()
+            requested = registry.settings.topic(ParticipantErasureRequested.name)
+            assert published_before[requested] == 1
+            assert published_before[registry.settings.topic(ParticipantDataErased.name)] == 1
+            assert published_after == {**published_before, requested: 2}
 
             # Facts arriving after the erasure leave nothing personal: a late sales report,
             # and a late contact (a stale copy of the registry's, e.g. from a stalled relay)

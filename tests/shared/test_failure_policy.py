@@ -145,10 +145,11 @@ async def test_an_event_too_large_to_publish_is_a_permanent_failure(world: World
     assert dead.headers["dlq_value_dropped"].startswith("2000009 bytes")
     assert dead.value == b""
     await world.published.wait_for(lambda r: r.headers.get("ce_id") == small.envelope.id)
-    doc = await world.outbox.collection.find_one({"_id": envelope.id})
-    assert doc is not None and doc["failed"].startswith("MessageSizeTooLargeError")
-    assert doc["sent_at"] is None
+    # the published event's row is gone; the refused one stays, with its reason
+    [doc] = await world.outbox.collection.find().to_list()
+    assert doc["_id"] == envelope.id and doc["failed"].startswith("MessageSizeTooLargeError")
     assert await world.outbox.relay_pending() == 0  # never retried
+    assert await world.outbox.collection.count_documents({"_id": envelope.id}) == 1
 
 
 async def test_a_mongod_outage_pauses_the_registry_and_nothing_is_lost_or_doubled(

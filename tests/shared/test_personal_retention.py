@@ -1,12 +1,13 @@
 """Personal data kept no longer than needed (issue 14), on the real servers: the retention
 of the topics whose events carry personal fields and of their DLQs, their alignment on
-existing topics, the personal fields of a dead letter encrypted, and the TTL index that
-purges sent outbox rows."""
+existing topics, the personal fields of a dead letter encrypted, and an outbox row deleted
+as soon as its event is published (an earlier version's sent rows and TTL index removed)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -15,8 +16,9 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from cryptography.fernet import Fernet
 from pydantic import SecretStr
 
-from shared.contracts import RegistrationSubmitted, personal_fields
+from shared.contracts import RegistrationSubmitted, TrainingEnrolled, personal_fields
 from shared.dlq_seal import MASK, InvalidToken, PersonalSeal, masked
+from shared.envelope import OutgoingEvent, new_envelope
 from shared.kafka import (
     DLQ_SUFFIX,
     KafkaAccess,
@@ -26,7 +28,7 @@ from shared.kafka import (
     ensure_topics,
     send_to_dlq,
 )
-from shared.mongo import Outbox
+from shared.mongo import Outbox, in_transaction
 from shared.settings import DAY_MS, DEV_DLQ_PERSONAL_KEY, ServiceSettings
 from tests.conftest import Servers, random_id
 from tests.kafka_helpers import Collector
@@ -168,29 +170,85 @@ def test_a_key_ring_opens_what_its_older_key_sealed() -> None:
     configure_dead_letters(ServiceSettings(service_name="t"))  # back to the default
 
 
-async def test_sent_outbox_rows_expire_and_pending_ones_never(world: World) -> None:
-    """The TTL index: on sent_at, with the retention, only over sent rows (its partial
-    filter). MongoDB's TTL monitor runs once a minute: the test checks the index and what its
-    filter matches, not the deletion. A changed retention replaces the index."""
-    await world.outbox.ensure_indexes(3600)
-    ttl = (await world.outbox.collection.index_information())[Outbox.SENT_TTL_INDEX]
-    assert ttl["key"] == [("sent_at", 1)]
-    assert ttl["expireAfterSeconds"] == 3600
-    assert ttl["partialFilterExpression"] == {"sent_at": {"$type": "date"}}
+def _event(world: World, key: str) -> OutgoingEvent:
+    envelope = new_envelope(type=TrainingEnrolled.ce_type(), source="retention-test")
+    return OutgoingEvent(world.topic, key, envelope, b'{"participant_id": "%b"}' % key.encode())
 
-    now = datetime.now(UTC)
-    rows = [
-        {"_id": random_id("sent-"), "created_at": now, "sent_at": now},
-        {"_id": random_id("pending-"), "created_at": now, "sent_at": None},
-        {"_id": random_id("refused-"), "created_at": now, "sent_at": None, "failed": "too big"},
-    ]
-    await world.outbox.collection.insert_many(rows)
-    matched = await world.outbox.collection.find(ttl["partialFilterExpression"]).to_list()
-    assert [doc["_id"] for doc in matched] == [rows[0]["_id"]]
 
-    await world.outbox.ensure_indexes(7 * 24 * 3600)
-    ttl = (await world.outbox.collection.index_information())[Outbox.SENT_TTL_INDEX]
-    assert ttl["expireAfterSeconds"] == 7 * 24 * 3600
+async def test_a_published_events_row_leaves_the_outbox_at_once(world: World) -> None:
+    """A row stays while its event is still to be sent (the relay leaves alone what this
+    process is about to send itself) and is deleted once the broker has acknowledged the
+    event: its value (a contact, say) does not stay behind in MongoDB."""
+    events = [_event(world, random_id("p-")) for _ in range(3)]
+    ids = [e.envelope.id for e in events]
+
+    async def add(session: Any) -> None:
+        await world.outbox.add(session, events)
+
+    await in_transaction(world.outbox.collection.database.client, add)
+    rows = world.outbox.collection
+    assert await rows.count_documents({"_id": {"$in": ids}}) == 3  # unsent: kept
+    assert await world.outbox.relay_pending() == 0  # in flight: this process sends them
+    assert await rows.count_documents({"_id": {"$in": ids}}) == 3
+
+    await world.outbox.publish(events)
+    published = await world.published.wait_for(lambda r: r.headers["ce_id"] in ids, count=3)
+    assert [r.headers["ce_id"] for r in published] == ids
+    assert await rows.count_documents({}) == 0
+    assert await world.outbox.relay_pending() == 0
+
+
+async def test_an_earlier_versions_sent_rows_and_indexes_go_and_unsent_rows_stay(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An earlier version kept a published row (``sent_at`` set) until a TTL index purged it,
+    and read the unsent ones through (sent_at, created_at). ``ensure_indexes`` deletes those
+    sent rows and drops both indexes, replicas starting together and one finding an index
+    already dropped by another alike; a row it had not sent yet stays and the relay
+    publishes it (then deletes it), and a refused row stays with its reason."""
+    rows = world.outbox.collection
+    await rows.create_index([("sent_at", 1), ("created_at", 1)])
+    ttl = {"expireAfterSeconds": 604800, "partialFilterExpression": Outbox.LEGACY_SENT}
+    await rows.create_index([("sent_at", 1)], name="sent_at_ttl", **ttl)
+    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    sent, unsent, refused = (_event(world, random_id("p-")) for _ in range(3))
+    await rows.insert_many(
+        [
+            {**sent.to_document(), "created_at": an_hour_ago, "sent_at": an_hour_ago},
+            {**unsent.to_document(), "created_at": an_hour_ago, "sent_at": None},
+            {**refused.to_document(), "created_at": an_hour_ago, "sent_at": None,
+             "failed": "MessageSizeTooLargeError: 2000000 bytes"},
+        ]
+    )  # fmt: skip
+
+    replicas = [world.outbox, Outbox(rows.database, world.broker)]
+    await asyncio.gather(*(replica.ensure_indexes() for replica in replicas))
+    indexes = await rows.index_information()
+    assert sorted(indexes) == ["_id_", "created_at_1"]
+    left = {doc["_id"]: doc async for doc in rows.find()}
+    assert sorted(left) == sorted([unsent.envelope.id, refused.envelope.id])
+    assert left[refused.envelope.id]["failed"].startswith("MessageSizeTooLargeError")
+
+    # A replica read the indexes just before another dropped the TTL index: it goes on.
+    await rows.create_index([("sent_at", 1)], name="sent_at_ttl", **ttl)
+    stale = await rows.index_information()
+    await rows.drop_index("sent_at_ttl")
+
+    async def as_read_before() -> dict[str, Any]:
+        return stale
+
+    monkeypatch.setattr(rows, "index_information", as_read_before)
+    await world.outbox.ensure_indexes()
+    monkeypatch.undo()
+    assert sorted(await rows.index_information()) == ["_id_", "created_at_1"]
+
+    assert await world.outbox.relay_pending() == 1  # the unsent row; never the refused one
+    [published] = await world.published.wait_for(lambda r: r.headers["ce_id"] == unsent.envelope.id)
+    assert published.value == unsent.value
+    assert [doc["_id"] async for doc in rows.find()] == [refused.envelope.id]
+    assert await world.outbox.relay_pending() == 0
+    await world.published.caught_up()
+    assert [r.headers["ce_id"] for r in world.published.records] == [unsent.envelope.id]
 
 
 def test_a_value_too_deep_to_write_again_is_sealed_whole_not_lost() -> None:
