@@ -179,8 +179,9 @@ class Outbox:
         self._in_flight: dict[str, datetime] = {}
 
     # An earlier version marked a published row sent (``sent_at``) and kept it until a TTL
-    # index purged it; the relay read the unsent ones through the other index.
-    LEGACY_INDEXES = ("sent_at_ttl", "sent_at_1_created_at_1")
+    # index purged it; the relay read the unsent ones through the other index, and an
+    # erasure found a participant's sent rows by ``key`` (none are kept now).
+    LEGACY_INDEXES = ("sent_at_ttl", "sent_at_1_created_at_1", "key_1")
     LEGACY_SENT: ClassVar[Document] = {"sent_at": {"$type": "date"}}
 
     async def ensure_indexes(self) -> None:

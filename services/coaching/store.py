@@ -36,9 +36,6 @@ class CoachingStore:
         await self.db.cohorts.create_index([("sector", 1), ("city", 1), ("seq", 1)], unique=True)
         await self.db.mentors.create_index([("kecamatan", 1), ("active", 1)])
         await self.db.mentors.create_index([("city", 1), ("active", 1)])
-        # By participant: what of theirs is still to be sent (a published event's row is
-        # deleted at once; an erasure deleted the sent ones through this index before).
-        await self.db.outbox.create_index("key")
 
     async def due_for_check(self, now: datetime, limit: int = 500) -> list[str]:
         cursor = self.db.participants.find({"next_check_at": {"$lte": now}}, {"_id": 1})

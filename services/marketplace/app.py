@@ -56,9 +56,6 @@ def create_app(settings: MarketplaceSettings | None = None) -> ServiceApp:
         export_programme=settings.export_programme,
     )
 
-    async def prepare() -> None:
-        await store.ensure_indexes()
-
     async def subject_of(participant_id: str) -> Subject | None:
         doc = await store.states.get(participant_id)
         if doc is None:
@@ -109,7 +106,6 @@ def create_app(settings: MarketplaceSettings | None = None) -> ServiceApp:
         produces=PRODUCES,
         handle_batch=lambda records: handle_facts(records, deps),
         parking=store.parking,
-        prepare=prepare,
         path_routes=[
             Route("/participants/{participant_id}/sales", "sales", sales, MISSING),
             Route(

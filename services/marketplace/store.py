@@ -23,11 +23,6 @@ class MarketplaceStore:
         # Reviews of a product whose certification has not arrived, under "product:<id>".
         self.parking = Parking(client, self.db)
 
-    async def ensure_indexes(self) -> None:
-        # By participant: what of theirs is still to be sent (a published event's row is
-        # deleted at once; an erasure deleted the sent ones through this index before).
-        await self.db.outbox.create_index("key")
-
     async def rewrite_parked(
         self, session: Session, keys: list[str], rewrite: Callable[[bytes], bytes]
     ) -> int:

@@ -84,9 +84,6 @@ class NotificationStore:
                 with contextlib.suppress(OperationFailure):  # another replica dropped it
                     await self.jobs.drop_index(old)
         await self.jobs.create_index([("participant_id", ASCENDING), ("sent_at", ASCENDING)])
-        # By participant: what of theirs is still to be sent (a published event's row is
-        # deleted at once; an erasure deleted the sent ones through this index before).
-        await self.db.outbox.create_index("key")
 
     # ------------------------------------------------------------ PDP: consent, erasure
 

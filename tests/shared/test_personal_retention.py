@@ -202,12 +202,14 @@ async def test_an_earlier_versions_sent_rows_and_indexes_go_and_unsent_rows_stay
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An earlier version kept a published row (``sent_at`` set) until a TTL index purged it,
-    and read the unsent ones through (sent_at, created_at). ``ensure_indexes`` deletes those
-    sent rows and drops both indexes, replicas starting together and one finding an index
+    and read the unsent ones through (sent_at, created_at), and services found a
+    participant's rows by ``key``. ``ensure_indexes`` deletes those sent rows and drops the
+    three indexes, replicas starting together and one finding an index
     already dropped by another alike; a row it had not sent yet stays and the relay
     publishes it (then deletes it), and a refused row stays with its reason."""
     rows = world.outbox.collection
     await rows.create_index([("sent_at", 1), ("created_at", 1)])
+    await rows.create_index("key")  # the services' erasures found sent rows by participant
     ttl = {"expireAfterSeconds": 604800, "partialFilterExpression": Outbox.LEGACY_SENT}
     await rows.create_index([("sent_at", 1)], name="sent_at_ttl", **ttl)
     an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
