@@ -177,6 +177,7 @@ class Outbox:
         self.collection = db.outbox
         self.broker = broker
         self._in_flight: dict[str, datetime] = {}
+        self.upgrading = False  # set by ensure_indexes when an earlier version's are there
 
     # An earlier version marked a published row sent (``sent_at``) and kept it until a TTL
     # index purged it; the relay read the unsent ones through the other index, and an
@@ -187,11 +188,14 @@ class Outbox:
     async def ensure_indexes(self) -> None:
         """The relay's index (oldest first). Where an earlier version's indexes are still
         there, the rows it published and kept are deleted (they hold the events' values,
-        contacts among them), then its indexes are dropped. A row such a version marks sent
-        later still (a rolling upgrade) is taken for unsent: the relay publishes it once
-        more, a repeated ``ce_id``, and deletes it."""
+        contacts among them), then its indexes are dropped. A row such a version's replica
+        marks sent later still (a rolling upgrade) is never relayed (PENDING) and this
+        process's relay deletes it."""
         indexes = await self.collection.index_information()
         legacy = [name for name in self.LEGACY_INDEXES if name in indexes]
+        # Replicas of that version may still run (a rolling upgrade): while this process
+        # runs, its relay deletes the rows they mark sent (no TTL index purges them now).
+        self.upgrading = self.upgrading or bool(legacy)
         if legacy:
             await self.collection.delete_many(self.LEGACY_SENT)
         await self.collection.create_index([("created_at", 1)])
@@ -200,7 +204,9 @@ class Outbox:
                 await self.collection.drop_index(name)
 
     # Publishable: an event the broker refused for its size stays, and is not retried.
-    PENDING: ClassVar[Document] = {"failed": {"$exists": False}}
+    # ``sent_at`` null or missing: a row an earlier version's replica marked sent during a
+    # rolling upgrade was published already (the relay deletes it, never sends it again).
+    PENDING: ClassVar[Document] = {"sent_at": None, "failed": {"$exists": False}}
 
     async def add(self, session: AsyncClientSession, events: Iterable[OutgoingEvent]) -> None:
         now = datetime.now(UTC)
@@ -269,6 +275,8 @@ class Outbox:
         for event_id, since in list(self._in_flight.items()):  # e.g. a transaction aborted
             if now - since > self.IN_FLIGHT_TTL:
                 del self._in_flight[event_id]
+        if self.upgrading:  # rows an earlier version's replica marked sent: see PENDING
+            await self.collection.delete_many(self.LEGACY_SENT)
         sent = 0
         cursor = self.collection.find(
             {**self.PENDING, "created_at": {"$lte": now - older_than}}

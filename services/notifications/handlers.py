@@ -207,9 +207,7 @@ async def handle_events(records: list[Record], deps: Deps) -> None:
         await store.add_jobs(jobs)
         # What the round holds: those inserted now, or by an earlier attempt of this batch
         # (same token); a redelivered event's job, already there, is not among them.
-        taken[:] = await store.held(
-            lease.token, [job["_id"] for job in jobs if job["status"] == SENDING]
-        )
+        taken[:] = await store.held(lease, [job["_id"] for job in jobs if job["status"] == SENDING])
 
     round_, taken = _Round(deps), list[Document]()
     await retry_transient(accept)
@@ -580,14 +578,16 @@ async def dispatch_due(
     store, now = deps.store, deps.clock()
     round_ = round_ or _Round(deps)
     taken = taken or []
-    waited_out = await store.claim_expired_waiting(now, round_.lease)
+    waited_out = await retry_transient(lambda: store.claim_expired_waiting(now, round_.lease))
     if waited_out:  # no message went out for these: one transaction for them all is safe
         await round_.record([_failure(deps, job, [NO_CONTACT]) for job in waited_out])
     room = max(0, limit - len(taken))
-    jobs = [
-        *taken,
-        *(await store.claim_due(now, system_clock(), round_.lease, room) if room else []),
-    ]
+    claimed = (
+        await retry_transient(lambda: store.claim_due(now, system_clock(), round_.lease, room))
+        if room
+        else []
+    )
+    jobs = [*taken, *claimed]
     if not jobs:
         await round_.close()
         return round_.recorded

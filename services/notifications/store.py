@@ -208,11 +208,15 @@ class NotificationStore:
         cursor = self.jobs.find({"_id": {"$in": job_ids}, **_held(lease.token)})
         return await cursor.sort([("not_before", ASCENDING), ("created_at", ASCENDING)]).to_list()
 
-    async def held(self, token: str, job_ids: list[str]) -> list[Document]:
-        """Those of ``job_ids`` that round ``token`` holds."""
+    async def held(self, lease: Lease, job_ids: list[str]) -> list[Document]:
+        """Those of ``job_ids`` that the round of ``lease`` holds, their lease renewed to it:
+        one inserted by an earlier attempt (an outage in between) may carry an older end,
+        which another dispatcher would take for a crashed round's."""
         if not job_ids:
             return []
-        return await self.jobs.find({"_id": {"$in": job_ids}, **_held(token)}).to_list()
+        held = {"_id": {"$in": job_ids}, **_held(lease.token)}
+        await self.jobs.update_many(held, {"$set": {"lease_until": lease.until}})
+        return await self.jobs.find(held).to_list()
 
     async def renew(self, token: str, until: datetime) -> int:
         """Extend a round's lease on the jobs it still holds; how many it holds. Through the

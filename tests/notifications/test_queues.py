@@ -258,6 +258,38 @@ async def test_a_batch_with_jobs_already_there_adds_the_new_ones_and_changes_no_
         await client.close()
 
 
+async def test_jobs_inserted_leased_by_an_earlier_attempt_get_the_rounds_lease_not_the_old_end(
+    database: tuple[str, str],
+) -> None:
+    """A consumed batch's messages are inserted leased to the round that sends them; an
+    attempt cut short by an outage may have inserted them with a lease that has nearly run
+    out by the next attempt. What the round holds is renewed to its lease (else another
+    dispatcher would take them for a crashed round's and both would send); a job of another
+    round, or one already sent, is neither returned nor touched."""
+    name, uri = database
+    client: AsyncMongoClient[Document] = make_client(uri)
+    try:
+        store = NotificationStore(client, name)
+        await store.ensure_indexes()
+        wall = datetime.now(UTC).replace(microsecond=0)
+        stale = {"lease_owner": "me", "lease_token": "round", "lease_until": wall}
+        mine = [job(SENDING, wall, **stale) for _ in range(2)]
+        others = job(SENDING, wall, **{**stale, "lease_token": "another-round"})
+        done = job(SENT, wall, sent_at=wall, lease_token="round")
+        await store.add_jobs([*mine, others, done])
+        lease = Lease("me", "round", wall + timedelta(seconds=90))
+        held = await store.held(lease, [j["_id"] for j in (*mine, others, done)])
+        assert sorted(j["_id"] for j in held) == sorted(j["_id"] for j in mine)
+        assert all(j["lease_until"] == lease.until for j in held)
+        # A second later another dispatcher takes what looks crashed: the other round's
+        # job, whose lease ended; not this round's, renewed.
+        later = wall + timedelta(seconds=1)
+        taken = await store.claim_due(wall, later, Lease("x", "y", later), limit=10)
+        assert [j["_id"] for j in taken] == [others["_id"]]
+    finally:
+        await client.close()
+
+
 async def test_many_participants_due_in_one_round_get_each_message_once_and_in_order(
     servers: Servers, producer: AIOKafkaProducer
 ) -> None:

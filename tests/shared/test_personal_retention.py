@@ -249,6 +249,13 @@ async def test_an_earlier_versions_sent_rows_and_indexes_go_and_unsent_rows_stay
     assert published.value == unsent.value
     assert [doc["_id"] async for doc in rows.find()] == [refused.envelope.id]
     assert await world.outbox.relay_pending() == 0
+    # A replica of the earlier version, still running (a rolling upgrade), marks a row it
+    # published sent: it is not published again, and the relay deletes it.
+    late = _event(world, random_id("p-"))
+    marked = {"created_at": an_hour_ago, "sent_at": datetime.now(UTC)}
+    await rows.insert_one({**late.to_document(), **marked})
+    assert await world.outbox.relay_pending() == 0
+    assert [doc["_id"] async for doc in rows.find()] == [refused.envelope.id]
     await world.published.caught_up()
     assert [r.headers["ce_id"] for r in world.published.records] == [unsent.envelope.id]
 
