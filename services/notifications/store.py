@@ -215,7 +215,8 @@ class NotificationStore:
         if not job_ids:
             return []
         held = {"_id": {"$in": job_ids}, **_held(lease.token)}
-        await self.jobs.update_many(held, {"$set": {"lease_until": lease.until}})
+        stale = {**held, "lease_until": {"$lt": lease.until}}  # none, but after an outage
+        await self.jobs.update_many(stale, {"$set": {"lease_until": lease.until}})
         return await self.jobs.find(held).to_list()
 
     async def renew(self, token: str, until: datetime) -> int:
