@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -143,18 +144,25 @@ async def send(
 @contextlib.asynccontextmanager
 async def serving(app: Any, port: int) -> AsyncIterator[str]:
     """Serve an ASGI service app in this process with uvicorn; yields its base URL once
-    ``/readyz`` answers 200, and shuts it down (lifespan and all) afterwards."""
+    ``/readyz`` answers 200, and shuts it down (lifespan and all) afterwards. The socket is
+    bound here: a port that free_port() found free can be taken by another connection's
+    ephemeral port before it is bound, and then the app is served on a port of the
+    system's choosing instead (the URL yielded says which)."""
     server = uvicorn.Server(
         uvicorn.Config(
             app,
-            host="127.0.0.1",
-            port=port,
             log_config=None,
             lifespan="on",
             timeout_graceful_shutdown=5,  # a request left hanging must not hold the teardown
         )
     )
-    task = asyncio.create_task(server.serve())
+    sock = socket.socket()
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError:  # taken since free_port() looked
+        sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    task = asyncio.create_task(server.serve(sockets=[sock]))
     url = f"http://127.0.0.1:{port}"
     try:
         async with httpx.AsyncClient() as http:
@@ -170,6 +178,7 @@ async def serving(app: Any, port: int) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await task
+        sock.close()
 
 
 def spawn_service(module: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
