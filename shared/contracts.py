@@ -637,6 +637,37 @@ class FinancialReportRecorded(Event):
     replaced: bool = Field(description="Whether it replaced an earlier report of the month.")
 
 
+BusinessClass = Literal["mikro", "kecil", "menengah", "besar"]
+
+
+class BusinessClassChanged(Event):
+    """The business class the sales ledger gives (PP 7/2021, by annual sales) differs from
+    the last one announced: the first class known, a move up (naik kelas), or a move down
+    when a replaced monthly report lowers the annual figure."""
+
+    name: ClassVar[str] = "business-class-changed"
+    producers: ClassVar[tuple[str, ...]] = ("marketplace",)
+    consumers: ClassVar[tuple[str, ...]] = ("registry",)
+
+    participant_id: Id = Field(description="The participant.")
+    from_class: BusinessClass | None = Field(
+        description="The class announced before; null the first time a class is known."
+    )
+    to_class: BusinessClass = Field(description="The class the ledger gives now.")
+    annual_sales_idr: int = Field(
+        ge=0,
+        le=MAX_RUPIAH,
+        description="Annual sales in rupiah: the last 12 reported months, or fewer annualised.",
+    )
+    basis_months: int = Field(
+        ge=3, le=12, description="How many reported months (of the last 12) the figure uses."
+    )
+    annualised: bool = Field(
+        description="Whether fewer than 12 months were scaled up (sum x 12 / basis_months)."
+    )
+    assessed_at: Instant = Field(description="When the ledger gave this class.")
+
+
 class FinancingReferred(Event):
     """The participant passed six of the seven stages: referred to Bank DKI micro credit."""
 
@@ -791,6 +822,7 @@ CATALOGUE: tuple[type[Event], ...] = (
     ProductDelisted,
     ExportFacilitated,
     FinancialReportRecorded,
+    BusinessClassChanged,
     FinancingReferred,
     FinancingApproved,
     FinancingDeclined,
