@@ -2,8 +2,9 @@
 
 Inbox and outbox are what make at-least-once delivery produce every effect once: a handler
 claims the message's idempotency key and writes its state change and the events it causes in
-one transaction; once the broker acknowledges an event, its row leaves the outbox, and a
-relay publishes whatever the outbox still holds.
+one transaction (one outbox document for all the events of a write); once the broker
+acknowledges them, the document leaves the outbox, and a relay publishes whatever the outbox
+still holds.
 """
 
 from __future__ import annotations
@@ -158,20 +159,33 @@ class StateCache(Generic[M]):
 
 
 class Outbox:
-    """Events written with the state change that caused them, published afterwards: a row
-    is deleted once the broker has acknowledged its event (one delete, and the event's
-    value, a contact say, leaves MongoDB at once), so the outbox holds only what is still to
-    be sent, and what the broker refused for its size (kept with its reason).
+    """Events written with the state change that caused them, published afterwards.
+
+    One document holds the events of one write (a batch's, in order), named after its first
+    event: ``{_id, events: [...], created_at}`` — one insert per transaction however many
+    events it caused, and one delete once the broker has acknowledged them all (the events'
+    values, contacts among them, leave MongoDB at once). So the outbox holds only what is
+    still to be sent, and, as a row of its own with its reason, what the broker refused for
+    its size. A row of one event without ``events`` (an earlier version's, or a refused one)
+    is read alike.
 
     Two paths publish: the handler right after its commit (fast), and a relay for whatever
     a crash left behind. So that they do not both send one event, the relay leaves alone the
-    events this process still means to send itself (registered by :meth:`add`, for at most
-    ``IN_FLIGHT_TTL``). Another instance's relay can still send an event twice when that
+    documents this process still means to send itself (registered by :meth:`add`, for at
+    most ``IN_FLIGHT_TTL``). Another instance's relay can still send an event twice when that
     instance stalls past the relay's age cut-off, or when a relay read a row just before
     the other path published and deleted it: consumers drop a repeated ``ce_id``.
+
+    Both paths hand :meth:`publish` whole documents' events (a write's, or several writes'),
+    so deleting the documents named after the events acknowledged (and those the relay read)
+    deletes exactly the documents whose every event was acknowledged.
     """
 
     IN_FLIGHT_TTL = timedelta(minutes=5)
+    # A document's events' values, at most (one event larger than this is a document alone):
+    # far under MongoDB's 16 MB, headers and all.
+    DOCUMENT_BYTES = 4 * 1024 * 1024
+    RELAY_CHUNK = 500  # events published together by the relay (whole documents)
 
     def __init__(self, db: AsyncDatabase[Document], broker: KafkaBroker) -> None:
         self.collection = db.outbox
@@ -208,22 +222,44 @@ class Outbox:
     # rolling upgrade was published already (the relay deletes it, never sends it again).
     PENDING: ClassVar[Document] = {"sent_at": None, "failed": {"$exists": False}}
 
+    @staticmethod
+    def events_of(doc: Document) -> list[Document]:
+        """The events a row holds, in order: a write's, or the row's own."""
+        events: list[Document] = doc.get("events", [doc])
+        return events
+
+    @classmethod
+    def holding(cls, **fields: Any) -> Document:
+        """The filter of rows holding an event with ``fields`` (e.g. ``key=pid``)."""
+        return {"$or": [fields, {"events": {"$elemMatch": fields}}]}
+
     async def add(self, session: AsyncClientSession, events: Iterable[OutgoingEvent]) -> None:
         now = datetime.now(UTC)
-        docs = [{**e.to_document(), "created_at": now} for e in events]
+        docs: list[Document] = []
+        size = 0
+        for event in events:
+            row = event.to_document()
+            value = len(event.value or b"")
+            if not docs or size + value > self.DOCUMENT_BYTES:
+                docs.append({"_id": row["_id"], "events": [], "created_at": now})
+                size = 0
+            docs[-1]["events"].append(row)
+            size += value
         if docs:
             await self.collection.insert_many(docs, session=session)
             self._in_flight.update((doc["_id"], now) for doc in docs)
 
-    async def publish(self, events: Iterable[OutgoingEvent]) -> None:
+    async def publish(self, events: Iterable[OutgoingEvent], rows: Iterable[str] = ()) -> None:
         """Fast path right after the commit; anything it misses the relay sends later.
 
         Every event is handed to the producer in order (a key's events keep their order on
         its partition), the acknowledgements are awaited together, and one write deletes
-        their rows (a row another path published and deleted first is simply not there).
+        the documents they fill (one another path published and deleted first is simply
+        not there): those named after an event sent, and ``rows`` (the relay's, read with
+        the events). ``events`` are whole documents' (see the class).
         """
-        events = list(events)
-        if not events:
+        events, rows = list(events), list(rows)
+        if not events and not rows:
             return
         refused: dict[str, BaseException] = {}
         acknowledged: list[tuple[OutgoingEvent, asyncio.Future[Any]]] = []
@@ -242,20 +278,22 @@ class Outbox:
                 refused[event.envelope.id] = answer
             elif isinstance(answer, BaseException):
                 failure = failure or answer
+        if failure is not None:  # e.g. the broker is down: the caller retries them all
+            raise failure  # (a refusal is met again then, and recorded once all is sent)
         for event in events:
             if event.envelope.id in refused:
                 await self._refused(event, refused[event.envelope.id])
-        if failure is not None:  # e.g. the broker is down: the caller retries them all
-            raise failure
         sent = [e.envelope.id for e in events if e.envelope.id not in refused]
-        if sent:
-            await self.collection.delete_many({"_id": {"$in": sent}})
+        done = [doc_id for doc_id in dict.fromkeys(sent + rows) if doc_id not in refused]
+        if done:
+            await self.collection.delete_many({"_id": {"$in": done}})
         for event in events:
             self._in_flight.pop(event.envelope.id, None)
 
     async def _refused(self, event: OutgoingEvent, exc: BaseException) -> None:
         """An event the broker refuses for its size is refused on every retry: it is a
-        permanent failure, kept in the outbox with its reason (never relayed again) and put
+        permanent failure, kept in the outbox as a row of its own with its reason (never
+        relayed again; the document it came in, the rest of which was sent, goes) and put
         on its topic's DLQ (without the value that does not fit) for an operator."""
         value = event.value or b""  # a tombstone is never too large; typed as one anyway
         reason = f"{type(exc).__name__}: {len(value)} bytes"
@@ -264,36 +302,59 @@ class Outbox:
         await dead_letter(
             self.broker, record, DeadLetter("too-large", reason), event.envelope.source
         )
-        await self.collection.update_one(
-            {"_id": event.envelope.id}, {"$set": {"failed": reason, "failed_at": datetime.now(UTC)}}
+        now = datetime.now(UTC)
+        row = {**event.to_document(), "created_at": now, "failed": reason, "failed_at": now}
+        await self.collection.replace_one({"_id": event.envelope.id}, row, upsert=True)
+
+    async def forget(self, session: AsyncClientSession, **fields: Any) -> int:
+        """Delete, in the caller's transaction, every event still held with ``fields``
+        (a participant's contact, at erasure); returns how many rows held one."""
+        alone = await self.collection.delete_many(fields, session=session)
+        pulled = await self.collection.update_many(
+            {"events": {"$elemMatch": fields}}, {"$pull": {"events": fields}}, session=session
         )
+        if pulled.modified_count:
+            await self.collection.delete_many({"events": {"$size": 0}}, session=session)
+        return alone.deleted_count + pulled.modified_count
 
     async def relay_pending(self, older_than: timedelta = timedelta(0)) -> int:
         """Publish, oldest first, every event still in the outbox (but those refused) that
         this process is not about to send itself; returns how many it sent."""
         now = datetime.now(UTC)
-        for event_id, since in list(self._in_flight.items()):  # e.g. a transaction aborted
+        for doc_id, since in list(self._in_flight.items()):  # e.g. a transaction aborted
             if now - since > self.IN_FLIGHT_TTL:
-                del self._in_flight[event_id]
+                del self._in_flight[doc_id]
         if self.upgrading:  # rows an earlier version's replica marked sent: see PENDING
             await self.collection.delete_many(self.LEGACY_SENT)
         sent = 0
         cursor = self.collection.find(
             {**self.PENDING, "created_at": {"$lte": now - older_than}}
         ).sort("created_at", 1)
+        # Whole documents, by their ids: an erasure may have taken out the event one is
+        # named after (Outbox.forget).
         chunk: list[OutgoingEvent] = []
+        rows: list[str] = []
         async for doc in cursor:
             if doc["_id"] in self._in_flight:
                 continue
-            chunk.append(OutgoingEvent.from_document(doc))
-            if len(chunk) >= 500:
-                await self.publish(chunk)
-                sent, chunk = sent + len(chunk), []
-        await self.publish(chunk)
+            rows.append(doc["_id"])
+            chunk += (OutgoingEvent.from_document(event) for event in self.events_of(doc))
+            if len(chunk) >= self.RELAY_CHUNK:  # whole documents, so possibly a few more
+                await self.publish(chunk, rows)
+                sent, chunk, rows = sent + len(chunk), [], []
+        await self.publish(chunk, rows)
         sent += len(chunk)
         if sent:
             log.info("outbox relay published pending events", count=sent)
         return sent
+
+    async def backlog(self) -> int:
+        """Events written and not yet published (refused ones left out)."""
+        size = {"$cond": [{"$isArray": "$events"}, {"$size": "$events"}, 1]}
+        pipeline = [{"$match": self.PENDING}, {"$group": {"_id": None, "n": {"$sum": size}}}]
+        async for row in await self.collection.aggregate(pipeline):
+            return int(row["n"])
+        return 0
 
     async def run_relay(self, interval_s: float) -> None:
         """Background loop; on a crash between commit and publish this is what sends."""

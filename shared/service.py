@@ -199,8 +199,7 @@ def service_app(
     )
 
     async def measure() -> None:
-        count = await outbox.collection.count_documents(Outbox.PENDING)
-        backlog.labels(settings.service_name).set(count)
+        backlog.labels(settings.service_name).set(await outbox.backlog())
         consumer = inbound.consumer
         if consumer is None:
             return

@@ -124,10 +124,8 @@ async def _decide(
         if SERVICE in tracked.get("confirmed", {}):
             continue  # erased before: a repeated request changes nothing here
         categories = await store.erase_participant(session, pid)
-        copies = await store.db.outbox.delete_many(
-            {"topic": contact_topic, "key": pid}, session=session
-        )
-        if copies.deleted_count and "contact" not in categories:
+        copies = await deps.outbox.forget(session, topic=contact_topic, key=pid)
+        if copies and "contact" not in categories:
             categories.append("contact")
         await store.record_confirmation(session, pid, SERVICE, now, EXPECTED)
         erased = ParticipantDataErased(

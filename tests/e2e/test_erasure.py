@@ -42,6 +42,7 @@ from shared.contracts import (
 )
 from shared.envelope import new_envelope
 from shared.kafka import dlq_topic
+from shared.mongo import Outbox
 from tests import auth_helpers
 from tests.coaching.fixtures import CoachingUnderTest
 from tests.coaching.test_coaching_flow import carry_through_coaching
@@ -240,7 +241,7 @@ async def published_by_registry(
     event: with none of ``pid``'s left, all it committed is on the topics, read to the end."""
 
     async def none_left() -> bool:
-        return await db.outbox.count_documents({"key": pid}) == 0
+        return await db.outbox.count_documents(Outbox.holding(key=pid)) == 0
 
     await until(f"the registry's outbox to publish every event of {pid}", none_left)
     await published.caught_up()

@@ -450,7 +450,8 @@ async def test_outcomes_commit_while_the_broker_does_not_answer_and_past_a_cance
                 return [d["status"] async for d in jobs_in_order]
 
             async def unsent() -> list[str]:
-                return [row["_id"] async for row in store.db.outbox.find().sort("created_at")]
+                rows = store.db.outbox.find().sort("created_at")
+                return [event["_id"] async for row in rows for event in Outbox.events_of(row)]
 
             async with not_answering(kafka):
                 await asyncio.wait_for(round_.record([first]), timeout=30)

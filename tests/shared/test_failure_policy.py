@@ -123,7 +123,12 @@ async def test_parked_facts_expire_to_the_dlq_and_release_their_claim(world: Wor
     assert f"{taken.headers['ce_type']}:{taken.headers['ce_id']}" in claims
 
 
-async def test_an_event_too_large_to_publish_is_a_permanent_failure(world: World) -> None:
+@pytest.mark.parametrize("huge_first", [True, False], ids=["first", "second"])
+async def test_an_event_too_large_to_publish_is_a_permanent_failure(
+    world: World, huge_first: bool
+) -> None:
+    """Refused first or second in its write's outbox document: the other event is
+    published, the document goes, and the refused event stays as a row of its own."""
     envelope = new_envelope(type=TrainingEnrolled.ce_type(), source="policy-test")
     huge = OutgoingEvent(world.topic, "p-huge", envelope, b'{"x": "' + b"a" * 2_000_000 + b'"}')
     small = OutgoingEvent(
@@ -134,11 +139,12 @@ async def test_an_event_too_large_to_publish_is_a_permanent_failure(world: World
     )
 
     async def add(session: object) -> None:
-        await world.outbox.add(session, [huge, small])  # type: ignore[arg-type]
+        await world.outbox.add(session, written)  # type: ignore[arg-type]
 
+    written = [huge, small] if huge_first else [small, huge]
     client = world.states.collection.database.client
     await in_transaction(client, add)  # type: ignore[arg-type]
-    await asyncio.wait_for(world.outbox.publish([huge, small]), timeout=60)
+    await asyncio.wait_for(world.outbox.publish(written), timeout=60)
 
     [dead] = await world.dlq.wait_for(lambda r: r.headers.get("ce_id") == envelope.id)
     assert dead.headers["dlq_error_type"] == "too-large"

@@ -187,15 +187,83 @@ async def test_a_published_events_row_leaves_the_outbox_at_once(world: World) ->
 
     await in_transaction(world.outbox.collection.database.client, add)
     rows = world.outbox.collection
-    assert await rows.count_documents({"_id": {"$in": ids}}) == 3  # unsent: kept
+    [row] = await rows.find().to_list()  # one document for the write's events, in order
+    assert row["_id"] == ids[0] and [e["_id"] for e in row["events"]] == ids  # unsent: kept
+    assert await world.outbox.backlog() == 3
     assert await world.outbox.relay_pending() == 0  # in flight: this process sends them
-    assert await rows.count_documents({"_id": {"$in": ids}}) == 3
+    assert await rows.count_documents({"_id": ids[0]}) == 1
 
     await world.outbox.publish(events)
     published = await world.published.wait_for(lambda r: r.headers["ce_id"] in ids, count=3)
     assert [r.headers["ce_id"] for r in published] == ids
     assert await rows.count_documents({}) == 0
     assert await world.outbox.relay_pending() == 0
+
+
+async def _written(world: World, *writes: list[OutgoingEvent]) -> None:
+    """Each list in one transaction, as one handler's write."""
+    for events in writes:
+
+        async def add(session: Any, events: list[OutgoingEvent] = events) -> None:
+            await world.outbox.add(session, events)
+
+        await in_transaction(world.outbox.collection.database.client, add)
+
+
+async def test_the_relay_sends_whole_documents_in_order_and_deletes_each_once_sent(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash between commit and publish leaves documents behind (here: a new Outbox, as
+    after a restart, knows nothing in flight). Values over a document's budget start a new
+    document; the relay's chunks end on a document's end (never half a document sent and
+    deleted); every event goes out once, in the order written, and no row is left."""
+    monkeypatch.setattr(Outbox, "RELAY_CHUNK", 2)
+    first = [_event(world, random_id("p-")) for _ in range(3)]
+    second = [_event(world, random_id("p-")) for _ in range(3)]
+    with monkeypatch.context() as small:
+        small.setattr(Outbox, "DOCUMENT_BYTES", 60)  # each value is ~40 bytes: one per row
+        await _written(world, first)
+    await _written(world, second)
+    rows = world.outbox.collection
+    assert [len(Outbox.events_of(d)) async for d in rows.find().sort("created_at")] == [1, 1, 1, 3]
+
+    restarted = Outbox(rows.database, world.broker)
+    assert await restarted.relay_pending() == 6
+    ids = [e.envelope.id for e in first + second]
+    published = await world.published.wait_for(lambda r: r.headers["ce_id"] in ids, count=6)
+    assert [r.headers["ce_id"] for r in published] == ids
+    assert await rows.count_documents({}) == 0
+    assert await restarted.backlog() == 0 and await restarted.relay_pending() == 0
+
+
+async def test_an_erasure_takes_its_events_out_of_the_documents_still_to_send(
+    world: World,
+) -> None:
+    """``forget`` (the registry's erasure deletes the participant's contact copies) pulls the
+    matching events from any document in the same transaction, and deletes a document left
+    empty; the relay then sends only the others, and a later publish of the write's events
+    by the fast path finds nothing it must keep."""
+    erased, other = random_id("p-"), random_id("p-")
+    mixed = [_event(world, erased), _event(world, other), _event(world, erased)]
+    alone = [_event(world, erased)]
+    await _written(world, mixed, alone)
+    rows = world.outbox.collection
+    assert await rows.count_documents(Outbox.holding(key=erased)) == 2
+
+    async def forget(session: Any) -> int:
+        return await world.outbox.forget(session, topic=world.topic, key=erased)
+
+    assert await in_transaction(rows.database.client, forget) == 2
+    assert await rows.count_documents(Outbox.holding(key=erased)) == 0
+    [left] = await rows.find().to_list()
+    assert [e["key"] for e in left["events"]] == [other]
+
+    assert await Outbox(rows.database, world.broker).relay_pending() == 1
+    [sent] = await world.published.wait_for(lambda r: r.key == other.encode())
+    assert sent.headers["ce_id"] == mixed[1].envelope.id
+    assert await rows.count_documents({}) == 0
+    await world.published.caught_up()
+    assert not [r for r in world.published.records if r.key == erased.encode()]
 
 
 async def test_an_earlier_versions_sent_rows_and_indexes_go_and_unsent_rows_stay(
