@@ -350,7 +350,7 @@ class CertificationIssued(Event):
 
     name: ClassVar[str] = "certification-issued"
     producers: ClassVar[tuple[str, ...]] = ("certificate-issuers",)
-    consumers: ClassVar[tuple[str, ...]] = ("coaching", "marketplace")
+    consumers: ClassVar[tuple[str, ...]] = ("coaching",)  # validity is coaching's alone
 
     certificate_id: Id = Field(description="The certificate.")
     participant_id: Id = Field(description="Its holder.")
@@ -448,6 +448,18 @@ class MentoringCompleted(Event):
     sessions: int = Field(ge=0, le=MAX_SESSIONS, description="Sessions recorded.")
 
 
+VALID_KINDS = (
+    "The kinds with a valid certificate (issued, unexpired, unrevoked) for the product now, "
+    "its own or the business's (NIB, HKI_MEREK), sorted; as coaching, their one owner, "
+    "decided it."
+)
+VALIDITY_REVISION = (
+    "Counts the changes of the product's valid kinds (coaching's, per product); a consumer "
+    "keeps the highest it has seen, so a late or replayed one changes nothing. 0 from a "
+    "producer that predates it (no valid_kinds)."
+)
+
+
 class CertificateRef(Part):
     certificate_id: Id = Field(description="The certificate.")
     kind: Name = Field(description="Its kind.")
@@ -469,6 +481,10 @@ class ProductCertified(Event):
         max_length=MAX_ITEMS, description="The certificates that satisfy it."
     )
     valid_until: Instant | None = Field(description="Earliest expiry among them; null = none.")
+    valid_kinds: list[Name] = Field(
+        default_factory=list, max_length=MAX_ITEMS, description=VALID_KINDS
+    )
+    validity_revision: int = Field(default=0, ge=0, le=MAX_COUNT, description=VALIDITY_REVISION)
 
 
 class ProductCertificationLapsed(Event):
@@ -484,6 +500,30 @@ class ProductCertificationLapsed(Event):
     reasons: list[Finding] = Field(
         max_length=MAX_ITEMS, description="Each requirement no longer met."
     )
+    valid_kinds: list[Name] = Field(
+        default_factory=list, max_length=MAX_ITEMS, description=VALID_KINDS
+    )
+    validity_revision: int = Field(default=0, ge=0, le=MAX_COUNT, description=VALIDITY_REVISION)
+
+
+class ProductCertificatesChanged(Event):
+    """The kinds of certificate valid for a certified product changed without changing its
+    certification: one was issued, revoked or expired (an HKI_MEREK, say). Coaching is the
+    one owner of validity (issued, unexpired, unrevoked); the marketplace's export rule
+    reads only what this event, ``product-certified`` and ``product-certification-lapsed``
+    say, each carrying the product's valid kinds and their revision. Sent from a product's
+    first certification on, and not while it is lapsed (its next certification carries
+    them)."""
+
+    name: ClassVar[str] = "product-certificates-changed"
+    producers: ClassVar[tuple[str, ...]] = ("coaching",)
+    consumers: ClassVar[tuple[str, ...]] = ("marketplace",)
+
+    product_id: Id = Field(description="The product.")
+    participant_id: Id = Field(description="Its owner.")
+    category: Name = Field(description="The product's category.")
+    valid_kinds: list[Name] = Field(max_length=MAX_ITEMS, description=VALID_KINDS)
+    validity_revision: int = Field(ge=1, le=MAX_COUNT, description=VALIDITY_REVISION)
 
 
 class CertificationExpiring(Event):
@@ -812,6 +852,7 @@ CATALOGUE: tuple[type[Event], ...] = (
     MentoringCompleted,
     ProductCertified,
     ProductCertificationLapsed,
+    ProductCertificatesChanged,
     CertificationExpiring,
     CurationReviewed,
     SalesReported,

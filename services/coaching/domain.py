@@ -65,6 +65,10 @@ class Product(BaseModel):
     name: str
     category: str
     certified: bool = False
+    # Coaching owns validity: the kinds valid for the product as last published (sorted),
+    # and how many times they were (0: never). See :func:`certification_changes`.
+    valid_kinds: list[str] = Field(default_factory=list)
+    validity_revision: int = 0
 
 
 class Certificate(BaseModel):
@@ -222,8 +226,18 @@ class Lapsed:
 
 
 @dataclass(frozen=True)
+class ValidityChanged:
+    """A certified product's valid kinds changed, its certification did not."""
+
+    product: Product
+
+
+@dataclass(frozen=True)
 class Expiring:
     certificate: Certificate
+
+
+CertificationChange = Certified | Lapsed | ValidityChanged | Expiring
 
 
 def check_requirements(
@@ -250,18 +264,47 @@ def check_requirements(
     return chosen, unmet
 
 
-def certification_changes(state: Coaching, now: datetime) -> list[Certified | Lapsed | Expiring]:
-    """What changed at ``now``: products newly certified or lapsed, certificates entering the
-    30-day notice window. Records each so it is reported once; sets ``next_check_at``."""
-    changes: list[Certified | Lapsed | Expiring] = []
+def valid_kinds(product: Product, certificates: Sequence[Certificate], now: datetime) -> list[str]:
+    """The kinds with a valid certificate for ``product`` at ``now``, its own or the
+    business's, sorted: what the marketplace's export rule reads (it keeps no certificates)."""
+    return sorted(
+        {
+            c.kind
+            for c in certificates
+            if c.product_id in (None, product.product_id) and c.valid_at(now)
+        }
+    )
+
+
+def _publish_validity(product: Product, kinds: list[str]) -> None:
+    product.valid_kinds = kinds
+    product.validity_revision += 1
+
+
+def certification_changes(state: Coaching, now: datetime) -> list[CertificationChange]:
+    """What changed at ``now``: products newly certified or lapsed, certified products whose
+    valid kinds changed, certificates entering the 30-day notice window. Records each so it
+    is reported once; sets ``next_check_at``.
+
+    Validity is published from a product's first certification on: the certification, a
+    lapse and every change of the valid kinds in between carry the kinds and a revision one
+    higher than the last, so the marketplace keeps the newest whatever order the topics
+    deliver them in. While a product is lapsed nothing is published (the marketplace neither
+    lists nor exports it); its next certification carries the kinds of then. A product
+    certified before revisions existed (revision 0, certified) publishes at its first
+    change."""
+    changes: list[CertificationChange] = []
     for product in state.products:
         chosen, unmet = check_requirements(product, state.certificates, now)
+        kinds = valid_kinds(product, state.certificates, now)
         if not unmet and not product.certified:
             product.certified = True
+            _publish_validity(product, kinds)
             expiries = [c.expires_at for c in chosen if c.expires_at is not None]
             changes.append(Certified(product, chosen, min(expiries) if expiries else None))
         elif unmet and product.certified:
             product.certified = False
+            _publish_validity(product, kinds)
             reasons = [
                 Finding(
                     code="requirement-unmet",
@@ -271,6 +314,9 @@ def certification_changes(state: Coaching, now: datetime) -> list[Certified | La
                 for group in unmet
             ]
             changes.append(Lapsed(product, reasons))
+        elif product.certified and kinds != product.valid_kinds:
+            _publish_validity(product, kinds)
+            changes.append(ValidityChanged(product))
     for cert in state.certificates:
         if cert.expiring_sent or cert.expires_at is None or not cert.valid_at(now):
             continue

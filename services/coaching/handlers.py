@@ -16,7 +16,13 @@ from datetime import UTC, datetime
 from faststream.kafka import KafkaBroker
 
 from services.coaching import domain
-from services.coaching.domain import Certified, Coaching, Expiring, Lapsed
+from services.coaching.domain import (
+    CertificationChange,
+    Certified,
+    Coaching,
+    Lapsed,
+    ValidityChanged,
+)
 from services.coaching.store import CoachingStore, Session, Unit
 from shared.batch import Fact, Outcome, decide_batch
 from shared.contracts import (
@@ -32,6 +38,7 @@ from shared.contracts import (
     ParticipantDataErased,
     ParticipantErasureRequested,
     ParticipantRegistered,
+    ProductCertificatesChanged,
     ProductCertificationLapsed,
     ProductCertified,
     ProductSubmitted,
@@ -200,7 +207,7 @@ async def _settle(
         emit(_certification_event(pid, change))
 
 
-def _certification_event(pid: str, change: Certified | Lapsed | Expiring) -> Event:
+def _certification_event(pid: str, change: CertificationChange) -> Event:
     if isinstance(change, Certified):
         return ProductCertified(
             product_id=change.product.product_id,
@@ -216,6 +223,8 @@ def _certification_event(pid: str, change: Certified | Lapsed | Expiring) -> Eve
                 for c in change.certificates
             ],
             valid_until=change.valid_until,
+            valid_kinds=change.product.valid_kinds,
+            validity_revision=change.product.validity_revision,
         )
     if isinstance(change, Lapsed):
         return ProductCertificationLapsed(
@@ -223,6 +232,16 @@ def _certification_event(pid: str, change: Certified | Lapsed | Expiring) -> Eve
             participant_id=pid,
             category=change.product.category,
             reasons=change.reasons,
+            valid_kinds=change.product.valid_kinds,
+            validity_revision=change.product.validity_revision,
+        )
+    if isinstance(change, ValidityChanged):
+        return ProductCertificatesChanged(
+            product_id=change.product.product_id,
+            participant_id=pid,
+            category=change.product.category,
+            valid_kinds=change.product.valid_kinds,
+            validity_revision=change.product.validity_revision,
         )
     cert = change.certificate
     assert cert.expires_at is not None

@@ -4,18 +4,23 @@ As in coaching, one document per participant keeps every fact; decisions are der
 what is there and recorded so each is made once. Curation reviews are kept by level and the
 ladder is walked in order, so a review that comes before its level's turn simply waits
 (is parked) until the levels below it have approved.
+
+Certificates are coaching's: whether one is valid (issued, unexpired, unrevoked) is decided
+there alone, and a product here holds only the kinds coaching last said are valid for it
+(:func:`apply_validity`). The business class (naik kelas) is derived from the sales ledger
+here (:func:`class_change`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from shared.contracts import Finding
+from shared.contracts import MAX_RUPIAH, BusinessClass, Finding
 
 LEVELS: Sequence[str] = ("pendamping", "kecamatan", "dinas", "curator")
 CHANNELS: Mapping[str, Sequence[str]] = {
@@ -26,6 +31,7 @@ CHANNELS: Mapping[str, Sequence[str]] = {
 EXPORT_GRADE = "A"
 EXPORT_SALES_MONTHS = 3  # of the last EXPORT_WINDOW_MONTHS
 EXPORT_WINDOW_MONTHS = 6
+# The kinds a product needs valid for export, by category; valid as coaching says.
 EXPORT_CERTIFICATES: Mapping[str | None, Sequence[str]] = {
     None: ("HKI_MEREK",),  # every category
     "makanan-minuman": ("HKI_MEREK", "HALAL"),
@@ -40,6 +46,20 @@ STAGES: Sequence[str] = (
     "sales-reported-3-months",
 )
 FINANCING_STAGES_NEEDED = 6  # of 7; the seventh is financing itself
+
+# Business class by annual sales, PP 7/2021: each class with the most annual sales
+# it allows (inclusive), in rupiah; the last has no ceiling.
+CLASS_CEILINGS: Sequence[tuple[BusinessClass, int | None]] = (
+    ("mikro", 2_000_000_000),
+    ("kecil", 15_000_000_000),
+    ("menengah", 50_000_000_000),
+    ("besar", None),
+)
+CLASS_WINDOW_MONTHS = 12  # the year ending at the latest reported month
+CLASS_MIN_MONTHS = 3  # fewer reported months in the window: no class yet
+# The months the ledger takes: those that begin and end inside the contracts' instants
+# [2000, 2100) (a class is dated at the end of its latest month; 2099-12 ends at 2100).
+FIRST_PERIOD, LAST_PERIOD = "2000-01", "2099-11"
 
 
 class NotApplicable(Exception):
@@ -66,13 +86,10 @@ class Product(BaseModel):
     grade: str | None = None
     listed: bool = False
     export_facilitated: bool = False
-
-
-class Certificate(BaseModel):
-    certificate_id: str
-    kind: str
-    product_id: str | None
-    expires_at: datetime | None
+    # What coaching, the owner of validity, last said: the kinds valid for the product, and
+    # the revision of that statement (0: none yet).
+    valid_kinds: list[str] = Field(default_factory=list)
+    validity_revision: int = 0
 
 
 class Sale(BaseModel):
@@ -97,9 +114,9 @@ class Marketplace(BaseModel):
     kecamatan: str | None = None
     stages: list[str] = Field(default_factory=list)  # those reported by other services
     products: list[Product] = Field(default_factory=list)
-    certificates: list[Certificate] = Field(default_factory=list)
-    sales: list[Sale] = Field(default_factory=list)
+    sales: list[Sale] = Field(default_factory=list)  # one per month, by period
     source_refs: list[str] = Field(default_factory=list)
+    business_class: BusinessClass | None = None  # the last one announced
     referral: Referral | None = None
     # PDP markers, kept for good so that facts arriving later are held to them.
     consent_withdrawn_at: datetime | None = None
@@ -120,9 +137,21 @@ class Marketplace(BaseModel):
 # ------------------------------------------------------------------------------ facts
 
 
-def add_certificates(state: Marketplace, certificates: Sequence[Certificate]) -> None:
-    known = {c.certificate_id for c in state.certificates}
-    state.certificates += [c for c in certificates if c.certificate_id not in known]
+def apply_validity(
+    product: Product, revision: int, kinds: Sequence[str], certified: bool | None = None
+) -> bool:
+    """Coaching's word on a product: the kinds valid for it and, from a certification or a
+    lapse, whether it is certified. Taken only when newer than what is held (a higher
+    revision), so the three topics that carry it may deliver in any order and a replayed old
+    one changes nothing; whether it was taken. Revision 0 (a coaching that predates
+    revisions) sets the certification only, as before, and leaves the kinds."""
+    if revision:
+        if revision <= product.validity_revision:
+            return False
+        product.validity_revision, product.valid_kinds = revision, sorted(kinds)
+    if certified is not None:
+        product.certified = certified
+    return True
 
 
 def record_review(state: Marketplace, product_id: str, level: str, review: Review) -> str | None:
@@ -146,9 +175,13 @@ def record_review(state: Marketplace, product_id: str, level: str, review: Revie
 
 def record_sale(state: Marketplace, sale: Sale) -> Literal["recorded", "replaced", "duplicate"]:
     """A month's report; a later one for the same month replaces it; a source_ref seen
-    before changes nothing."""
+    before changes nothing. A month outside [FIRST_PERIOD, LAST_PERIOD] is refused."""
     if sale.source_ref in state.source_refs:
         return "duplicate"
+    if not FIRST_PERIOD <= sale.period <= LAST_PERIOD:
+        raise NotApplicable(
+            "period-out-of-range", f"the ledger takes {FIRST_PERIOD} to {LAST_PERIOD}"
+        )
     state.source_refs.append(sale.source_ref)
     earlier = next((s for s in state.sales if s.period == sale.period), None)
     if earlier is not None:
@@ -156,6 +189,103 @@ def record_sale(state: Marketplace, sale: Sale) -> Literal["recorded", "replaced
     state.sales.append(sale)
     state.sales.sort(key=lambda s: s.period)
     return "replaced" if earlier else "recorded"
+
+
+# ---------------------------------------------------------------------- naik kelas (P6)
+
+
+@dataclass(frozen=True)
+class ClassAssessment:
+    """The class the ledger gives, and on what basis."""
+
+    business_class: BusinessClass
+    annual_sales_idr: int
+    basis_months: int
+    annualised: bool
+    assessed_at: datetime
+
+
+@dataclass(frozen=True)
+class ClassChanged:
+    from_class: BusinessClass | None
+    assessment: ClassAssessment
+
+
+def _month_index(period: str) -> int:
+    return int(period[:4]) * 12 + int(period[5:7]) - 1
+
+
+def _period(index: int) -> str:
+    return f"{index // 12:04d}-{index % 12 + 1:02d}"
+
+
+def period_end(period: str) -> datetime:
+    """The end of the month ``period``: the first instant of the next one, in UTC."""
+    following = _month_index(period) + 1
+    return datetime(following // 12, following % 12 + 1, 1, tzinfo=UTC)
+
+
+def class_of(annual_sales_idr: int) -> BusinessClass:
+    """The PP 7/2021 class of an annual figure (CLASS_CEILINGS)."""
+    for business_class, ceiling in CLASS_CEILINGS:
+        if ceiling is None or annual_sales_idr <= ceiling:
+            return business_class
+    raise AssertionError("the last class has no ceiling")
+
+
+def assess_class(sales: Sequence[Sale]) -> ClassAssessment | None:
+    """The class the ledger gives; None with fewer than CLASS_MIN_MONTHS months to go on.
+
+    The window is the CLASS_WINDOW_MONTHS months ending at the latest reported month
+    (inclusive): relative to the ledger, not to the clock, so the same reports give the same
+    class whenever and in whatever order they came. With all 12 months of the window
+    reported, annual sales are their sum; with 3 to 11, the sum annualised (sum x 12 /
+    months, rounded down to whole rupiah; ``annualised``). A figure above MAX_RUPIAH (the
+    contracts' bound, far beyond any UMKM) is given as MAX_RUPIAH: besar either way.
+
+    ``assessed_at`` is the end of the latest reported month (the first instant of the next,
+    UTC): the business time the figure speaks for, not the moment it was computed, so a
+    replay gives the same event.
+
+    ``sales`` is sorted by period with one report per month, as :func:`record_sale` keeps
+    it; only the window's months are read (at most 12 of the ledger's newest)."""
+    if not sales:
+        return None
+    latest = sales[-1].period
+    first = _period(_month_index(latest) - CLASS_WINDOW_MONTHS + 1)
+    total = months = 0
+    for sale in reversed(sales):
+        if sale.period < first:
+            break
+        total += sale.revenue_idr
+        months += 1
+    if months < CLASS_MIN_MONTHS:
+        return None
+    annual = min(MAX_RUPIAH, total * CLASS_WINDOW_MONTHS // months)
+    return ClassAssessment(
+        business_class=class_of(annual),
+        annual_sales_idr=annual,
+        basis_months=months,
+        annualised=months < CLASS_WINDOW_MONTHS,
+        assessed_at=period_end(latest),
+    )
+
+
+def class_change(state: Marketplace) -> ClassChanged | None:
+    """The ledger's class, when it differs from the last one announced (then recorded as
+    announced, so each change is announced once and a repeat of the same ledger announces
+    nothing). Up or down alike: a replaced month can lower the figure.
+
+    When the ledger gives no class (fewer than 3 months in the window: a report long after
+    the others can do it) nothing is announced and the last class announced stands. Once
+    every report is in, the class announced last is the one the whole ledger gives,
+    whatever the order the reports came in."""
+    assessment = assess_class(state.sales)
+    if assessment is None or assessment.business_class == state.business_class:
+        return None
+    change = ClassChanged(state.business_class, assessment)
+    state.business_class = assessment.business_class
+    return change
 
 
 # ---------------------------------------------------------------------------- decisions
@@ -202,15 +332,6 @@ def _months_back(now: datetime, count: int) -> set[str]:
     return months
 
 
-def _has_valid(state: Marketplace, kind: str, product_id: str, now: datetime) -> bool:
-    return any(
-        c.kind == kind
-        and c.product_id in (None, product_id)
-        and (c.expires_at is None or c.expires_at > now)
-        for c in state.certificates
-    )
-
-
 def product_changes(state: Marketplace, now: datetime) -> list[Change]:
     """Walk each product's curation ladder, list, delist and export as the facts allow."""
     changes: list[Change] = []
@@ -242,9 +363,8 @@ def product_changes(state: Marketplace, now: datetime) -> list[Change]:
             and not stopped(state)
         ):
             needed = EXPORT_CERTIFICATES.get(product.category, EXPORT_CERTIFICATES[None])
-            if len(recent_sales) >= EXPORT_SALES_MONTHS and all(
-                _has_valid(state, kind, product.product_id, now) for kind in needed
-            ):
+            # Valid as coaching said (issued, unexpired, unrevoked): it owns that rule.
+            if len(recent_sales) >= EXPORT_SALES_MONTHS and set(needed) <= set(product.valid_kinds):
                 product.export_facilitated = True
                 reasons = [
                     Finding(code="grade-a-listed", message="listed with curation grade A"),

@@ -1,6 +1,11 @@
 """Use-cases of the marketplace: each fact is applied to its participant's state, the state
 is settled (curation ladder, listing, export, financing referral), and the events caused are
-written with the state in one transaction (inbox + outbox).
+written with the state in one transaction (inbox + outbox). An applied sales report also
+settles the business class (naik kelas), once per report, from the state already loaded.
+
+Which certificates are valid is coaching's to say: the marketplace reads it from
+``product-certified``, ``product-certification-lapsed`` and ``product-certificates-changed``
+(the newest revision wins) and never sees a certificate itself.
 
 Curation reviews and bank decisions name a product or a referral, not a participant: an
 index maps them. A review of a product whose certification has not arrived yet is parked
@@ -29,7 +34,7 @@ from services.marketplace.domain import (
 from services.marketplace.store import MarketplaceStore, Session
 from shared.batch import Fact, Outcome, decide_batch
 from shared.contracts import (
-    CertificationIssued,
+    BusinessClassChanged,
     ConsentWithdrawn,
     CurationReviewed,
     Event,
@@ -43,6 +48,7 @@ from shared.contracts import (
     ParticipantDataErased,
     ParticipantErasureRequested,
     ParticipantRegistered,
+    ProductCertificatesChanged,
     ProductCertificationLapsed,
     ProductCertified,
     ProductCurated,
@@ -123,36 +129,22 @@ class _Decision:
                 state.city, state.kecamatan = fact.city, fact.kecamatan
         elif isinstance(fact, ProductCertified):
             product = state.product(fact.product_id)
-            product.certified, product.category = True, fact.category
+            product.category = fact.category
+            domain.apply_validity(product, fact.validity_revision, fact.valid_kinds, certified=True)
             state.mark("product-certified")
-            domain.add_certificates(
-                state,
-                [
-                    domain.Certificate(
-                        certificate_id=c.certificate_id,
-                        kind=c.kind,
-                        product_id=fact.product_id,
-                        expires_at=c.expires_at,
-                    )
-                    for c in fact.certificates
-                ],
-            )
             await store.index(self.session, "product", fact.product_id, pid)
             await self._unpark(f"product:{fact.product_id}")
         elif isinstance(fact, ProductCertificationLapsed):
-            state.product(fact.product_id).certified = False
-        elif isinstance(fact, CertificationIssued):
-            domain.add_certificates(
-                state,
-                [
-                    domain.Certificate(
-                        certificate_id=fact.certificate_id,
-                        kind=fact.kind,
-                        product_id=fact.product_id,
-                        expires_at=fact.expires_at,
-                    )
-                ],
+            domain.apply_validity(
+                state.product(fact.product_id),
+                fact.validity_revision,
+                fact.valid_kinds,
+                certified=False,
             )
+        elif isinstance(fact, ProductCertificatesChanged):
+            product = state.product(fact.product_id)
+            product.category = fact.category
+            domain.apply_validity(product, fact.validity_revision, fact.valid_kinds)
         elif isinstance(fact, CurationReviewed):
             review = domain.Review(
                 decision=fact.decision,
@@ -187,8 +179,27 @@ class _Decision:
                         replaced=result == "replaced",
                     )
                 )
+                self._business_class()
         elif isinstance(fact, FinancingDecided):
             self._decided(fact)
+
+    def _business_class(self) -> None:
+        """Naik kelas: the ledger's class, announced when it differs from the last one."""
+        change = domain.class_change(self.state)
+        if change is None:
+            return
+        assessment = change.assessment
+        self.emit(
+            BusinessClassChanged(
+                participant_id=self.state.participant_id,
+                from_class=change.from_class,
+                to_class=assessment.business_class,
+                annual_sales_idr=assessment.annual_sales_idr,
+                basis_months=assessment.basis_months,
+                annualised=assessment.annualised,
+                assessed_at=assessment.assessed_at,
+            )
+        )
 
     async def erase(self) -> None:
         """Erase in this transaction (with the inbox claim) and confirm through the outbox.

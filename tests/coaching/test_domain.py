@@ -15,6 +15,7 @@ from services.coaching.domain import (
     Lapsed,
     NotApplicable,
     Product,
+    ValidityChanged,
 )
 
 NOW = datetime(2024, 5, 1, tzinfo=UTC)
@@ -210,6 +211,59 @@ def test_any_order_of_facts_certifies_the_product_exactly_once() -> None:
                 isinstance(c, Certified) for c in domain.certification_changes(state, NOW)
             )
         assert certified == 1, order
+
+
+def about_products(changes: list[domain.CertificationChange]) -> list[object]:
+    return [c for c in changes if not isinstance(c, Expiring)]
+
+
+def test_coaching_publishes_a_certified_products_valid_kinds_with_each_change() -> None:
+    """The marketplace's export rule reads validity from coaching alone: the kinds valid for
+    a product (its own and the business's), with a revision one higher at each change,
+    from its certification on; nothing while it is lapsed."""
+    state = Coaching(participant_id="p")
+    state.products.append(Product(product_id="prod", name="x", category="makanan-minuman"))
+    state.certificates = [
+        cert("nib", "NIB", None, days=None),
+        cert("pirt", "PIRT"),
+        cert("halal-other", "HALAL", product="another-product"),  # not this product's
+    ]
+    assert domain.certification_changes(state, NOW) == []  # not certified: nothing said
+    product = state.products[0]
+    assert (product.valid_kinds, product.validity_revision) == ([], 0)
+    domain.issue_certificate(state, cert("halal", "HALAL", days=30))
+    domain.issue_certificate(state, cert("hki-old", "HKI_MEREK", None, days=-1))  # expired
+    [certified] = about_products(domain.certification_changes(state, NOW))
+    assert isinstance(certified, Certified)
+    assert (product.valid_kinds, product.validity_revision) == (["HALAL", "NIB", "PIRT"], 1)
+    domain.issue_certificate(state, cert("hki", "HKI_MEREK", None))
+    [changed] = domain.certification_changes(state, NOW)
+    assert isinstance(changed, ValidityChanged) and changed.product is product
+    assert (product.valid_kinds, product.validity_revision) == (
+        ["HALAL", "HKI_MEREK", "NIB", "PIRT"],
+        2,
+    )
+    assert domain.certification_changes(state, NOW) == []  # said once
+    state.certificate("hki").revoked = True  # type: ignore[union-attr]
+    [revoked] = domain.certification_changes(state, NOW)
+    assert isinstance(revoked, ValidityChanged)
+    assert (product.valid_kinds, product.validity_revision) == (["HALAL", "NIB", "PIRT"], 3)
+    assert state.next_check_at == NOW + timedelta(days=30)  # HALAL's expiry (its notice sent)
+    [lapsed] = about_products(domain.certification_changes(state, NOW + timedelta(days=31)))
+    assert isinstance(lapsed, Lapsed)  # the HALAL expired: the lapse carries the kinds
+    assert (product.valid_kinds, product.validity_revision) == (["NIB", "PIRT"], 4)
+    domain.issue_certificate(state, cert("hki2", "HKI_MEREK", None, days=400))
+    assert domain.certification_changes(state, NOW + timedelta(days=31)) == []  # lapsed
+    assert product.validity_revision == 4
+
+
+def test_a_product_certified_before_revisions_publishes_at_its_first_change() -> None:
+    state = Coaching(participant_id="p")
+    state.products.append(Product(product_id="prod", name="x", category="kriya", certified=True))
+    state.certificates = [cert("nib", "NIB", None, days=None)]
+    [changed] = domain.certification_changes(state, NOW)
+    assert isinstance(changed, ValidityChanged)
+    assert (changed.product.valid_kinds, changed.product.validity_revision) == (["NIB"], 1)
 
 
 # ------------------------------------------------------------------- PDP: consent, erasure

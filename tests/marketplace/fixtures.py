@@ -17,13 +17,14 @@ from shared.contracts import (
     CertificateRef,
     CurationReviewed,
     Event,
+    ProductCertificatesChanged,
     ProductCertified,
     SalesReported,
 )
 from shared.envelope import new_envelope
-from shared.kafka import dlq_topic
+from shared.kafka import KafkaAccess, dlq_topic
 from tests.conftest import Servers, random_id
-from tests.kafka_helpers import Collector, Seen, send, serving
+from tests.kafka_helpers import Collector, Seen, send, serving, wait_committed
 
 NOW = datetime.now(UTC)
 
@@ -66,9 +67,18 @@ class MarketplaceUnderTest:
         return record
 
 
+async def processed(m: MarketplaceUnderTest, meta: Any) -> None:
+    """Wait until the marketplace has committed past the record ``meta`` describes."""
+    s = m.settings
+    await wait_committed(
+        KafkaAccess.of(s), s.consumer_group, meta.topic, meta.partition, meta.offset
+    )
+
+
 def certified(
     pid: str, product_id: str, category: str = "kriya", kinds: tuple[str, ...] = ("NIB",)
 ) -> ProductCertified:
+    """As coaching says it: the product certified, ``kinds`` valid (revision 1)."""
     return ProductCertified(
         product_id=product_id,
         participant_id=pid,
@@ -78,6 +88,21 @@ def certified(
             for k in kinds
         ],
         valid_until=None,
+        valid_kinds=sorted(kinds),
+        validity_revision=1,
+    )
+
+
+def valid_kinds(
+    pid: str, product_id: str, revision: int, kinds: tuple[str, ...], category: str = "kriya"
+) -> ProductCertificatesChanged:
+    """As coaching says it: ``kinds`` are valid for the product now (``revision``)."""
+    return ProductCertificatesChanged(
+        product_id=product_id,
+        participant_id=pid,
+        category=category,
+        valid_kinds=sorted(kinds),
+        validity_revision=revision,
     )
 
 

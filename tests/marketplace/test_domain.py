@@ -1,12 +1,13 @@
 """Marketplace rules, without I/O."""
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from services.marketplace import domain
 from services.marketplace.domain import (
-    Certificate,
+    ClassChanged,
     Curated,
     Delisted,
     Exported,
@@ -17,6 +18,7 @@ from services.marketplace.domain import (
     Review,
     Sale,
 )
+from shared.contracts import MAX_RUPIAH, in_bounds
 
 NOW = datetime(2024, 5, 15, tzinfo=UTC)
 
@@ -121,20 +123,16 @@ def sale(period: str, ref: str | None = None) -> Sale:
     )
 
 
-def cert(kind: str, product: str | None = None, days: int = 365) -> Certificate:
-    return Certificate(
-        certificate_id=f"{kind}-{product}-{days}",
-        kind=kind,
-        product_id=product,
-        expires_at=NOW + timedelta(days=days),
-    )
+def valid(state: Marketplace, revision: int, *kinds: str) -> bool:
+    """Coaching says ``kinds`` are valid for the product (revision ``revision``)."""
+    return domain.apply_validity(state.product("prod"), revision, kinds)
 
 
 def test_go_international_needs_grade_a_3_of_6_months_and_certificates() -> None:
     state = listed_a()
     for period in ("2024-05", "2024-03", "2023-11"):  # the window is 2023-12 .. 2024-05
         domain.record_sale(state, sale(period))
-    domain.add_certificates(state, [cert("HKI_MEREK")])
+    valid(state, 1, "HKI_MEREK", "NIB")
     assert changes(state) == []
     domain.record_sale(state, sale("2024-01"))
     assert changes(state) == [Exported]
@@ -145,11 +143,9 @@ def test_go_international_for_food_also_needs_halal() -> None:
     state = listed_a("makanan-minuman")
     for period in ("2024-05", "2024-04", "2024-03"):
         domain.record_sale(state, sale(period))
-    domain.add_certificates(state, [cert("HKI_MEREK"), cert("HALAL", "another-product")])
+    valid(state, 1, "HKI_MEREK", "NIB", "PIRT")  # HALAL expired or of another product
     assert changes(state) == []
-    domain.add_certificates(state, [cert("HALAL", "prod", days=-1)])  # expired
-    assert changes(state) == []
-    domain.add_certificates(state, [cert("HALAL", "prod", days=30)])
+    valid(state, 2, "HALAL", "HKI_MEREK", "NIB", "PIRT")
     exported = domain.product_changes(state, NOW)
     assert [type(c) for c in exported] == [Exported]
     assert {r.code for r in exported[0].reasons} == {  # type: ignore[union-attr]
@@ -165,8 +161,46 @@ def test_grade_b_never_goes_international() -> None:
         domain.record_review(state, "prod", level, approve("B" if level == "curator" else None))
     for period in ("2024-05", "2024-04", "2024-03"):
         domain.record_sale(state, sale(period))
-    domain.add_certificates(state, [cert("HKI_MEREK")])
+    valid(state, 1, "HKI_MEREK")
     assert Exported not in changes(state)
+
+
+def test_a_revoked_hki_merek_or_an_expired_halal_as_coaching_says_stops_export() -> None:
+    """The marketplace holds no certificates: what coaching last said is valid decides."""
+    for category, kinds_left in (
+        ("kriya", ("NIB",)),  # HKI_MEREK revoked
+        ("makanan-minuman", ("HKI_MEREK", "NIB", "PIRT")),  # HALAL expired
+    ):
+        state = listed_a(category)
+        for period in ("2024-05", "2024-04", "2024-03"):
+            domain.record_sale(state, sale(period))
+        valid(state, 3, *kinds_left)
+        assert changes(state) == []
+        assert not valid(state, 2, "HALAL", "HKI_MEREK", "NIB", "PIRT")  # late: not taken
+        assert changes(state) == []
+        assert state.product("prod").valid_kinds == sorted(kinds_left)
+
+
+def test_coachings_word_is_taken_newest_first_whatever_the_order() -> None:
+    """Certification, lapse and validity changes come on three topics: each carries a
+    revision, and the highest one seen wins, for the kinds and for the certification."""
+    said = [
+        (1, ("NIB",), True),  # product-certified
+        (2, ("HKI_MEREK", "NIB"), None),  # product-certificates-changed
+        (3, ("HKI_MEREK",), False),  # product-certification-lapsed: NIB revoked
+    ]
+    for order in itertools.permutations(said):
+        product = domain.Product(product_id="prod")
+        for revision, kinds, certified in order:
+            domain.apply_validity(product, revision, kinds, certified)
+        assert (product.validity_revision, product.valid_kinds, product.certified) == (
+            3,
+            ["HKI_MEREK"],
+            False,
+        )
+    legacy = domain.Product(product_id="prod")  # a coaching that predates revisions
+    assert domain.apply_validity(legacy, 0, [], certified=True)
+    assert legacy.certified and legacy.valid_kinds == [] and legacy.validity_revision == 0
 
 
 def test_sales_reports_replace_by_month_and_repeat_by_source_ref() -> None:
@@ -239,3 +273,180 @@ def test_an_erasure_blanks_reviewers_notes_now_and_later_once() -> None:
     reviews = state.product("prod").reviews
     assert [r.notes for r in reviews.values()] == ["", ""]
     assert [r.decision for r in reviews.values()] == ["approve", "approve"]
+
+
+# ------------------------------------------------------------------- naik kelas (P6)
+
+BN = 1_000_000_000  # Rp 1 billion
+
+
+def ledger(*months: tuple[str, int]) -> Marketplace:
+    state = Marketplace(participant_id="p")
+    for period, revenue in months:
+        domain.record_sale(state, monthly(period, revenue))
+    return state
+
+
+def monthly(period: str, revenue: int, ref: str | None = None) -> Sale:
+    return Sale(
+        period=period,
+        revenue_idr=revenue,
+        transactions=1,
+        channel="qris",
+        source_ref=ref or f"{period}-{revenue}",
+    )
+
+
+def months_of(year: int, count: int, revenue: int, first_month: int = 1) -> list[tuple[str, int]]:
+    index = year * 12 + first_month - 1
+    return [(f"{(index + i) // 12:04d}-{(index + i) % 12 + 1:02d}", revenue) for i in range(count)]
+
+
+@pytest.mark.parametrize(
+    ("annual", "expected"),
+    [
+        (0, "mikro"),
+        (2 * BN, "mikro"),
+        (2 * BN + 1, "kecil"),
+        (15 * BN, "kecil"),
+        (15 * BN + 1, "menengah"),
+        (50 * BN, "menengah"),
+        (50 * BN + 1, "besar"),
+    ],
+)
+def test_pp_7_2021_classes_by_annual_sales(annual: int, expected: str) -> None:
+    assert domain.class_of(annual) == expected
+
+
+def test_fewer_than_three_months_give_no_class() -> None:
+    assert domain.assess_class([]) is None
+    assert domain.assess_class(ledger(*months_of(2024, 2, 5 * BN)).sales) is None
+
+
+def test_three_months_are_annualised() -> None:
+    assessment = domain.assess_class(ledger(*months_of(2024, 3, BN)).sales)
+    assert assessment == domain.ClassAssessment(
+        business_class="kecil",  # 3 bn x 12 / 3 = 12 bn
+        annual_sales_idr=12 * BN,
+        basis_months=3,
+        annualised=True,
+        assessed_at=datetime(2024, 4, 1, tzinfo=UTC),  # the end of March, the latest month
+    )
+
+
+def test_eleven_months_are_annualised_rounded_down_to_the_rupiah() -> None:
+    state = ledger(*months_of(2024, 11, 100_000_001))
+    assessment = domain.assess_class(state.sales)
+    assert assessment is not None
+    assert assessment.annual_sales_idr == 100_000_001 * 11 * 12 // 11 == 1_200_000_012
+    assert (assessment.basis_months, assessment.annualised) == (11, True)
+    assert assessment.business_class == "mikro"
+    odd = domain.assess_class(ledger(*months_of(2024, 7, 1)[:-1], ("2024-07", 4)).sales)
+    assert odd is not None and odd.annual_sales_idr == 10 * 12 // 7 == 17  # not 17.14
+
+
+def test_twelve_months_are_summed_and_the_window_ends_at_the_latest_month() -> None:
+    # 2023-01 .. 2024-02: the window is the 12 months ending 2024-02 (2023-03 .. 2024-02)
+    state = ledger(*months_of(2023, 2, 40 * BN), *months_of(2023, 12, BN, first_month=3))
+    assessment = domain.assess_class(state.sales)
+    assert assessment is not None
+    assert (assessment.annual_sales_idr, assessment.basis_months) == (12 * BN, 12)
+    assert not assessment.annualised and assessment.business_class == "kecil"
+    assert assessment.assessed_at == datetime(2024, 3, 1, tzinfo=UTC)
+    december = domain.assess_class(ledger(*months_of(2024, 12, BN)).sales)
+    assert december is not None and december.assessed_at == datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def test_months_with_gaps_count_those_reported_in_the_window() -> None:
+    state = ledger(("2023-01", BN), ("2023-07", BN), ("2023-12", BN), ("2024-06", BN))
+    assessment = domain.assess_class(state.sales)  # window 2023-07 .. 2024-06: three months
+    assert assessment is not None
+    assert (assessment.basis_months, assessment.annual_sales_idr) == (3, 12 * BN)
+
+
+def test_a_figure_beyond_the_contracts_bound_is_given_at_the_bound() -> None:
+    huge = domain.assess_class(ledger(*months_of(2024, 12, MAX_RUPIAH)).sales)
+    assert huge is not None
+    assert (huge.annual_sales_idr, huge.business_class) == (MAX_RUPIAH, "besar")
+
+
+def test_the_ledger_takes_months_whose_class_can_be_dated() -> None:
+    state = Marketplace(participant_id="p")
+    for period in ("1999-12", "2099-12", "0000-01", "9999-12"):
+        with pytest.raises(NotApplicable) as refused:
+            domain.record_sale(state, monthly(period, 1))
+        assert refused.value.code == "period-out-of-range"
+    for period in (domain.FIRST_PERIOD, domain.LAST_PERIOD):
+        assert domain.record_sale(state, monthly(period, 1)) == "recorded"
+        assert in_bounds(domain.period_end(period)) == domain.period_end(period)
+    assert state.source_refs == ["2000-01-1", "2099-11-1"]
+
+
+def test_the_first_class_is_announced_from_null_and_once() -> None:
+    state = ledger(*months_of(2024, 2, BN))
+    assert domain.class_change(state) is None  # two months: no class yet
+    domain.record_sale(state, monthly("2024-03", BN))
+    change = domain.class_change(state)
+    assert change is not None
+    assert (change.from_class, change.assessment.business_class) == (None, "kecil")
+    assert state.business_class == "kecil"
+    assert domain.class_change(state) is None  # the same ledger: nothing new
+
+
+def test_naik_kelas_and_a_replaced_month_moving_the_class_down() -> None:
+    state = ledger(*months_of(2024, 3, 150_000_000))  # 1.8 bn a year: mikro
+    first = domain.class_change(state)
+    assert first is not None and first.assessment.business_class == "mikro"
+    domain.record_sale(state, monthly("2024-04", 900_000_000))  # 1.35 bn x 12 / 4 = 4.05 bn
+    up = domain.class_change(state)
+    assert up is not None
+    assert (up.from_class, up.assessment.business_class) == ("mikro", "kecil")
+    assert up.assessment.annual_sales_idr == 4_050_000_000
+    # April's report is corrected (a new source_ref replaces the month): back to mikro
+    assert domain.record_sale(state, monthly("2024-04", 150_000_000, "koreksi")) == "replaced"
+    down = domain.class_change(state)
+    assert down is not None
+    assert (down.from_class, down.assessment.business_class) == ("kecil", "mikro")
+    assert down.assessment.annual_sales_idr == 1_800_000_000
+
+
+def test_no_class_leaves_the_last_one_announced() -> None:
+    state = ledger(*months_of(2022, 3, BN))
+    assert domain.class_change(state) is not None
+    domain.record_sale(state, monthly("2024-01", 40 * BN))  # alone in its window
+    assert domain.assess_class(state.sales) is None
+    assert domain.class_change(state) is None and state.business_class == "kecil"
+
+
+def announced(reports: list[Sale]) -> list[ClassChanged]:
+    state, changed = Marketplace(participant_id="p"), []
+    for report in reports:
+        domain.record_sale(state, report)
+        if (change := domain.class_change(state)) is not None:
+            changed.append(change)
+    return changed
+
+
+def test_reports_in_any_order_end_at_the_same_class_each_change_announced_once() -> None:
+    reports = [
+        monthly("2024-01", 100_000_000),
+        monthly("2024-02", 100_000_000),
+        monthly("2024-03", 3 * BN),
+        monthly("2024-04", 100_000_000),
+        monthly("2024-05", 9 * BN),
+        monthly("2023-06", 100_000_000),
+    ]
+    expected = domain.assess_class(ledger(*((r.period, r.revenue_idr) for r in reports)).sales)
+    assert expected is not None and expected.business_class == "menengah"  # 24.8 bn
+    paths = set()
+    for order in itertools.permutations(reports):
+        changed = announced(list(order))
+        paths.add(tuple(c.assessment.business_class for c in changed))
+        assert changed[0].from_class is None
+        for before, after in itertools.pairwise(changed):
+            assert after.from_class == before.assessment.business_class
+        assert all(c.from_class != c.assessment.business_class for c in changed)
+        # the last class announced is the whole ledger's (its figures are those of the
+        # report that changed the class, which need not be the last report)
+        assert changed[-1].assessment.business_class == expected.business_class
+    assert len(paths) > 3 and ("mikro", "menengah") in paths  # the orders took other ways

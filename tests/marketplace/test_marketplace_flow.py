@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 import httpx
 import pytest
 
 from shared.contracts import (
-    CertificationIssued,
     ExportFacilitated,
     FinancialReportRecorded,
     FinancingApproved,
@@ -24,22 +22,21 @@ from shared.contracts import (
     ProductListed,
     TrainingCompleted,
 )
-from shared.kafka import KafkaAccess
 from tests import auth_helpers
 from tests.coaching.fixtures import participant
 from tests.conftest import random_id
-from tests.kafka_helpers import wait_committed
-from tests.marketplace.fixtures import NOW, MarketplaceUnderTest, certified, review, sales
+from tests.marketplace.fixtures import (
+    NOW,
+    MarketplaceUnderTest,
+    certified,
+    processed,
+    review,
+    sales,
+    valid_kinds,
+)
 
 pytestmark = pytest.mark.integration
 LADDER = ("pendamping", "kecamatan", "dinas", "curator")
-
-
-async def processed(m: MarketplaceUnderTest, meta: Any) -> None:
-    s = m.settings
-    await wait_committed(
-        KafkaAccess.of(s), s.consumer_group, meta.topic, meta.partition, meta.offset
-    )
 
 
 async def approve_all(m: MarketplaceUnderTest, product_id: str, grade: str) -> None:
@@ -162,19 +159,8 @@ async def test_a_grade_a_food_product_goes_international_once(
         await marketplace.send(sales(pid, period))
     await processed(marketplace, await marketplace.send(sales(pid, recent_periods(1)[0])))
     assert marketplace.of(ExportFacilitated, pid) == []  # no HKI_MEREK yet
-    await marketplace.send(
-        CertificationIssued.model_validate(
-            {
-                "certificate_id": random_id("hki-"),
-                "participant_id": pid,
-                "product_id": None,
-                "kind": "HKI_MEREK",
-                "number": "IDM000123",
-                "issued_at": NOW,
-                "issuer": "DJKI",
-            }
-        )
-    )
+    kinds = ("HALAL", "HKI_MEREK", "NIB", "PIRT")  # coaching says an HKI_MEREK is valid now
+    await marketplace.send(valid_kinds(pid, prod, 2, kinds, "makanan-minuman"))
     [exported] = await marketplace.wait(ExportFacilitated, pid)
     assert exported.json()["programme"] == "Jakpreneur Go-International"
     await processed(marketplace, await marketplace.send(sales(pid, recent_periods(5)[-1])))

@@ -21,8 +21,8 @@ from shared.contracts import (
 )
 from tests.coaching.fixtures import participant
 from tests.conftest import Servers, random_id
-from tests.marketplace.fixtures import MarketplaceUnderTest, certified, review, sales
-from tests.marketplace.test_marketplace_flow import approve_all, processed
+from tests.marketplace.fixtures import MarketplaceUnderTest, certified, processed, review, sales
+from tests.marketplace.test_marketplace_flow import approve_all
 from tests.personal_scan import confirmations, confirmed, erasure, traces
 
 pytestmark = pytest.mark.integration
