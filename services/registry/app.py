@@ -195,7 +195,9 @@ def create_app(settings: RegistrySettings | None = None) -> ServiceApp:
 
     async def participant_journey(request: Request) -> AsgiResponse:
         doc = await store.journey(request.params["participant_id"])
-        return document_response(doc, "participant has no journey")
+        return document_response(
+            None if doc is None else journey.present(doc), "participant has no journey"
+        )
 
     async def submission(request: Request) -> AsgiResponse:
         """A submission's outcome; for an already-registered one, whose NIK it is (ops)."""
@@ -209,7 +211,7 @@ def create_app(settings: RegistrySettings | None = None) -> ServiceApp:
         registered_month (YYYY-MM), held to the caller's scope (``scope``)."""
         params = request.params
         match = journey.parse_filters(params, request.scope_filters)
-        result = journey.funnel(await store.journeys_matching(match))
+        result = journey.funnel(await store.journeys_matching(match, journey.FUNNEL_FIELDS))
         return json_response(
             {
                 "filters": {k: params[k] for k in journey.FILTERS if params.get(k)},

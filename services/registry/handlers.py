@@ -25,7 +25,6 @@ from services.registry import domain, erasure, journey
 from services.registry.store import RegistryStore
 from shared.contracts import (
     Event,
-    FinancialReportRecorded,
     Id,
     ParticipantContact,
     ParticipantRegistered,
@@ -176,13 +175,15 @@ async def _decide(
         [
             {
                 "_id": p["_id"],
-                "registered_at": now,
+                "registered_at": p["registered_business_at"],
                 "profile": {
                     "city": p["city"],
                     "kecamatan": p["kecamatan"],
                     "sector": p["sector"],
                     "has_business": p["has_business"],
-                    "registered_month": now.astimezone(JAKARTA).strftime("%Y-%m"),
+                    "registered_month": p["registered_business_at"]
+                    .astimezone(JAKARTA)
+                    .strftime("%Y-%m"),
                 },
             }
             for p in participants
@@ -226,6 +227,9 @@ def _register(
         "display_name": contact.display_name,
         "contact": {"phone": phone, "email": v["email"]},
         "registered_at": now,
+        # When the submission happened in the programme's calendar (its business time):
+        # the journey's registration and month (shared.envelope).
+        "registered_business_at": sub.envelope.occurred_at,
         "full_name": v["full_name"],
         "birth_date": v["birth_date"].isoformat(),
         "business_name": v["business_name"],
@@ -280,8 +284,12 @@ async def handle_submissions(records: list[Record], deps: Deps) -> None:
     )
 
 
-# The other services' events that move a participant along the journey.
-JOURNEY_EVENTS = tuple(e for e in consumed_by("registry") if e.name in journey.STAGE_OF_EVENT)
+# The other services' events that move a participant along the journey, or add to it.
+JOURNEY_EVENTS = tuple(
+    e
+    for e in consumed_by("registry")
+    if e.name in journey.STAGE_OF_EVENT or e.name == journey.CLASS_EVENT
+)
 _JOURNEY_BY_TYPE = {event.ce_type(): event for event in JOURNEY_EVENTS}
 
 
@@ -297,18 +305,14 @@ async def handle_batch(records: list[Record], deps: Deps) -> None:
 
 
 async def record_journeys(records: list[Record], deps: Deps) -> None:
-    """Each event's stage at the event's time; the first time a stage is reached wins, so
-    redelivered or replayed events change nothing."""
-    reached: list[tuple[str, str, datetime, str | None, str | None]] = []
+    """Each event's part of the journey at the event's business time, in one merged update
+    per participant for the batch; the first time a stage is reached wins and what an event
+    adds is added once, so redelivered or replayed events change nothing."""
 
-    def read(record: Record) -> tuple[Envelope, Event]:
-        return read_event(record, _JOURNEY_BY_TYPE, strict=False)
+    def read(record: Record) -> journey.Fact:
+        envelope, event = read_event(record, _JOURNEY_BY_TYPE, strict=False)
+        return journey.fact_of(event, envelope.id, envelope.occurred_at)
 
-    for _, (envelope, event) in await readable(
-        records, read, deps.broker, deps.settings.service_name
-    ):
-        month = event.period if isinstance(event, FinancialReportRecorded) else None
-        pid: str = getattr(event, "participant_id")  # noqa: B009 - every journey event has it
-        mentor: str | None = getattr(event, "mentor_id", None)  # mentoring-assigned, -completed
-        reached.append((pid, journey.STAGE_OF_EVENT[event.name], envelope.time, month, mentor))
-    await retry_transient(lambda: deps.store.record_stages(reached))
+    facts = await readable(records, read, deps.broker, deps.settings.service_name)
+    updates = journey.merged_updates(fact for _, fact in facts)
+    await retry_transient(lambda: deps.store.update_journeys(updates))

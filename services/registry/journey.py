@@ -1,13 +1,44 @@
 """The participant journey read model: which stages of the 7P each participant reached and
-when, built from every service's events; and the programme funnel over it. Pure."""
+when, built from every service's events; the programme funnel over it, and the outcomes the
+programme exists for (naik kelas, go-international, financing). Pure.
+
+Times are business times (:attr:`shared.envelope.Envelope.occurred_at`): when the fact
+happened in the programme's calendar, which travels from cause to caused event, not when a
+service happened to publish it. So "median days" measures the programme.
+
+A journey document holds:
+
+- ``profile``: city, kecamatan, sector, has_business, registered_month (the filters);
+- ``stages``: stage -> the earliest business time it was reached (first time wins);
+- ``sales_months``, ``mentor_id``;
+- ``class_history``: each ``business-class-changed`` (from, to, annual sales, basis months,
+  annualised, assessed_at, its business time ``at`` and event id), added once per event;
+- ``financing_approvals``: each ``financing-approved`` (referral id, amount in rupiah);
+- ``exported_products``: the products facilitated for export.
+
+The stage ``naik-kelas`` is derived from the class history when read (:func:`stages_of`):
+the first change to a class above the class first known. A first class is not a move; a move
+down and up again neither re-dates it nor, from below the first class, counts. Derived on
+read, it is the same whatever order the changes arrived in.
+"""
 
 from __future__ import annotations
 
 import itertools
 import statistics
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+from shared.contracts import (
+    BusinessClassChanged,
+    Event,
+    ExportFacilitated,
+    FinancialReportRecorded,
+    FinancingApproved,
+)
 
 # Event name -> journey stage. The registry's own registration is the first stage.
 STAGE_OF_EVENT: Mapping[str, str] = {
@@ -26,22 +57,42 @@ STAGE_OF_EVENT: Mapping[str, str] = {
     "financing-approved": "financing-approved",
     "financing-declined": "financing-declined",
 }
-# The funnel: each stage's conversion is against the one before it.
-FUNNEL: Sequence[str] = (
-    "registered",
-    "training-enrolled",
-    "training-completed",
-    "mentoring-assigned",
-    "mentoring-completed",
-    "product-certified",
-    "product-curated",
-    "product-listed",
-    "sales-reported",
-    "financing-referred",
-    "financing-approved",
+# Events that add to the journey without a stage of their own.
+CLASS_EVENT = BusinessClassChanged.name
+NAIK_KELAS = "naik-kelas"
+CLASSES: Sequence[str] = ("mikro", "kecil", "menengah", "besar")  # PP 7/2021, in order
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    step: str  # the programme's facility, P1..P7
+    after: str | None  # the stage its conversion and days are measured from
+    main: bool = True  # on the funnel's main line; False: a branch (an outcome) beside it
+
+
+# Every stage, in programme order. Each one's conversion is against the stage it comes
+# ``after``; the main line is the funnel, each stage after the one before it; export and
+# naik kelas are outcomes branching off it (not every listed product goes abroad).
+STAGES: Sequence[Stage] = (
+    Stage("registered", "P1", None),
+    Stage("training-enrolled", "P2", "registered"),
+    Stage("training-completed", "P2", "training-enrolled"),
+    Stage("mentoring-assigned", "P3", "training-completed"),
+    Stage("mentoring-completed", "P3", "mentoring-assigned"),
+    Stage("product-certified", "P4", "mentoring-completed"),
+    Stage("product-curated", "P5", "product-certified"),
+    Stage("product-listed", "P5", "product-curated"),
+    Stage("export-facilitated", "P5", "product-listed", main=False),
+    Stage("sales-reported", "P6", "product-listed"),
+    Stage(NAIK_KELAS, "P6", "sales-reported", main=False),
+    Stage("financing-referred", "P7", "sales-reported"),
+    Stage("financing-approved", "P7", "financing-referred"),
 )
+# The funnel's main line: each stage's conversion is against the one before it.
+FUNNEL: Sequence[str] = tuple(s.name for s in STAGES if s.main)
 # Reached by some, but not steps of the funnel.
-SIDE_STAGES: Sequence[str] = ("training-not-completed", "export-facilitated", "financing-declined")
+SIDE_STAGES: Sequence[str] = ("training-not-completed", "financing-declined")
 FILTERS: Sequence[str] = ("city", "kecamatan", "sector", "has_business", "registered_month")
 # The fields of a journey that an HTTP caller's scope holds a read to (shared.auth's
 # aggregate filters): a kota officer's city, a pendamping's mentees.
@@ -50,43 +101,243 @@ SCOPE_FIELDS: Mapping[str, str] = {
     "kecamatan": "profile.kecamatan",
     "pendamping_id": "mentor_id",  # recorded from mentoring-assigned (and -completed)
 }
+# What the funnel reads of each journey.
+FUNNEL_FIELDS: Mapping[str, int] = {
+    "stages": 1,
+    "class_history": 1,
+    "financing_approvals": 1,
+    "exported_products": 1,
+    "profile.registered_month": 1,
+}
+
+
+# ------------------------------------------------------------------ writing the journey
+
+
+@dataclass(frozen=True)
+class Fact:
+    """What one event adds to a participant's journey, at its business time."""
+
+    participant_id: str
+    at: datetime
+    stage: str | None = None
+    sales_month: str | None = None
+    mentor_id: str | None = None
+    class_change: Mapping[str, Any] | None = None
+    financing: Mapping[str, Any] | None = None
+    exported_product: str | None = None
+
+
+def fact_of(event: Event, event_id: str, at: datetime) -> Fact:
+    """The journey's part of another service's event (``at``: its business time)."""
+    pid: str = getattr(event, "participant_id")  # noqa: B009 - every journey event has it
+    if isinstance(event, BusinessClassChanged):
+        change = {
+            "event_id": event_id,
+            "from_class": event.from_class,
+            "to_class": event.to_class,
+            "annual_sales_idr": event.annual_sales_idr,
+            "basis_months": event.basis_months,
+            "annualised": event.annualised,
+            "assessed_at": event.assessed_at,
+            "at": at,
+        }
+        return Fact(pid, at, class_change=change)
+    financing = exported = None
+    if isinstance(event, FinancingApproved):
+        financing = {"referral_id": event.referral_id, "amount_idr": event.amount_idr}
+    if isinstance(event, ExportFacilitated):
+        exported = event.product_id
+    return Fact(
+        pid,
+        at,
+        stage=STAGE_OF_EVENT[event.name],
+        sales_month=event.period if isinstance(event, FinancialReportRecorded) else None,
+        mentor_id=getattr(event, "mentor_id", None),  # mentoring-assigned, -completed
+        financing=financing,
+        exported_product=exported,
+    )
+
+
+def merged_updates(facts: Iterable[Fact]) -> dict[str, dict[str, Any]]:
+    """One MongoDB update per participant for a whole batch of facts (in order): the
+    earliest time of each stage, every sales month, class change, approval and exported
+    product added once (a redelivered event adds nothing), the last pendamping named."""
+    merged: dict[str, dict[str, Any]] = {}
+    for fact in facts:
+        update = merged.setdefault(fact.participant_id, {})
+        if fact.stage is not None:
+            earliest = update.setdefault("$min", {})
+            name = f"stages.{fact.stage}"
+            earliest[name] = min(fact.at, earliest.get(name, fact.at))
+        for name, item in (
+            ("sales_months", fact.sales_month),
+            ("class_history", fact.class_change),
+            ("financing_approvals", fact.financing),
+            ("exported_products", fact.exported_product),
+        ):
+            if item:
+                added = update.setdefault("$addToSet", {}).setdefault(name, {"$each": []})
+                if item not in added["$each"]:
+                    added["$each"].append(item)
+        if fact.mentor_id:
+            update["$set"] = {"mentor_id": fact.mentor_id}
+    return merged
+
+
+# ------------------------------------------------------------------- reading the journey
+
+
+def class_history(journey: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The participant's class changes in business-time order, without event ids."""
+    changes = sorted(
+        journey.get("class_history") or [],
+        key=lambda c: (c["at"], c["assessed_at"], CLASSES.index(c["to_class"])),
+    )
+    return [{k: v for k, v in c.items() if k != "event_id"} for c in changes]
+
+
+@dataclass(frozen=True)
+class ClassMove:
+    """A participant's business classes: the first known, the highest reached, the latest,
+    and when they first rose above the first (None: not yet)."""
+
+    first: str
+    highest: str
+    now: str
+    naik_kelas_at: datetime | None
+
+
+def class_move(history: Sequence[Mapping[str, Any]]) -> ClassMove | None:
+    """From :func:`class_history` (sorted); None when no class is known."""
+    if not history:
+        return None
+    first = history[0]["from_class"] or history[0]["to_class"]
+    rank = CLASSES.index
+    highest, naik_kelas_at = first, None
+    for change in history:
+        to = change["to_class"]
+        highest = max(highest, to, key=rank)
+        if naik_kelas_at is None and rank(to) > rank(first):
+            naik_kelas_at = change["at"]
+    return ClassMove(first, highest, history[-1]["to_class"], naik_kelas_at)
+
+
+def stages_of(journey: Mapping[str, Any]) -> dict[str, datetime]:
+    """The stages reached and when, ``naik-kelas`` (derived from the class history) too."""
+    stages = dict(journey.get("stages") or {})
+    move = class_move(class_history(journey))
+    if move is not None and move.naik_kelas_at is not None:
+        stages[NAIK_KELAS] = move.naik_kelas_at
+    return stages
+
+
+def present(journey: Mapping[str, Any]) -> dict[str, Any]:
+    """A journey as ``GET /participants/{id}/journey`` shows it: its stages (naik kelas
+    too), the class history in order with the class now, and financing approved."""
+    shown = dict(journey)
+    history = class_history(journey)
+    move = class_move(history)
+    shown["stages"] = stages_of(journey)
+    shown["class_history"] = history
+    shown["business_class"] = move.now if move else None
+    approvals = journey.get("financing_approvals") or []
+    shown["financing_approved_idr"] = sum(a["amount_idr"] for a in approvals)
+    return shown
+
+
+def _days(start: datetime, end: datetime) -> float:
+    return (end - start).total_seconds() / 86400
+
+
+def _median(values: list[float]) -> float | None:
+    return round(statistics.median(values), 2) if values else None
 
 
 def funnel(journeys: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """Counts per stage, conversion from the previous stage, and the median days spent
-    between each stage and the next, over the journeys given (already filtered)."""
-    counts = dict.fromkeys((*FUNNEL, *SIDE_STAGES), 0)
-    durations: dict[str, list[float]] = {stage: [] for stage in FUNNEL[:-1]}
-    total = 0
+    """Over the journeys given (already filtered): counts per stage in programme order,
+    conversion from the stage each comes after, the median days from that stage to this
+    one and (main line) to the next; the side stages; the outcomes; registrations per
+    month."""
+    names = [s.name for s in STAGES]
+    counts = dict.fromkeys((*names, *SIDE_STAGES), 0)
+    from_previous: dict[str, list[float]] = {name: [] for name in names}
+    to_next: dict[str, list[float]] = {name: [] for name in FUNNEL[:-1]}
+    next_of = dict(itertools.pairwise(FUNNEL))
+    transitions: Counter[tuple[str, str]] = Counter()
+    classes_now: Counter[str] = Counter()
+    months: Counter[str] = Counter()
+    exported_products = financed_idr = total = 0
     for journey in journeys:
         total += 1
-        stages: Mapping[str, datetime] = journey.get("stages", {})
-        for stage in counts:
-            counts[stage] += stage in stages
-        for here, after in itertools.pairwise(FUNNEL):
+        history = class_history(journey)
+        move = class_move(history)
+        stages = dict(journey.get("stages") or {})
+        if move is not None:
+            classes_now[move.now] += 1
+            if move.naik_kelas_at is not None:
+                stages[NAIK_KELAS] = move.naik_kelas_at
+                transitions[(move.first, move.highest)] += 1
+        for name in counts:
+            counts[name] += name in stages
+        for stage in STAGES:
+            if stage.after and stage.name in stages and stage.after in stages:
+                from_previous[stage.name].append(_days(stages[stage.after], stages[stage.name]))
+        for here, after in next_of.items():
             if here in stages and after in stages:
-                durations[here].append((stages[after] - stages[here]).total_seconds() / 86400)
+                to_next[here].append(_days(stages[here], stages[after]))
+        month = (journey.get("profile") or {}).get("registered_month")
+        if month:
+            months[month] += 1
+        exported_products += len(journey.get("exported_products") or [])
+        financed_idr += sum(a["amount_idr"] for a in journey.get("financing_approvals") or [])
     rows = []
-    previous: int | None = None
-    for stage in FUNNEL:
-        count = counts[stage]
+    for stage in STAGES:
+        count = counts[stage.name]
         conversion: float | None = None
-        if previous is not None:
-            conversion = count / previous if previous else 0.0
-        median = statistics.median(durations[stage]) if durations.get(stage) else None
+        if stage.after is not None:
+            base = counts[stage.after]
+            conversion = round(count / base, 4) if base else 0.0
         rows.append(
             {
-                "stage": stage,
+                "stage": stage.name,
+                "step": stage.step,
+                "after": stage.after,
+                "main": stage.main,
                 "count": count,
-                "conversion": None if conversion is None else round(conversion, 4),
-                "median_days_to_next": None if median is None else round(median, 2),
+                "conversion": conversion,
+                "median_days_from_previous": _median(from_previous[stage.name]),
+                "median_days_to_next": _median(to_next.get(stage.name, [])),
             }
         )
-        previous = count
     return {
         "participants": total,
         "stages": rows,
         "side_stages": {stage: counts[stage] for stage in SIDE_STAGES},
+        "outcomes": {
+            "naik_kelas": {
+                "participants": counts[NAIK_KELAS],
+                "transitions": [
+                    {"from_class": first, "to_class": to, "participants": n}
+                    for (first, to), n in sorted(
+                        transitions.items(),
+                        key=lambda item: (CLASSES.index(item[0][0]), CLASSES.index(item[0][1])),
+                    )
+                ],
+            },
+            "business_classes": {c: classes_now[c] for c in CLASSES},
+            "export_facilitated": {
+                "participants": counts["export-facilitated"],
+                "products": exported_products,
+            },
+            "financing_approved": {
+                "participants": counts["financing-approved"],
+                "total_idr": financed_idr,
+            },
+        },
+        "registrations_per_month": [
+            {"month": month, "participants": months[month]} for month in sorted(months)
+        ],
     }
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -360,6 +360,9 @@ class RegistryStore:
         (or whose opening was lost): idempotent, run at start-up."""
         await self.participants.aggregate(
             [
+                # Registered when the submission happened (its business time), where the
+                # document says; before business times, when it was accepted.
+                {"$set": {"_at": {"$ifNull": ["$registered_business_at", "$registered_at"]}}},
                 {
                     "$project": {
                         "profile": {
@@ -369,13 +372,13 @@ class RegistryStore:
                             "has_business": "$has_business",
                             "registered_month": {
                                 "$dateToString": {
-                                    "date": "$registered_at",
+                                    "date": "$_at",
                                     "format": "%Y-%m",
                                     "timezone": "Asia/Jakarta",
                                 }
                             },
                         },
-                        "stages.registered": "$registered_at",
+                        "stages.registered": "$_at",
                     }
                 },
                 {
@@ -396,29 +399,14 @@ class RegistryStore:
             ]
         )
 
-    async def record_stages(
-        self, reached: list[tuple[str, str, datetime, str | None, str | None]]
-    ) -> None:
-        """(participant, stage, when, sales month, pendamping): first time wins, so replays
-        change nothing; the pendamping, named by the mentoring events, scopes their reads."""
-        if not reached:
-            return
-        # One update per participant for the whole batch: the earliest time of each stage,
-        # every month, the last pendamping named (the records are in order).
-        merged: dict[str, dict[str, Any]] = {}
-        for participant_id, stage, at, month, mentor in reached:
-            update = merged.setdefault(participant_id, {"$min": {}})
-            field = f"stages.{stage}"
-            update["$min"][field] = min(at, update["$min"].get(field, at))
-            if month:
-                months = update.setdefault("$addToSet", {"sales_months": {"$each": []}})
-                months["sales_months"]["$each"].append(month)
-            if mentor:
-                update["$set"] = {"mentor_id": mentor}
-        await self.journeys.bulk_write(
-            [UpdateOne({"_id": pid}, update, upsert=True) for pid, update in merged.items()],
-            ordered=False,
-        )
+    async def update_journeys(self, updates: Mapping[str, dict[str, Any]]) -> None:
+        """Apply one merged update per participant (:func:`journey.merged_updates`): a
+        batch's whole journey work in one bulk write, unordered."""
+        if updates:
+            await self.journeys.bulk_write(
+                [UpdateOne({"_id": pid}, update, upsert=True) for pid, update in updates.items()],
+                ordered=False,
+            )
 
     async def journey(self, participant_id: str) -> Document | None:
         return await self.journeys.find_one({"_id": participant_id})
@@ -429,8 +417,10 @@ class RegistryStore:
             {"_id": participant_id}, {"profile.city": 1, "profile.kecamatan": 1, "mentor_id": 1}
         )
 
-    async def journeys_matching(self, match: dict[str, Any]) -> list[Document]:
-        return await self.journeys.find(match, {"stages": 1}).to_list()
+    async def journeys_matching(
+        self, match: dict[str, Any], fields: Mapping[str, int]
+    ) -> list[Document]:
+        return await self.journeys.find(match, dict(fields)).to_list()
 
     async def count_participants(self) -> int:
         return await self.participants.count_documents({})
