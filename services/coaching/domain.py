@@ -4,6 +4,10 @@ One document per participant holds every fact coaching has received about them. 
 are derived from the facts, whatever order they came in, and each decision is recorded so it
 is made once: a product is certified when its requirement set is first met, and lapses when
 it no longer is.
+
+Coaching is the one owner of certificate validity (issued, unexpired, unrevoked): the
+marketplace keeps no certificates and acts on the kinds coaching publishes as valid for each
+product (:func:`certification_changes`), its export rule included.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from shared.contracts import (
     MentoringAssigned,
     MentoringCompleted,
     MentoringSessionRecorded,
+    ProductCertificatesChanged,
     ProductCertificationLapsed,
     ProductCertified,
     ProductSubmitted,
@@ -322,6 +323,42 @@ async def test_expiry_notices_once_and_an_expired_certificate_lapses_the_product
     assert lapsed.json()["product_id"] == prod
     await coaching.events.caught_up()
     assert len(coaching.of(CertificationExpiring, pid)) == 1
+
+
+async def test_coaching_says_which_certificates_are_valid_as_they_come_go_and_expire(
+    coaching: CoachingUnderTest,
+) -> None:
+    """The one owner of validity: from the certification on, each change of the kinds valid
+    for a product (an HKI_MEREK issued, expired, issued again, revoked) is published once,
+    with a revision one higher; the certification itself carries the kinds of then."""
+    pid, prod = str(uuid.uuid4()), random_id("prod-")
+    await coaching.send(product(pid, prod, "fashion"))
+    await coaching.send(certificate(pid, "NIB", None))
+    [certified] = await coaching.wait(ProductCertified, pid)
+    assert (certified.json()["valid_kinds"], certified.json()["validity_revision"]) == (
+        ["NIB"],
+        1,
+    )
+    await coaching.send(certificate(pid, "HKI_MEREK", None, expires=days(3 / 86400)))
+    await coaching.wait(ProductCertificatesChanged, pid, 2)  # valid, then expired (the check)
+    renewed = certificate(pid, "HKI_MEREK", prod)
+    await coaching.send(renewed)
+    await coaching.wait(ProductCertificatesChanged, pid, 3)
+    await coaching.send(
+        CertificationRevoked(certificate_id=renewed.certificate_id, reason="batal", revoked_at=NOW)
+    )
+    changes = await coaching.wait(ProductCertificatesChanged, pid, 4)
+    await coaching.events.caught_up()
+    said = [(c.json()["valid_kinds"], c.json()["validity_revision"]) for c in changes]
+    assert said == [
+        (["HKI_MEREK", "NIB"], 2),
+        (["NIB"], 3),  # expired
+        (["HKI_MEREK", "NIB"], 4),
+        (["NIB"], 5),  # revoked
+    ]
+    assert len(coaching.of(ProductCertificatesChanged, pid)) == 4
+    assert coaching.of(ProductCertificationLapsed, pid) == []  # fashion needs only the NIB
+    assert changes[0].key == pid.encode() and changes[0].json()["category"] == "fashion"
 
 
 async def test_a_redelivered_fact_is_applied_once(coaching: CoachingUnderTest) -> None:
