@@ -300,15 +300,14 @@ def certification_changes(state: Coaching, now: datetime) -> list[CertificationC
     changes: list[CertificationChange] = []
     for product in state.products:
         chosen, unmet = check_requirements(product, state.certificates, now)
-        kinds = valid_kinds(product, state.certificates, now)
         if not unmet and not product.certified:
             product.certified = True
-            _publish_validity(product, kinds)
+            _publish_validity(product, valid_kinds(product, state.certificates, now))
             expiries = [c.expires_at for c in chosen if c.expires_at is not None]
             changes.append(Certified(product, chosen, min(expiries) if expiries else None))
         elif unmet and product.certified:
             product.certified = False
-            _publish_validity(product, kinds)
+            _publish_validity(product, valid_kinds(product, state.certificates, now))
             reasons = [
                 Finding(
                     code="requirement-unmet",
@@ -318,9 +317,11 @@ def certification_changes(state: Coaching, now: datetime) -> list[CertificationC
                 for group in unmet
             ]
             changes.append(Lapsed(product, reasons))
-        elif product.certified and kinds != product.valid_kinds:
-            _publish_validity(product, kinds)
-            changes.append(ValidityChanged(product))
+        elif product.certified:  # the kinds are not worked out for an uncertified one
+            kinds = valid_kinds(product, state.certificates, now)
+            if kinds != product.valid_kinds:
+                _publish_validity(product, kinds)
+                changes.append(ValidityChanged(product))
     for cert in state.certificates:
         if cert.expiring_sent or cert.expires_at is None or not cert.valid_at(now):
             continue
