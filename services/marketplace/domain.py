@@ -140,11 +140,12 @@ class Marketplace(BaseModel):
 def apply_validity(
     product: Product, revision: int, kinds: Sequence[str], certified: bool | None = None
 ) -> bool:
-    """Coaching's word on a product: the kinds valid for it and, from a certification or a
-    lapse, whether it is certified. Taken only when newer than what is held (a higher
-    revision), so the three topics that carry it may deliver in any order and a replayed old
-    one changes nothing; whether it was taken. Revision 0 (a coaching that predates
-    revisions) sets the certification only, as before, and leaves the kinds."""
+    """Coaching's word on a product: the kinds valid for it and whether it is certified
+    (a certification or a change of the kinds says it is, a lapse that it is not). Taken
+    only when newer than what is held (a higher revision), so the three topics that carry
+    it may deliver in any order and a replayed old one changes nothing; whether it was
+    taken. Revision 0 (a coaching that predates revisions) sets the certification only, as
+    before, and leaves the kinds."""
     if revision:
         if revision <= product.validity_revision:
             return False

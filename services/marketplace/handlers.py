@@ -144,7 +144,9 @@ class _Decision:
         elif isinstance(fact, ProductCertificatesChanged):
             product = state.product(fact.product_id)
             product.category = fact.category
-            domain.apply_validity(product, fact.validity_revision, fact.valid_kinds)
+            # only sent while the product is certified: so it says that too, should it
+            # come before the product-certified of a lower revision (another topic)
+            domain.apply_validity(product, fact.validity_revision, fact.valid_kinds, certified=True)
         elif isinstance(fact, CurationReviewed):
             review = domain.Review(
                 decision=fact.decision,

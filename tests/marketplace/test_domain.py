@@ -186,7 +186,7 @@ def test_coachings_word_is_taken_newest_first_whatever_the_order() -> None:
     revision, and the highest one seen wins, for the kinds and for the certification."""
     said = [
         (1, ("NIB",), True),  # product-certified
-        (2, ("HKI_MEREK", "NIB"), None),  # product-certificates-changed
+        (2, ("HKI_MEREK", "NIB"), True),  # product-certificates-changed (still certified)
         (3, ("HKI_MEREK",), False),  # product-certification-lapsed: NIB revoked
     ]
     for order in itertools.permutations(said):
@@ -198,6 +198,11 @@ def test_coachings_word_is_taken_newest_first_whatever_the_order() -> None:
             ["HKI_MEREK"],
             False,
         )
+    for order in itertools.permutations(said[:2]):  # the change before its certification
+        product = domain.Product(product_id="prod")
+        for revision, kinds, certified in order:
+            domain.apply_validity(product, revision, kinds, certified)
+        assert (product.validity_revision, product.certified) == (2, True)
     legacy = domain.Product(product_id="prod")  # a coaching that predates revisions
     assert domain.apply_validity(legacy, 0, [], certified=True)
     assert legacy.certified and legacy.valid_kinds == [] and legacy.validity_revision == 0
