@@ -9,6 +9,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .PHONY: run test up down lint bench chaos fuzz install infra chromium schemas clean
+.PHONY: npm asyncapi docs-ui
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
@@ -29,7 +30,28 @@ chromium:  ## Debian's chromium, for the dashboard test (headless)
 	@command -v chromium >/dev/null || { apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
-test: infra chromium  ## the whole suite on a real Kafka broker and a real mongod
+# The official AsyncAPI tooling from npm, as package-lock.json pins it (node 20 and npm):
+# the parser tests/docs runs on every AsyncAPI document, and the renderer that docs-ui
+# vendors into shared/docs_ui. No install scripts run.
+NODE_MODULES := node_modules/.package-lock.json
+$(NODE_MODULES): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "need node 20 and npm"; exit 1; }
+	npm ci --ignore-scripts --no-audit --no-fund
+	@touch $(NODE_MODULES)
+
+npm: $(NODE_MODULES)  ## node_modules from package-lock.json (the AsyncAPI parser and renderer)
+
+asyncapi: $(STAMP)  ## write docs/asyncapi.yaml again from the catalogue (after a contract change)
+	$(PY) -m tools.asyncapi
+
+UI := node_modules/@asyncapi/react-component
+docs-ui: npm  ## copy the AsyncAPI renderer the services serve from node_modules (after a bump)
+	cp $(UI)/browser/standalone/index.js shared/docs_ui/asyncapi-standalone.js
+	cp $(UI)/browser/standalone/index.js.LICENSE.txt shared/docs_ui/asyncapi-standalone.js.LICENSE.txt
+	cp $(UI)/styles/default.min.css shared/docs_ui/asyncapi-default.min.css
+	cp $(UI)/LICENSE shared/docs_ui/LICENSE
+
+test: infra chromium npm  ## the whole suite on a real Kafka broker and a real mongod
 	$(PY) -m pytest
 
 bench: infra  ## the pipeline under load beside a bare aiokafka baseline (ARGS=--participants N)
@@ -52,9 +74,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-schemas: $(STAMP)  ## rewrite the contract snapshots (after a compatible change) and the personal-data map
+schemas: $(STAMP)  ## rewrite the contract snapshots (after a compatible change), the personal-data map, docs/asyncapi.yaml
 	$(PY) -m shared.contracts
 	$(PY) -m shared.personal_data
+	$(PY) -m tools.asyncapi
 
 clean:
 	rm -rf .run .pytest_cache .mypy_cache .ruff_cache

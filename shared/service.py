@@ -5,7 +5,7 @@ It holds no business rules: a service hands in its batch handler and its own set
 """
 
 # No `from __future__ import annotations` here: FastStream resolves the subscriber's
-# annotations at run time, and the payload type below is local to service_app().
+# annotations at run time.
 import asyncio
 import contextlib
 import functools
@@ -15,18 +15,18 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Any
 
 import uvicorn
 from faststream import AckPolicy
-from faststream.asgi import AsgiResponse, AsyncAPIRoute, get
+from faststream.asgi import AsgiResponse, get
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
-from pydantic import WithJsonSchema
 from pymongo import AsyncMongoClient
 
+from shared import asyncapi
 from shared.auth import Authenticator
 from shared.contracts import Event
 from shared.http import OpenHandler, Route, ServiceApp, SubjectLookup, probes
@@ -54,26 +54,6 @@ BatchHandler = Callable[[list[Record]], Awaitable[None]]
 EXIT_ON_STALL = False
 MAX_PAUSE_S = 30.0  # the longest wait between two tries while the infrastructure is away
 Periodic = tuple[float, Callable[[], Awaitable[Any]]]
-
-
-def _inline(schema: Any, defs: dict[str, Any]) -> Any:
-    """The schema with its ``$ref``s replaced by their definitions (FastStream re-homes the
-    payload schema, so references into a ``$defs`` of ours would dangle)."""
-    if isinstance(schema, dict):
-        ref = schema.get("$ref", "")
-        if ref.startswith("#/$defs/"):
-            return _inline(defs[ref.removeprefix("#/$defs/")], defs)
-        return {k: _inline(v, defs) for k, v in schema.items() if k != "$defs"}
-    if isinstance(schema, list):
-        return [_inline(v, defs) for v in schema]
-    return schema
-
-
-def _payload_schema(events: Sequence[type[Event]]) -> dict[str, Any]:
-    """One JSON Schema for a batch of any of ``events``, so the AsyncAPI page shows them."""
-    schemas = [e.model_json_schema() for e in events]
-    items = [_inline(schema, schema.get("$defs", {})) for schema in schemas]
-    return {"type": "array", "items": items[0] if len(items) == 1 else {"oneOf": items}}
 
 
 @dataclass
@@ -175,7 +155,6 @@ def service_app(
     tells the scope of a participant, ``open_routes`` hold no data (see shared.http)."""
     configure_tracing(settings.service_name, settings.otlp_endpoint)
     configure_dead_letters(settings)  # the key of its dead letters' personal fields
-    Batch = Annotated[list[bytes], WithJsonSchema(_payload_schema(consumes))]
     tasks: list[asyncio.Task[None]] = []
     # Prometheus: messages consumed and published per topic and handler latency, from
     # FastStream's middleware; dead letters by topic and reason (shared.kafka); the outbox
@@ -238,13 +217,12 @@ def service_app(
         decoder=raw_body,
         parser=tolerant_parser,
         title=f"{settings.service_name}-inbound",
-        description="Consumes: " + "; ".join(f"{e.name}: {e.__doc__}" for e in consumes),
     )
 
     watchdog = Watchdog(settings.stall_timeout_s)
 
     @inbound
-    async def on_batch(body: Batch, message: KafkaMessage) -> None:
+    async def on_batch(body: list[bytes], message: KafkaMessage) -> None:
         watchdog.started()
         try:
             await consume(records_of(message), handle_batch, broker, settings.service_name)
@@ -258,11 +236,6 @@ def service_app(
                     log.warning("refused parked facts wait", error_type=type(exc).__name__)
         finally:
             watchdog.finished()
-
-    for event in produces:  # documents the outbound topics in the AsyncAPI schema
-        broker.publisher(
-            settings.topic(event.name), title=event.name, description=event.__doc__, schema=event
-        )
 
     @contextlib.asynccontextmanager
     async def lifespan(**_: Any) -> AsyncIterator[None]:
@@ -324,11 +297,16 @@ def service_app(
         lifespan=lifespan,
         after_startup=[start_background],
         on_shutdown=[stop_background],
-        asgi_routes=[*probes(ready, outages), ("/metrics", metrics_endpoint)],
+        # /docs/asyncapi (the page) and .json: this service's part of the catalogue
+        asgi_routes=[
+            *probes(ready, outages),
+            ("/metrics", metrics_endpoint),
+            *asyncapi.routes(settings),
+        ],
         path_routes=path_routes,
-        open_routes=open_routes,
+        # the AsyncAPI page's script and style (shared.asyncapi): open, like the dashboard's
+        open_routes=[*open_routes, (f"{asyncapi.UI_PATH}/{{asset}}", asyncapi.ui_asset)],
         subject_of=subject_of,
-        asyncapi_path=AsyncAPIRoute("/docs/asyncapi", asyncapi_json_path="/docs/asyncapi.json"),
         logger=get_logger("jakpreneur.faststream"),
     )
 

@@ -1,0 +1,1 @@
+"""Examples for consumers of the programme's events (docs/consuming.md); no pipeline code."""

@@ -1,0 +1,159 @@
+"""The example downstream consumer (examples/dashboard.py) against the real broker and the
+running registry and coaching: it logs in as a principal of its own, as ops would onboard a
+downstream consumer (SCRAM credentials, read on its two topics, its own group), and counts
+what the test caused, a redelivered event once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+from collections.abc import Callable
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+
+from deploy.kafka_users import logs_in, set_scram_credentials
+from examples.dashboard import TOPICS, Connection, Dashboard, follow, load_schemas, open_consumer
+from shared import asyncapi
+from shared.access import Acl, grant_as
+from shared.contracts import (
+    CertificationIssued,
+    ParticipantRegistered,
+    ProductCertified,
+    ProductSubmitted,
+)
+from shared.kafka import KafkaAccess
+from tests.coaching.fixtures import CoachingUnderTest, days
+from tests.conftest import Servers, Upstream, random_id
+from tests.registry.fixtures import Registry
+
+pytestmark = pytest.mark.integration
+
+
+async def downstream_principal(servers: Servers, prefix: str) -> tuple[KafkaAccess, str]:
+    """A new principal that may read the dashboard's two topics and use its own group,
+    and nothing else; returns its login and its group."""
+    user, password = random_id("dashboard-"), secrets.token_urlsafe(24)
+    admin = AIOKafkaAdminClient(**servers.admin.client_kwargs())
+    await admin.start()
+    try:
+        await set_scram_credentials(admin, {user: password})
+    finally:
+        await admin.close()
+    simulator = servers.kafka
+    access = KafkaAccess(
+        simulator.bootstrap_servers,
+        simulator.security_protocol,
+        "SCRAM-SHA-512",
+        user,
+        password,
+        simulator.ssl_cafile,
+    )
+    await logs_in(access)
+    group = prefix + user
+    rules = [
+        Acl(user, "topic", prefix + topic, operation)
+        for topic in TOPICS.values()
+        for operation in ("Read", "Describe")
+    ]
+    rules += [Acl(user, "group", group, operation) for operation in ("Read", "Describe")]
+    await grant_as(servers.admin, rules)
+    return access, group
+
+
+async def until(condition: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the dashboard never got there"
+        await asyncio.sleep(0.05)
+
+
+async def test_the_example_dashboard_counts_each_event_the_test_caused_once(
+    registry: Registry,
+    coaching: CoachingUnderTest,
+    producer: Upstream,
+    servers: Servers,
+    topic_prefix: str,
+) -> None:
+    # three registrations in a kecamatan of this test's own, through the registry
+    kecamatan = random_id("Kec-")
+    submissions = [registry.generator.valid(kecamatan=kecamatan) for _ in range(3)]
+    for data in submissions:
+        await registry.submit(data)
+    registered = [(await registry.outcomes_for(d["submission_id"]))[0] for d in submissions]
+    pids = [ParticipantRegistered.model_validate_json(r.value).participant_id for r in registered]
+    # two of them get a product certified, through coaching (jasa: an NIB is enough)
+    for pid in pids[:2]:
+        product_id = random_id("prod-")
+        await coaching.send(
+            ProductSubmitted.model_validate(
+                {"product_id": product_id, "participant_id": pid, "name": "Jasa Jahit Contoh",
+                 "category": "jasa", "production_started": "2023-06"}
+            )
+        )  # fmt: skip
+        await coaching.send(
+            CertificationIssued(
+                certificate_id=random_id("nib-"), participant_id=pid, product_id=None,
+                kind="NIB", number=f"NIB-{random_id('')}", issued_at=days(-1),
+                expires_at=None, issuer="OSS",
+            )
+        )  # fmt: skip
+    for pid in pids[:2]:
+        await coaching.wait(ProductCertified, pid)
+    # the registry's first registration comes again: same ce_id, key and value
+    again = registered[0]
+    await producer.send_and_wait(
+        again.topic,
+        again.value,
+        key=again.key,
+        headers=[(k, v.encode()) for k, v in again.headers.items()],
+    )
+
+    access, group = await downstream_principal(servers, topic_prefix)
+    dashboard = Dashboard(load_schemas())
+    consumer = await open_consumer(
+        Connection(
+            access.bootstrap_servers,
+            access.security_protocol,
+            access.sasl_mechanism,
+            access.username,
+            access.password,
+            access.ssl_cafile,
+        ),
+        [topic_prefix + topic for topic in TOPICS.values()],
+        group,
+        from_beginning=True,
+    )
+    task = asyncio.create_task(follow(consumer, dashboard, commit=True))
+    try:
+        repeated = again.headers["ce_id"]
+        await until(lambda: dashboard.counts.repeats[repeated] == 1)
+        await until(lambda: dashboard.counts.certified[kecamatan] >= 2)
+        # everything published so far has been read
+        ends = await consumer.end_offsets(list(consumer.assignment()))
+
+        async def caught_up() -> bool:
+            return all([await consumer.position(tp) >= end for tp, end in ends.items()])
+
+        deadline = time.monotonic() + 60
+        while not await caught_up():
+            assert time.monotonic() < deadline, "the dashboard did not catch up"
+            await asyncio.sleep(0.05)
+        assert not task.done()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await consumer.stop()
+
+    assert dashboard.counts.registered[kecamatan] == 3  # the repeat counted once
+    assert dashboard.counts.certified[kecamatan] == 2
+    assert dashboard.counts.repeats[repeated] == 1
+    assert {pid: dashboard.kecamatan_of[pid] for pid in pids} == dict.fromkeys(pids, kecamatan)
+    # the records are as the AsyncAPI document says: keyed by participant, its headers
+    documented = set(asyncapi.envelope_headers())
+    for record, pid in zip(registered, pids, strict=True):
+        assert record.key == pid.encode()
+        assert set(record.headers) <= documented
