@@ -335,15 +335,33 @@ def _retention(config: Mapping[str, Any]) -> str:
     return f"{days:g} days"
 
 
-def _channel(event: type[Event], deployment: Deployment) -> dict[str, Any]:
+def _versions(events: list[type[Event]]) -> str:
+    if len(events) == 1:
+        return f"`{events[0].ce_type()}`, the only one on this topic"
+    *older, newest = events
+    return (
+        ", ".join(f"`{e.ce_type()}`" for e in older)
+        + f" (deprecated: published beside the next for a stated period) and `{newest.ce_type()}`"
+    )
+
+
+def _union(names: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(names))
+
+
+def _channel(events: list[type[Event]], deployment: Deployment) -> dict[str, Any]:
+    """The topic of one event name: one message per event type (a major version) on it."""
+    event = events[-1]  # the newest version speaks for the topic
     key = key_of(event)
     binding = _topic_binding(deployment, event.name)
+    producers = _union(p for e in events for p in e.producers)
+    consumers = _union(c for e in events for c in e.consumers)
     lines = [
         f"**{event.name}**: {_summary(_doc(event))}",
         "",
-        f"- Event type (`ce_type`): `{event.ce_type()}`, the only one on this topic.",
-        f"- Produced by: {_list(event.producers)}.",
-        f"- Consumed by: {_list(event.consumers)}.",
+        f"- Event type (`ce_type`): {_versions(events)}.",
+        f"- Produced by: {_list(producers)}.",
+        f"- Consumed by: {_list(consumers)}.",
         f"- Key: `{key.field}`, {key.why}." if key else "- Key: not declared.",
         f"- Partitions: {binding['partitions']}"
         + (" by default (`TOPIC_PARTITIONS`)" if deployment.prefix is None else "")
@@ -361,18 +379,17 @@ def _channel(event: type[Event], deployment: Deployment) -> dict[str, Any]:
         "title": event.name,
         "summary": _summary(_doc(event)),
         "description": "\n".join(lines),
-        "messages": {event.ce_type(): {"$ref": f"#/components/messages/{event.ce_type()}"}},
+        "messages": {e.ce_type(): {"$ref": f"#/components/messages/{e.ce_type()}"} for e in events},
         "bindings": {"kafka": binding},
-        "x-producers": list(event.producers),
-        "x-consumers": list(event.consumers),
+        "x-producers": producers,
+        "x-consumers": consumers,
     }
     if deployment.prefix is None:
         channel["parameters"] = {"prefix": {"$ref": "#/components/parameters/prefix"}}
     return channel
 
 
-def _dlq_channel(event: type[Event], deployment: Deployment) -> dict[str, Any]:
-    writers = [s for s in event.consumers if s in SERVICES]
+def _dlq_channel(event: type[Event], writers: list[str], deployment: Deployment) -> dict[str, Any]:
     binding = _topic_binding(deployment, event.name + DLQ_SUFFIX)
     channel: dict[str, Any] = {
         "address": deployment.address(event.name + DLQ_SUFFIX),
@@ -398,12 +415,18 @@ def _dlq_channel(event: type[Event], deployment: Deployment) -> dict[str, Any]:
     return channel
 
 
+def example_of(event: type[Event]) -> dict[str, Any] | None:
+    """``event``'s example: under its ``ce_type`` (where two versions share a topic), else
+    under its name."""
+    return EXAMPLES.get(event.ce_type(), EXAMPLES.get(event.name))
+
+
 def example_headers(event: type[Event]) -> dict[str, str]:
     """The headers of the example record of ``event``, written by the envelope itself: a
     service's event is caused by another (here a portal submission), an internal system's
     fact starts a flow of its own."""
     key = key_of(event)
-    payload = EXAMPLES.get(event.name, {})
+    payload = example_of(event) or {}
     subject = payload.get(key.field) if key is PARTICIPANT_KEY else None
     source = event.producers[0] if event.producers else "unknown"
     event_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"urn:jakpreneur:example:{event.name}"))
@@ -431,7 +454,7 @@ def example_headers(event: type[Event]) -> dict[str, str]:
     return dataclasses.replace(caused, id=event_id, traceparent=EXAMPLE_TRACEPARENT).headers()
 
 
-def _message(event: type[Event]) -> dict[str, Any]:
+def _message(event: type[Event], deprecated: bool = False) -> dict[str, Any]:
     key = key_of(event)
     key_schema: dict[str, Any] = {"type": "string"}
     if key is not None:
@@ -453,9 +476,12 @@ def _message(event: type[Event]) -> dict[str, Any]:
         "payload": {"$ref": f"#/components/schemas/{event.ce_type()}"},
         "bindings": {"kafka": {"key": key_schema, "bindingVersion": KAFKA_BINDING}},
     }
-    if event.name in EXAMPLES:
+    if deprecated:  # a newer version is published beside it for a stated period
+        message["deprecated"] = True
+    example = example_of(event)
+    if example is not None:
         headers = example_headers(event)
-        key_value = EXAMPLES[event.name].get(key.field) if key else None
+        key_value = example.get(key.field) if key else None
         message["examples"] = [
             {
                 "name": f"{event.name}-example",
@@ -463,7 +489,7 @@ def _message(event: type[Event]) -> dict[str, Any]:
                 if key_value
                 else "A made-up participant (see shared/examples.py).",
                 "headers": headers,
-                "payload": EXAMPLES[event.name],
+                "payload": example,
             }
         ]
     return message
@@ -526,7 +552,7 @@ def _dead_letter_message() -> dict[str, Any]:
 
 
 def _operation(
-    action: str, principal: str, channel: str, message: str, group: dict[str, Any] | None
+    action: str, principal: str, channel: str, messages: list[str], group: dict[str, Any] | None
 ) -> dict[str, Any]:
     verb = "publishes to" if action == "send" else "reads"
     operation: dict[str, Any] = {
@@ -534,7 +560,7 @@ def _operation(
         "channel": {"$ref": f"#/channels/{channel}"},
         "title": f"{principal} {verb} {channel}",
         "summary": f"{_principal(principal)} {verb} `{channel}`.",
-        "messages": [{"$ref": f"#/channels/{channel}/messages/{message}"}],
+        "messages": [{"$ref": f"#/channels/{channel}/messages/{m}"} for m in messages],
     }
     if group is not None:
         operation["description"] = (
@@ -597,33 +623,42 @@ def _build(
         return principal is None or principal in names
 
     events = [e for e in CATALOGUE if involves((*e.producers, *e.consumers))]
-    dlq_writers = {e.name: [s for s in e.consumers if s in SERVICES] for e in events}
+    by_name: dict[str, list[type[Event]]] = {}
+    for event in sorted(events, key=lambda e: e.version):  # a v2 beside its v1: one topic
+        by_name.setdefault(event.name, []).append(event)
+    by_name = {e.name: by_name[e.name] for e in events}  # in catalogue order
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
-    for event in events:
-        channels[event.name] = _channel(event, deployment)
-        for producer in event.producers:
-            if involves([producer]):
-                operations[f"{producer}.send.{event.name}"] = _operation(
-                    "send", producer, event.name, event.ce_type(), None
+    for name, versions in by_name.items():
+        channels[name] = _channel(versions, deployment)
+        for action, principals in (
+            ("send", _union(p for e in versions for p in e.producers)),
+            ("receive", _union(c for e in versions for c in e.consumers)),
+        ):
+            for principal_name in filter(lambda p: involves([p]), principals):
+                types = [
+                    e.ce_type()
+                    for e in versions
+                    if principal_name in (e.producers if action == "send" else e.consumers)
+                ]
+                group = deployment.group(principal_name) if action == "receive" else None
+                operations[f"{principal_name}.{action}.{name}"] = _operation(
+                    action, principal_name, name, types, group
                 )
-        for consumer in event.consumers:
-            if involves([consumer]):
-                operations[f"{consumer}.receive.{event.name}"] = _operation(
-                    "receive", consumer, event.name, event.ce_type(), deployment.group(consumer)
-                )
-    for event in events:
-        writers = [s for s in dlq_writers[event.name] if involves([s])]
+    for name, versions in by_name.items():
+        consumers = _union(c for e in versions for c in e.consumers)
+        writers = [s for s in consumers if s in SERVICES and involves([s])]
         if not writers:
             continue
-        dlq = event.name + DLQ_SUFFIX
-        channels[dlq] = _dlq_channel(event, deployment)
+        dlq = name + DLQ_SUFFIX
+        channels[dlq] = _dlq_channel(versions[-1], writers, deployment)
         for service in writers:
             operations[f"{service}.send.{dlq}"] = _operation(
-                "send", service, dlq, "dead-letter", None
+                "send", service, dlq, ["dead-letter"], None
             )
     schemas = payload_schemas(events)
-    messages = {e.ce_type(): _message(e) for e in events}
+    newest = {name: versions[-1] for name, versions in by_name.items()}
+    messages = {e.ce_type(): _message(e, deprecated=newest[e.name] is not e) for e in events}
     if any(name.endswith(DLQ_SUFFIX) for name in channels):
         messages["dead-letter"] = _dead_letter_message()
         schemas["dead-letter-headers"] = dead_letter_headers_schema()

@@ -1,9 +1,10 @@
 """One realistic example of every event, for the AsyncAPI documents (``shared/asyncapi.py``).
 
-Keyed by event name, beside the catalogue rather than in it, so that the contracts stay a
-list of fields. Every example is a payload as it travels (JSON), and it must pass its own
-contract: ``tests/docs/test_asyncapi.py`` validates each one and fails when an event of the
-catalogue has none.
+Keyed by event name (or by ``ce_type``, where two major versions share a topic for a
+while), beside the catalogue rather than in it, so that the contracts stay a list of
+fields. Every example is a payload as it travels (JSON), and it must pass its own contract:
+``tests/docs/test_asyncapi.py`` validates each one and fails when an event of the catalogue
+has none.
 
 The people are made up. Siti Contoh ("contoh": example) runs a kuliner business in Tebet,
 Jakarta Selatan; her NIK and KK are shaped like real ones (3174 = Jakarta Selatan, a woman

@@ -11,7 +11,7 @@ import json
 import re
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import jsonschema
@@ -20,9 +20,14 @@ import yaml
 
 from shared import asyncapi
 from shared.access import SERVICES
-from shared.contracts import CATALOGUE, SCHEMA_DIR, Event, RegistrationSubmitted
+from shared.contracts import (
+    CATALOGUE,
+    SCHEMA_DIR,
+    Event,
+    ParticipantRegistered,
+    RegistrationSubmitted,
+)
 from shared.envelope import Envelope
-from shared.examples import EXAMPLES
 from shared.settings import ServiceSettings
 from tests import auth_helpers
 from tests.coaching.fixtures import CoachingUnderTest
@@ -88,8 +93,8 @@ def test_docs_asyncapi_yaml_is_what_the_catalogue_gives_now() -> None:
 def test_every_event_has_an_example_its_contract_and_published_schema_accept(
     event: type[Event], system: dict[str, Any]
 ) -> None:
-    assert event.name in EXAMPLES, f"add an example of {event.name} to shared/examples.py"
-    payload = EXAMPLES[event.name]
+    payload = asyncapi.example_of(event)
+    assert payload is not None, f"add an example of {event.name} to shared/examples.py"
     # as a consumer of the services reads it: strictly, from JSON
     event.model_validate_json(json.dumps(payload), strict=True)
     snapshot = json.loads((SCHEMA_DIR / f"{event.ce_type()}.json").read_text())
@@ -104,14 +109,14 @@ def test_every_example_envelope_is_one_the_services_accept_and_the_document_desc
 ) -> None:
     document = system
     [example] = document["components"]["messages"][event.ce_type()]["examples"]
-    headers = example["headers"]
+    headers, payload = example["headers"], example["payload"]
     jsonschema.Draft7Validator(message_headers_schema(document, event)).validate(headers)
     envelope = Envelope.from_headers(headers)
     assert envelope.type == event.ce_type() and envelope.source in event.producers
     key = asyncapi.key_of(event)
     assert key is not None
     if key is asyncapi.PARTICIPANT_KEY and event.producers[0] in SERVICES:
-        assert envelope.subject == EXAMPLES[event.name]["participant_id"]
+        assert envelope.subject == payload["participant_id"]
 
 
 def test_every_envelope_header_is_in_the_trait_and_a_header_of_another_type_is_refused(
@@ -161,10 +166,29 @@ def test_every_key_matches_the_specs_pattern_and_every_channel_has_one_message(
     document = asyncapi.system_document() if service is None else offline_service_document(service)
     assert [k for k in _keys(document) if not COMPONENT_KEY.fullmatch(k)] == []
     for name, channel in document["channels"].items():
-        assert len(channel["messages"]) == 1, name
+        types = {e.ce_type() for e in CATALOGUE if e.name == name} or {"dead-letter"}
+        assert set(channel["messages"]) == types, name  # one message per event type
     for message in document["components"]["messages"].values():
         payload = message["payload"]
         assert "$ref" in payload or payload.get("type") != "array"
+
+
+def test_a_new_major_version_published_beside_the_old_shares_its_topic(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class ParticipantRegisteredV3(ParticipantRegistered):
+        """The same participant, as a breaking change would publish it beside v2."""
+
+        version: ClassVar[int] = 3
+
+    monkeypatch.setattr(asyncapi, "CATALOGUE", (*CATALOGUE, ParticipantRegisteredV3))
+    document = asyncapi.system_document()
+    v2, v3 = ParticipantRegistered.ce_type(), ParticipantRegisteredV3.ce_type()
+    assert set(document["channels"]["participant-registered"]["messages"]) == {v2, v3}
+    assert document["components"]["messages"][v2]["deprecated"] is True
+    assert "deprecated" not in document["components"]["messages"][v3]
+    sent = document["operations"]["registry.send.participant-registered"]["messages"]
+    assert [m["$ref"].rsplit("/", 1)[1] for m in sent] == [v2, v3]
 
 
 @pytest.mark.parametrize("service", SERVICES)
