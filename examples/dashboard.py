@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from aiokafka.helpers import create_ssl_context
 from cloudevents.core.base import BaseCloudEvent
 from cloudevents.core.bindings.kafka import KafkaMessage, from_binary_event
@@ -165,31 +165,15 @@ async def open_consumer(
 ) -> AIOKafkaConsumer:
     """A started consumer of ``topics``. With a group (its replicas share it) it resumes
     where the group committed, else starts at the beginning or the end; without one it
-    reads every partition itself from the beginning or the end, each time it starts."""
-    start = "earliest" if from_beginning else "latest"
-    if group is not None:
-        consumer = AIOKafkaConsumer(
-            *topics,
-            **connection.kwargs(),
-            group_id=group,
-            auto_offset_reset=start,
-            enable_auto_commit=False,
-        )
-        await consumer.start()
-        return consumer
-    consumer = AIOKafkaConsumer(**connection.kwargs(), enable_auto_commit=False)
+    reads every partition itself, from the beginning or the end, each time it starts."""
+    consumer = AIOKafkaConsumer(
+        *topics,
+        **connection.kwargs(),
+        group_id=group,
+        auto_offset_reset="earliest" if from_beginning else "latest",
+        enable_auto_commit=False,
+    )
     await consumer.start()
-    await consumer.topics()  # the cluster's metadata: the topics' partitions
-    partitions = [
-        TopicPartition(topic, p)
-        for topic in topics
-        for p in sorted(consumer.partitions_for_topic(topic) or ())
-    ]
-    consumer.assign(partitions)
-    if from_beginning:
-        await consumer.seek_to_beginning(*partitions)
-    else:
-        await consumer.seek_to_end(*partitions)
     return consumer
 
 
