@@ -1,4 +1,6 @@
-// The funnel dashboard: reads GET /funnel with the form's filters and draws one bar per stage.
+// The programme dashboard: reads GET /funnel with the form's filters and shows, in Bahasa
+// Indonesia and the id-ID number format (377.625; 62,3%; Rp 7.500.000), the outcomes, one
+// bar per stage of the 7P in programme order, and the registrations per month.
 "use strict";
 const form = document.getElementById("filters");
 const TOKEN_KEY = "jakpreneur-token";
@@ -17,14 +19,145 @@ function takeToken() {
 }
 const token = takeToken();
 
+const STEPS = {
+  P1: "Pendaftaran",
+  P2: "Pelatihan",
+  P3: "Pendampingan",
+  P4: "Perizinan",
+  P5: "Pemasaran",
+  P6: "Pelaporan keuangan",
+  P7: "Permodalan",
+};
+const STAGES = {
+  "registered": "Terdaftar",
+  "training-enrolled": "Ikut pelatihan",
+  "training-completed": "Lulus pelatihan",
+  "mentoring-assigned": "Mendapat pendamping",
+  "mentoring-completed": "Selesai pendampingan",
+  "product-certified": "Produk bersertifikat",
+  "product-curated": "Lolos kurasi",
+  "product-listed": "Tampil di kanal pemasaran",
+  "export-facilitated": "Fasilitasi ekspor",
+  "sales-reported": "Melaporkan penjualan",
+  "naik-kelas": "Naik kelas",
+  "financing-referred": "Dirujuk ke Bank DKI",
+  "financing-approved": "Permodalan disetujui",
+};
+const SIDE = {
+  "training-not-completed": "tidak lulus pelatihan",
+  "financing-declined": "permodalan ditolak",
+};
+const CLASSES = { mikro: "Mikro", kecil: "Kecil", menengah: "Menengah", besar: "Besar" };
+
+const number = new Intl.NumberFormat("id-ID");
+const percentFormat = new Intl.NumberFormat("id-ID", { style: "percent", maximumFractionDigits: 1 });
+const rupiahFormat = new Intl.NumberFormat("id-ID", {
+  style: "currency", currency: "IDR", maximumFractionDigits: 0,
+});
+const monthFormat = new Intl.DateTimeFormat("id-ID", { month: "short", year: "numeric", timeZone: "UTC" });
+
+function fmt(value) { return number.format(value); }
+function percent(value) { return value === null ? "—" : percentFormat.format(value); }
+function rupiah(value) { return rupiahFormat.format(value); }
+function days(value) {
+  if (value === null || value === undefined) return "—";
+  const digits = value < 10 ? 1 : 0;
+  return new Intl.NumberFormat("id-ID", { maximumFractionDigits: digits }).format(value) + " hari";
+}
+function monthName(month) {
+  const [year, m] = month.split("-").map(Number);
+  return monthFormat.format(new Date(Date.UTC(year, m - 1, 1)));
+}
+function element(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
 function query() {
   const params = new URLSearchParams();
   for (const [name, value] of new FormData(form)) if (value) params.set(name, value);
   return params;
 }
 
-function percent(value) {
-  return value === null ? "—" : (value * 100).toFixed(1) + "%";
+function renderOutcomes(outcomes) {
+  const naik = outcomes.naik_kelas;
+  document.querySelector('[data-outcome="naik-kelas"]').textContent = fmt(naik.participants);
+  const transitions = document.getElementById("transitions");
+  transitions.replaceChildren(...naik.transitions.map((t) => {
+    const item = element("li", "", `${CLASSES[t.from_class]} → ${CLASSES[t.to_class]}`);
+    item.dataset.from = t.from_class;
+    item.dataset.to = t.to_class;
+    item.append(element("b", "", fmt(t.participants)));
+    return item;
+  }));
+  const classes = document.getElementById("classes");
+  classes.replaceChildren(...Object.entries(outcomes.business_classes).map(([name, count]) => {
+    const item = element("li", "", CLASSES[name]);
+    item.append(element("b", "", fmt(count)));
+    return item;
+  }));
+  const exported = outcomes.export_facilitated;
+  document.querySelector('[data-outcome="export"]').textContent = fmt(exported.participants);
+  document.getElementById("export-products").textContent =
+    `peserta difasilitasi ekspor, ${fmt(exported.products)} produk`;
+  const financing = outcomes.financing_approved;
+  const financed = document.querySelector('[data-outcome="financing"]');
+  financed.textContent = fmt(financing.participants);
+  financed.dataset.totalIdr = financing.total_idr;
+  document.getElementById("financing-total").textContent =
+    `peserta, total ${rupiah(financing.total_idr)}`;
+}
+
+function renderStages(funnel) {
+  const top = Math.max(1, ...funnel.stages.map((s) => s.count));
+  const chart = document.getElementById("chart");
+  chart.replaceChildren();
+  let step = null;
+  for (const stage of funnel.stages) {
+    if (stage.step !== step) {
+      step = stage.step;
+      chart.append(element("div", "step", `${step} · ${STEPS[step] || ""}`));
+    }
+    const row = element("div", stage.main ? "row" : "row branch");
+    row.dataset.stage = stage.stage;
+    row.dataset.count = stage.count;
+    row.dataset.conversion = stage.conversion === null ? "" : stage.conversion;
+    const label = element("span", "label", (stage.main ? "" : "↳ ") + (STAGES[stage.stage] || stage.stage));
+    label.title = stage.stage;
+    const track = element("div", "track");
+    const bar = element("div", "bar");
+    bar.style.width = (100 * stage.count / top) + "%";
+    track.append(bar);
+    row.append(
+      label,
+      track,
+      element("span", "value", fmt(stage.count)),
+      element("span", "value", percent(stage.conversion)),
+      element("span", "value days", days(stage.median_days_from_previous)),
+    );
+    chart.append(row);
+  }
+  document.getElementById("side").textContent = "Di luar alur: " + Object.entries(funnel.side_stages)
+    .map(([name, count]) => `${fmt(count)} ${SIDE[name] || name}`).join(", ") + ".";
+}
+
+function renderMonths(perMonth) {
+  const months = document.getElementById("months");
+  const top = Math.max(1, ...perMonth.map((m) => m.participants));
+  months.replaceChildren(...perMonth.map((m) => {
+    const column = element("div", "month");
+    column.dataset.month = m.month;
+    column.dataset.count = m.participants;
+    const bar = element("div", "bar");
+    bar.style.height = (100 * m.participants / top) + "%";
+    const track = element("div", "track");
+    track.append(bar);
+    column.append(element("span", "value", fmt(m.participants)), track, element("span", "label", monthName(m.month)));
+    return column;
+  }));
+  if (!perMonth.length) months.textContent = "Belum ada pendaftaran.";
 }
 
 async function render() {
@@ -45,37 +178,10 @@ async function render() {
   const funnel = await response.json();
   const scope = Object.values(funnel.scope || {}).join(" / ");
   document.getElementById("scope").textContent = scope ? `Cakupan: ${scope}` : "";
-  const top = Math.max(1, ...funnel.stages.map((s) => s.count));
-  total.textContent = `${funnel.participants} peserta`;
-  const chart = document.getElementById("chart");
-  chart.replaceChildren();
-  const times = document.querySelector("#time-in-stage tbody");
-  times.replaceChildren();
-  for (const stage of funnel.stages) {
-    const row = document.createElement("div");
-    row.className = "row";
-    row.dataset.stage = stage.stage;
-    row.dataset.count = stage.count;
-    row.dataset.conversion = stage.conversion === null ? "" : stage.conversion;
-    const label = document.createElement("span");
-    label.textContent = stage.stage;
-    const bar = document.createElement("div");
-    bar.className = "bar";
-    bar.style.width = (100 * stage.count / top) + "%";
-    const value = document.createElement("span");
-    value.className = "value";
-    value.textContent = `${stage.count} (${percent(stage.conversion)})`;
-    row.append(label, bar, value);
-    chart.append(row);
-    const tr = document.createElement("tr");
-    tr.dataset.stage = stage.stage;
-    tr.innerHTML = "<td></td><td></td>";
-    tr.cells[0].textContent = stage.stage;
-    tr.cells[1].textContent = stage.median_days_to_next === null ? "—" : stage.median_days_to_next;
-    times.append(tr);
-  }
-  document.getElementById("side").textContent = Object.entries(funnel.side_stages)
-    .map(([name, count]) => `${name}: ${count}`).join(" · ");
+  total.textContent = `${fmt(funnel.participants)} peserta`;
+  renderOutcomes(funnel.outcomes);
+  renderStages(funnel);
+  renderMonths(funnel.registrations_per_month);
   history.replaceState(null, "", "/dashboard?" + params.toString());
 }
 
