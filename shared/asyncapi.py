@@ -29,7 +29,7 @@ import re
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ from shared.access import SERVICES
 from shared.contracts import CATALOGUE, PII_CATEGORIES, Event
 from shared.dlq_seal import ENCRYPTED_FIELDS, ENCRYPTED_VALUE, JSON_STYLE
 from shared.envelope import CONTENT_TYPE, HEADERS, MAX_ATTRIBUTE_CHARS, SPECVERSION, Envelope
-from shared.examples import EXAMPLES
+from shared.examples import EXAMPLES, WHEN
 from shared.kafka import DLQ_SUFFIX, topic_config
 from shared.settings import ServiceSettings
 
@@ -86,25 +86,24 @@ class Key:
 
 PARTICIPANT_KEY = Key(
     "participant_id",
-    "the participant: one participant's events stay on one partition, in the order they "
-    "were published",
+    "one participant's events stay on one partition, in the order they were published",
 )
 # Events keyed by something else than the participant, as their producers key them.
 KEYS = {
     "registration-submitted": Key(
-        "submission_id", "the submission: there is no participant yet (the portal keys it)"
+        "submission_id", "there is no participant yet; a submission's records stay in order"
     ),
     "registration-rejected": Key(
-        "submission_id", "the submission it answers: a rejected person has no participant id"
+        "submission_id", "the submission it answers (a rejected person has no participant id)"
     ),
     "certification-revoked": Key(
-        "certificate_id", "the certificate: a revocation names no holder (the issuers key it)"
+        "certificate_id", "a revocation names no holder; a certificate's records stay in order"
     ),
     "curation-reviewed": Key(
-        "product_id", "the product: one product's reviews stay in order, level by level"
+        "product_id", "a review names no owner; one product's reviews stay in order, level by level"
     ),
     "financing-decided": Key(
-        "referral_id", "the referral Bank DKI answers: the bank knows no participant id"
+        "referral_id", "the referral Bank DKI answers (the bank knows no participant id)"
     ),
 }
 
@@ -362,7 +361,7 @@ def _channel(events: list[type[Event]], deployment: Deployment) -> dict[str, Any
         f"- Event type (`ce_type`): {_versions(events)}.",
         f"- Produced by: {_list(producers)}.",
         f"- Consumed by: {_list(consumers)}.",
-        f"- Key: `{key.field}`, {key.why}." if key else "- Key: not declared.",
+        f"- Key: `{key.field}`: {key.why}." if key else "- Key: not declared.",
         f"- Partitions: {binding['partitions']}"
         + (" by default (`TOPIC_PARTITIONS`)" if deployment.prefix is None else "")
         + "; retention: "
@@ -422,34 +421,40 @@ def example_of(event: type[Event]) -> dict[str, Any] | None:
 
 
 def example_headers(event: type[Event]) -> dict[str, str]:
-    """The headers of the example record of ``event``, written by the envelope itself: a
-    service's event is caused by another (here a portal submission), an internal system's
-    fact starts a flow of its own."""
+    """The headers of the example record of ``event``, written by the envelope itself: an
+    internal system's fact starts a flow, dated when it happened; a service's event is
+    caused by another (here, one a moment earlier) and carries its business time."""
     key = key_of(event)
     payload = example_of(event) or {}
     subject = payload.get(key.field) if key is PARTICIPANT_KEY else None
     source = event.producers[0] if event.producers else "unknown"
     event_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"urn:jakpreneur:example:{event.name}"))
-    time = datetime(2024, 5, 1, 2, 30, 5, tzinfo=UTC)
+    when = datetime.fromisoformat(WHEN.get(event.name, "2024-05-01T02:30:00Z"))
+    published = when + timedelta(seconds=2)
     if source not in SERVICES:
         envelope = Envelope(
             id=event_id,
             source=source,
             type=event.ce_type(),
-            time=time,
+            time=published,
             correlation_id=event_id,
             traceparent=EXAMPLE_TRACEPARENT,
+            business_time=when,
         )
         return envelope.headers()
     cause = Envelope(
         id="0d9e8f7a-6b5c-4d3e-8f1a-2b3c4d5e6f70",
         source="portal",
         type="jakpreneur.registration-submitted.v1",
-        time=datetime(2024, 5, 1, 2, 30, 0, tzinfo=UTC),
+        time=when,
+        correlation_id="6e2b9d14-7f3a-4c8e-9b1d-2a4c6e8f0b13",
         traceparent=EXAMPLE_TRACEPARENT,
     )
     caused = cause.caused(
-        type=event.ce_type(), source=source, subject=str(subject) if subject else None, time=time
+        type=event.ce_type(),
+        source=source,
+        subject=str(subject) if subject else None,
+        time=published,
     )
     return dataclasses.replace(caused, id=event_id, traceparent=EXAMPLE_TRACEPARENT).headers()
 
