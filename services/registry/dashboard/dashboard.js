@@ -112,6 +112,7 @@ function renderOutcomes(outcomes) {
 
 function renderStages(funnel) {
   const top = Math.max(1, ...funnel.stages.map((s) => s.count));
+  const counts = Object.fromEntries(funnel.stages.map((s) => [s.stage, s.count]));
   const chart = document.getElementById("chart");
   chart.replaceChildren();
   let step = null;
@@ -134,7 +135,8 @@ function renderStages(funnel) {
       label,
       track,
       element("span", "value", fmt(stage.count)),
-      element("span", "value", percent(stage.conversion)),
+      // no conversion from a stage no one reached (the API says 0)
+      element("span", "value", stage.after && !counts[stage.after] ? "—" : percent(stage.conversion)),
       element("span", "value days", days(stage.median_days_from_previous)),
     );
     chart.append(row);
