@@ -502,30 +502,34 @@ def _message(event: type[Event], deprecated: bool = False) -> dict[str, Any]:
 
 DEAD_LETTER_EXAMPLE = {
     "name": "dead-letter-example",
-    "summary": "A registration whose payload broke its contract, as the registry dead-letters "
-    "it: the personal fields encrypted, the reason in the headers.",
+    "summary": "A mentoring session logged by a pendamping who is not the participant's, as "
+    "coaching dead-letters it: the reason in the headers, the free-text notes encrypted.",
     "headers": {
         "ce_specversion": SPECVERSION,
         "ce_id": "6e2b9d14-7f3a-4c8e-9b1d-2a4c6e8f0b13",
-        "ce_source": "portal",
-        "ce_type": "jakpreneur.registration-submitted.v1",
-        "ce_time": "2024-05-01T02:30:00+00:00",
+        "ce_source": "pendamping-app",
+        "ce_type": "jakpreneur.mentoring-session-recorded.v1",
+        "ce_time": "2024-05-24T03:00:02+00:00",
         "content-type": CONTENT_TYPE,
-        "dlq_error_type": "invalid-payload",
-        "dlq_error_message": "invalid fields: birth_date",
-        "dlq_original_topic": "registration-submitted",
+        "ce_correlationid": "6e2b9d14-7f3a-4c8e-9b1d-2a4c6e8f0b13",
+        "ce_businesstime": "2024-05-24T03:00:00+00:00",
+        "dlq_error_type": "wrong-mentor",
+        "dlq_error_message": "the participant's pendamping is not pendamping-tebet-09",
+        "dlq_original_topic": "mentoring-session-recorded",
         "dlq_original_partition": "3",
         "dlq_original_offset": "1207",
-        "dlq_failing_service": "registry",
-        "dlq_failed_at": "2024-05-01T02:30:01.204000+00:00",
-        ENCRYPTED_FIELDS: "nik,kk,full_name,phone,email,kelurahan,business_name,nib",
-        JSON_STYLE: "spaced",
+        "dlq_failing_service": "coaching",
+        "dlq_failed_at": "2024-05-24T03:00:02.861000+00:00",
+        ENCRYPTED_FIELDS: "notes",
+        JSON_STYLE: "compact",
+        "correlation_id": "a3f1c2d4-5b6e-4f70-8a9b-0c1d2e3f4a5b",
     },
     "payload": {
-        "submission_id": "8b0f2d4e-1c3a-4e5f-9a7b-6d8c0e2f4a61",
-        "nik": "gAAAAABmMcontoh...",
-        "birth_date": "12-08-1990",
-        "city": "Jakarta Selatan",
+        "participant_id": "3f6c1a52-8d7e-4b0a-9c21-5e8f7a6b4d10",
+        "mentor_id": "pendamping-tebet-09",
+        "session_at": "2024-05-24T03:00:00Z",
+        "notes": "gAAAAABrD7MJ_t5JkB27dtbqO_oA_Y2pdcZig2f7p1y4gTZNVECs_KbZeKnFh6Lo9MOTRbNRI_ud"
+        "be_9rFqe542r99eK_-_74iX3GxRnmlZ9G4hfHmqfnnQ=",
     },
 }
 

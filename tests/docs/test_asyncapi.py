@@ -26,6 +26,8 @@ from shared.contracts import (
     Event,
     ParticipantRegistered,
     RegistrationSubmitted,
+    event_of_topic,
+    personal_fields,
 )
 from shared.envelope import Envelope
 from shared.settings import ServiceSettings
@@ -132,6 +134,18 @@ def test_every_envelope_header_is_in_the_trait_and_a_header_of_another_type_is_r
     wrong = dict(asyncapi.example_headers(RegistrationSubmitted), ce_type="jakpreneur.x.v1")
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.Draft7Validator(schema).validate(wrong)
+
+
+def test_the_dead_letter_example_is_one_a_service_writes() -> None:
+    [example] = asyncapi._dead_letter_message()["examples"]
+    headers = example["headers"]
+    jsonschema.Draft7Validator(asyncapi.dead_letter_headers_schema()).validate(headers)
+    envelope = Envelope.from_headers(headers)  # the original's envelope, as it came
+    event = event_of_topic(headers["dlq_original_topic"])
+    assert event is not None and envelope.type == event.ce_type()
+    assert headers["dlq_failing_service"] in event.consumers
+    assert headers["dlq_personal_encrypted"].split(",") == list(personal_fields(event))
+    assert headers["dlq_error_type"] in (ROOT / "services" / "coaching" / "domain.py").read_text()
 
 
 @pytest.mark.parametrize("event", CATALOGUE, ids=EVENT_IDS)
