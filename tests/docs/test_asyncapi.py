@@ -174,7 +174,7 @@ def _keys(document: dict[str, Any]) -> list[str]:
 
 
 @pytest.mark.parametrize("service", [None, *SERVICES])
-def test_every_key_matches_the_specs_pattern_and_every_channel_has_one_message(
+def test_every_key_matches_the_specs_pattern_and_a_channel_has_a_message_per_event_type(
     service: str | None,
 ) -> None:
     document = asyncapi.system_document() if service is None else offline_service_document(service)
