@@ -27,7 +27,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from shared.contracts import Event
+from shared.contracts import Event, Refusal
 from shared.envelope import Envelope, OutgoingEvent
 from shared.kafka import Record, dead_letter, readable
 from shared.logging import get_logger
@@ -148,7 +148,7 @@ async def decide_batch(
                 segments[:0] = [[index] for index in segment]
     dead = [(facts[i].record, error) for i, error in sorted(refused.items())]
     for record, error in dead:
-        if getattr(error, "code", None) is None:
+        if not isinstance(error, Refusal):
             log.error(
                 "record could not be applied; sent to the DLQ",
                 topic=record.topic,

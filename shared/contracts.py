@@ -111,6 +111,16 @@ def pii(category: str) -> dict[str, Any]:
     return {"pii": category}
 
 
+class Refusal(Exception):
+    """A fact that cannot be applied, now or later, for a reason with a code (``code``): it
+    goes to its topic's DLQ under that code (``dlq_error_type``). The one refusal type of
+    the kernel and of every service's domain rules."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class Part(BaseModel):
     """Base of every contract and of the models nested in them: read tolerantly. A field
     whose wire name clashes with Python (``name``) is declared with that name as alias."""

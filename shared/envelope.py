@@ -33,7 +33,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel
 
@@ -213,6 +213,14 @@ def new_envelope(
     )
 
 
+class Deployment(Protocol):
+    """What addresses a service's events: its name (``ce_source``) and its topics."""
+
+    service_name: str
+
+    def topic(self, name: str) -> str: ...
+
+
 @dataclass(frozen=True)
 class OutgoingEvent:
     """A fully addressed record, ready for the outbox or the broker."""
@@ -241,6 +249,23 @@ class OutgoingEvent:
         """An event ``cause`` led to; ``data`` is a contract (it knows its ``ce_type``)."""
         envelope = cause.caused(type=data.ce_type(), source=source, subject=subject, time=time)
         return cls.of(data, topic=topic, key=key, envelope=envelope)
+
+    @classmethod
+    def about(
+        cls, cause: Envelope, data: Any, participant_id: str, by: Deployment, time: datetime
+    ) -> OutgoingEvent:
+        """An event of service ``by`` about participant ``participant_id`` (its key and
+        subject), caused by ``cause``, on ``by``'s topic for ``data``: the one way the
+        services build what they publish about a participant."""
+        return cls.caused_by(
+            cause,
+            data,
+            topic=by.topic(data.name),
+            key=participant_id,
+            source=by.service_name,
+            subject=participant_id,
+            time=time,
+        )
 
     @classmethod
     def tombstone(

@@ -28,7 +28,7 @@ from faststream.security import BaseSecurity, SASLScram256, SASLScram512
 from prometheus_client import CollectorRegistry, Counter
 from pydantic import ValidationError
 
-from shared.contracts import Event, event_of_topic, personal_fields
+from shared.contracts import Event, Refusal, event_of_topic, personal_fields
 from shared.dlq_seal import SEAL_HEADERS, PersonalSeal
 from shared.envelope import ENVELOPE_HEADERS, Envelope, EnvelopeError, OutgoingEvent
 from shared.logging import get_logger, mask_text
@@ -320,17 +320,9 @@ async def raw_body(message: KafkaMessage) -> Any:
     return message.body
 
 
-class DeadLetter(Exception):
-    """This record cannot be applied, now or later: it goes to the DLQ under ``code``."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
 def read_envelope(record: Record, *events: type[Event]) -> Envelope:
     """The record's envelope, if it is one of ``events``, on that event's topic, from a
-    producer the catalogue allows for it; else :class:`DeadLetter`. Kafka's ACLs keep
+    producer the catalogue allows for it; else :class:`Refusal`. Kafka's ACLs keep
     other principals off the topic; ``ce_source`` is checked too, so a system allowed to
     write cannot pass its record off as another's (e.g. a portal posing as Bank DKI)."""
     return _read_envelope(record, {event.ce_type(): event for event in events})
@@ -341,48 +333,48 @@ def _read_envelope(record: Record, by_type: Mapping[str, type[Event]]) -> Envelo
     this runs for every record)."""
     repeated = sorted(n for n in record.repeated_headers if n in ENVELOPE_HEADERS)
     if repeated:
-        raise DeadLetter("invalid-envelope", f"repeated envelope headers: {', '.join(repeated)}")
+        raise Refusal("invalid-envelope", f"repeated envelope headers: {', '.join(repeated)}")
     try:
         envelope = Envelope.from_headers(record.headers)
     except EnvelopeError as exc:
-        raise DeadLetter("invalid-envelope", str(exc)) from None
+        raise Refusal("invalid-envelope", str(exc)) from None
     contract = by_type.get(envelope.type)
     if contract is None:
-        raise DeadLetter("unknown-event-type", f"ce_type {envelope.type!r} is not handled here")
+        raise Refusal("unknown-event-type", f"ce_type {envelope.type!r} is not handled here")
     if not record.topic.endswith(contract.name):  # one event type per topic
-        raise DeadLetter("unknown-event-type", f"ce_type {envelope.type!r} is not this topic's")
+        raise Refusal("unknown-event-type", f"ce_type {envelope.type!r} is not this topic's")
     if envelope.source not in contract.producers:
-        raise DeadLetter(
+        raise Refusal(
             "unknown-source", f"ce_source {envelope.source!r} does not produce {contract.name}"
         )
     return envelope
 
 
 def check_size(record: Record, limit: int) -> None:
-    """:class:`DeadLetter` ``too-large`` when the value is larger than its contract allows:
+    """:class:`Refusal` ``too-large`` when the value is larger than its contract allows:
     checked before it is parsed, so a huge value costs no parsing and no memory."""
     if len(record.value) > limit:
-        raise DeadLetter("too-large", f"value of {len(record.value)} bytes; at most {limit}")
+        raise Refusal("too-large", f"value of {len(record.value)} bytes; at most {limit}")
 
 
 def read_object(record: Record, max_bytes: int) -> dict[str, Any]:
-    """The record's value as a JSON object; else :class:`DeadLetter`."""
+    """The record's value as a JSON object; else :class:`Refusal`."""
     check_size(record, max_bytes)
     try:
         raw = json.loads(record.value)
     except RecursionError:
-        raise DeadLetter("too-deep", "value is nested too deeply") from None
+        raise Refusal("too-deep", "value is nested too deeply") from None
     except ValueError as exc:
-        raise DeadLetter("invalid-json", f"value is not JSON: {exc.__class__.__name__}") from None
+        raise Refusal("invalid-json", f"value is not JSON: {exc.__class__.__name__}") from None
     if not isinstance(raw, dict):
-        raise DeadLetter("invalid-json", "value is not a JSON object")
+        raise Refusal("invalid-json", "value is not a JSON object")
     return raw
 
 
 def read_event(
     record: Record, by_type: Mapping[str, type[Event]], strict: bool = True
 ) -> tuple[Envelope, Event]:
-    """The record's envelope and its contract (chosen by ``ce_type``), or :class:`DeadLetter`
+    """The record's envelope and its contract (chosen by ``ce_type``), or :class:`Refusal`
     saying which fields are wrong (names only: values may be personal data)."""
     envelope = _read_envelope(record, by_type)
     contract = by_type[envelope.type]
@@ -392,9 +384,9 @@ def read_event(
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_input=False)
         if any(e["type"] == "recursion_loop" or "recursion" in e["msg"] for e in errors):
-            raise DeadLetter("too-deep", "value is nested too deeply") from None
+            raise Refusal("too-deep", "value is nested too deeply") from None
         fields = ", ".join(sorted({".".join(map(str, e["loc"])) or "value" for e in errors}))
-        raise DeadLetter("invalid-payload", f"invalid fields: {fields[:500]}") from None
+        raise Refusal("invalid-payload", f"invalid fields: {fields[:500]}") from None
     return envelope, event
 
 
@@ -402,8 +394,8 @@ async def dead_letter(
     broker: KafkaBroker, record: Record, exc: BaseException, service: str
 ) -> None:
     """Send the record to its DLQ, waiting out a broker outage rather than losing it. The
-    error type is the exception's ``code`` (a reason code) where it has one."""
-    code = str(getattr(exc, "code", None) or type(exc).__name__)
+    error type is a refusal's reason code, else the exception's type (a bug)."""
+    code = exc.code if isinstance(exc, Refusal) else type(exc).__name__
     await retry_transient(
         lambda: send_to_dlq(
             broker, record, error_type=code, error_message=str(exc), service=service
@@ -415,20 +407,20 @@ async def readable(
     records: Iterable[Record], read: Callable[[Record], T], broker: KafkaBroker, service: str
 ) -> list[tuple[Record, T]]:
     """Each record with what ``read`` made of it; a record it cannot read goes to the DLQ at
-    once with its reason: a :class:`DeadLetter`'s code, ``too-deep`` for a value that
+    once with its reason: a :class:`Refusal`'s code, ``too-deep`` for a value that
     exhausts the parser's recursion, and ``unreadable`` (with the traceback logged) for any
     other error while reading, which is a bug tripped by this record, not by the others."""
     read_ones: list[tuple[Record, T]] = []
     for record in records:
         try:
             read_ones.append((record, read(record)))
-        except DeadLetter as exc:
+        except Refusal as exc:
             await dead_letter(broker, record, exc, service)
         except RecursionError:
-            await dead_letter(broker, record, DeadLetter("too-deep", "nested too deeply"), service)
+            await dead_letter(broker, record, Refusal("too-deep", "nested too deeply"), service)
         except Exception as exc:
             log.error("record could not be read", topic=record.topic, exc_info=exc)
-            problem = DeadLetter("unreadable", type(exc).__name__)  # values stay in no header
+            problem = Refusal("unreadable", type(exc).__name__)  # values stay in no header
             await dead_letter(broker, record, problem, service)
     return read_ones
 

@@ -26,8 +26,9 @@ from pymongo.errors import DuplicateKeyError, OperationFailure
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
+from shared.contracts import Refusal
 from shared.envelope import OutgoingEvent
-from shared.kafka import DeadLetter, Record, dead_letter, publish
+from shared.kafka import Record, dead_letter, publish
 from shared.logging import get_logger
 from shared.retry import TOO_LARGE_ERRORS, is_transient, retry_transient
 
@@ -299,9 +300,7 @@ class Outbox:
         reason = f"{type(exc).__name__}: {len(value)} bytes"
         log.error("event too large to publish", topic=event.topic, event_id=event.envelope.id)
         record = Record(event.topic, -1, -1, event.key.encode(), value, event.envelope.headers())
-        await dead_letter(
-            self.broker, record, DeadLetter("too-large", reason), event.envelope.source
-        )
+        await dead_letter(self.broker, record, Refusal("too-large", reason), event.envelope.source)
         now = datetime.now(UTC)
         row = {**event.to_document(), "created_at": now, "failed": reason, "failed_at": now}
         await self.collection.replace_one({"_id": event.envelope.id}, row, upsert=True)
@@ -401,9 +400,7 @@ class Parking:
         await self._touch(session, key)
         await self._insert(session, key, record, datetime.now(UTC))
 
-    async def refuse(
-        self, session: AsyncClientSession, record: Record, problem: DeadLetter
-    ) -> None:
+    async def refuse(self, session: AsyncClientSession, record: Record, problem: Refusal) -> None:
         """A parked record that cannot apply now that what it waited for came: kept, with
         its reason, in the same transaction that took it, for :meth:`expire` to dead-letter
         on its next run (and release its claim). Dead-lettering it after the commit instead
@@ -468,7 +465,7 @@ class Parking:
         cutoff = datetime.now(UTC) - ttl
         docs = await self.collection.find({"parked_at": {"$lte": cutoff}}).limit(limit).to_list()
         for doc in docs:
-            problem = DeadLetter(
+            problem = Refusal(
                 doc.get("code") or "parked-expired",
                 doc.get("message") or f"waited more than {ttl} for {doc['key']}",
             )

@@ -28,11 +28,10 @@ from pymongo import AsyncMongoClient
 
 from shared import asyncapi
 from shared.auth import Authenticator
-from shared.contracts import Event
+from shared.contracts import Event, Refusal
 from shared.http import OpenHandler, Route, ServiceApp, SubjectLookup, probes
 from shared.kafka import METRICS as kafka_metrics
 from shared.kafka import (
-    DeadLetter,
     Record,
     configure_dead_letters,
     dead_letter,
@@ -107,7 +106,7 @@ async def consume(
             await retry_transient(functools.partial(handle_batch, [record]), MAX_PAUSE_S)
         except Exception as exc:
             log.error("record could not be handled", topic=record.topic, exc_info=exc)
-            problem = DeadLetter("handler-error", type(exc).__name__)  # the log has the rest
+            problem = Refusal("handler-error", type(exc).__name__)  # the log has the rest
             try:
                 await dead_letter(broker, record, problem, service)
             except Exception as dlq_exc:  # never back into the redelivery loop

@@ -19,7 +19,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from shared.contracts import Finding
+from shared.contracts import Finding, Refusal
 
 COMPLETION_ATTENDANCE = 0.75
 COMPLETION_SCORE = 70
@@ -111,21 +111,13 @@ class Coaching(BaseModel):
         return next((c for c in self.certificates if c.certificate_id == certificate_id), None)
 
 
-class NotApplicable(Exception):
-    """A fact that contradicts the state and never will fit it (a DLQ entry, with code)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
 # ----------------------------------------------------------------------------- P2 training
 
 
 def record_attendance(state: Coaching, cohort_id: str, session_no: int, present: bool) -> None:
     enrollment = _enrolled_in(state, cohort_id)
     if session_no > enrollment.session_count:
-        raise NotApplicable(
+        raise Refusal(
             "unknown-session", f"cohort {cohort_id} has {enrollment.session_count} sessions"
         )
     state.training.attendance[str(session_no)] = present
@@ -138,7 +130,7 @@ def record_assessment(state: Coaching, cohort_id: str, score: int) -> None:
 
 def _enrolled_in(state: Coaching, cohort_id: str) -> Enrollment:
     if state.enrollment is None or state.enrollment.cohort_id != cohort_id:
-        raise NotApplicable("not-in-cohort", f"the participant is not in cohort {cohort_id}")
+        raise Refusal("not-in-cohort", f"the participant is not in cohort {cohort_id}")
     return state.enrollment
 
 
@@ -185,9 +177,9 @@ def decide_training(state: Coaching) -> TrainingDecision | None:
 
 def record_mentoring_session(state: Coaching, mentor_id: str) -> None:
     if state.mentoring is None:
-        raise NotApplicable("not-a-mentee", "no pendamping is assigned to this participant")
+        raise Refusal("not-a-mentee", "no pendamping is assigned to this participant")
     if state.mentoring.mentor_id != mentor_id:
-        raise NotApplicable("wrong-mentor", f"the participant's pendamping is not {mentor_id}")
+        raise Refusal("wrong-mentor", f"the participant's pendamping is not {mentor_id}")
     state.mentoring.sessions += 1
 
 

@@ -83,17 +83,8 @@ class _Emitter:
         self.events: list[OutgoingEvent] = []
 
     def __call__(self, data: Event) -> None:
-        settings = self.deps.settings
         self.events.append(
-            OutgoingEvent.caused_by(
-                self.cause,
-                data,
-                topic=settings.topic(data.name),
-                key=self.participant_id,
-                source=settings.service_name,
-                subject=self.participant_id,
-                time=self.now,
-            )
+            OutgoingEvent.about(self.cause, data, self.participant_id, self.deps.settings, self.now)
         )
 
 
@@ -102,7 +93,7 @@ def read_fact(record: Record) -> tuple[Envelope, Event]:
 
 
 async def _apply(deps: Deps, session: Session, state: Coaching, fact: Event) -> None:
-    """Put the fact on the state; :class:`domain.NotApplicable` when it contradicts it."""
+    """Put the fact on the state; :class:`Refusal` when it contradicts it."""
     store = deps.store
     if isinstance(fact, ParticipantRegistered):
         if state.profile is None:

@@ -20,7 +20,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from shared.contracts import MAX_RUPIAH, BusinessClass, Finding
+from shared.contracts import MAX_RUPIAH, BusinessClass, Finding, Refusal
 
 LEVELS: Sequence[str] = ("pendamping", "kecamatan", "dinas", "curator")
 CHANNELS: Mapping[str, Sequence[str]] = {
@@ -60,14 +60,6 @@ CLASS_MIN_MONTHS = 3  # fewer reported months in the window: no class yet
 # The months the ledger takes: those that begin and end inside the contracts' instants
 # [2000, 2100) (a class is dated at the end of its latest month; 2099-12 ends at 2100).
 FIRST_PERIOD, LAST_PERIOD = "2000-01", "2099-11"
-
-
-class NotApplicable(Exception):
-    """A fact that contradicts the state and never will fit it (a DLQ entry, with code)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 class Review(BaseModel):
@@ -157,14 +149,14 @@ def apply_validity(
 
 def record_review(state: Marketplace, product_id: str, level: str, review: Review) -> str | None:
     """Record the review, or say which earlier level it waits for (its caller keeps it
-    until then, for a limited time); :class:`NotApplicable` when it can never apply."""
+    until then, for a limited time); :class:`Refusal` when it can never apply."""
     product = state.product(product_id)
     if product.outcome is not None:
-        raise NotApplicable("curation-closed", f"curation of {product_id} already ended")
+        raise Refusal("curation-closed", f"curation of {product_id} already ended")
     if level in product.reviews:
-        raise NotApplicable("already-reviewed", f"level {level} already reviewed {product_id}")
+        raise Refusal("already-reviewed", f"level {level} already reviewed {product_id}")
     if level == "curator" and review.decision == "approve" and review.grade not in CHANNELS:
-        raise NotApplicable("grade-required", "a curator's approval must carry grade A, B or C")
+        raise Refusal("grade-required", "a curator's approval must carry grade A, B or C")
     awaited = [
         earlier for earlier in LEVELS[: LEVELS.index(level)] if earlier not in product.reviews
     ]
@@ -180,9 +172,7 @@ def record_sale(state: Marketplace, sale: Sale) -> Literal["recorded", "replaced
     if sale.source_ref in state.source_refs:
         return "duplicate"
     if not FIRST_PERIOD <= sale.period <= LAST_PERIOD:
-        raise NotApplicable(
-            "period-out-of-range", f"the ledger takes {FIRST_PERIOD} to {LAST_PERIOD}"
-        )
+        raise Refusal("period-out-of-range", f"the ledger takes {FIRST_PERIOD} to {LAST_PERIOD}")
     state.source_refs.append(sale.source_ref)
     earlier = next((s for s in state.sales if s.period == sale.period), None)
     if earlier is not None:

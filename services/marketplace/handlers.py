@@ -28,7 +28,6 @@ from services.marketplace.domain import (
     Exported,
     Listed,
     Marketplace,
-    NotApplicable,
     Rejected,
 )
 from services.marketplace.store import MarketplaceStore, Session
@@ -55,13 +54,14 @@ from shared.contracts import (
     ProductCurationRejected,
     ProductDelisted,
     ProductListed,
+    Refusal,
     SalesReported,
     TrainingCompleted,
     consumed_by,
     produced_by,
 )
 from shared.envelope import Envelope, OutgoingEvent
-from shared.kafka import DeadLetter, Record, read_event
+from shared.kafka import Record, read_event
 from shared.logging import get_logger
 from shared.mongo import Outbox, StateCache
 from shared.settings import ServiceSettings
@@ -108,18 +108,8 @@ class _Decision:
         self.outcome = Outcome()
 
     def emit(self, data: Event) -> None:
-        settings, pid = self.deps.settings, self.state.participant_id
-        self.outcome.events.append(
-            OutgoingEvent.caused_by(
-                self.cause,
-                data,
-                topic=settings.topic(data.name),
-                key=pid,
-                source=settings.service_name,
-                subject=pid,
-                time=self.now,
-            )
-        )
+        pid, settings = self.state.participant_id, self.deps.settings
+        self.outcome.events.append(OutgoingEvent.about(self.cause, data, pid, settings, self.now))
 
     async def apply(self, fact: Event, record: Record) -> None:
         state, store, pid = self.state, self.deps.store, self.state.participant_id
@@ -231,17 +221,17 @@ class _Decision:
         for parked in await parking.take(self.session, key):
             try:
                 await self.apply(read_fact(parked)[1], parked)
-            except (DeadLetter, NotApplicable) as exc:
-                await parking.refuse(self.session, parked, DeadLetter(exc.code, str(exc)))
+            except Refusal as exc:
+                await parking.refuse(self.session, parked, Refusal(exc.code, str(exc)))
 
     def _decided(self, fact: FinancingDecided) -> None:
         referral, pid = self.state.referral, self.state.participant_id
         assert referral is not None and referral.referral_id == fact.referral_id
         if referral.status != "referred":
-            raise NotApplicable("already-decided", f"referral {fact.referral_id} was decided")
+            raise Refusal("already-decided", f"referral {fact.referral_id} was decided")
         if fact.decision == "approved":
             if fact.amount_idr > self.deps.financing.max_amount_idr:
-                raise NotApplicable(
+                raise Refusal(
                     "amount-over-maximum",
                     f"{fact.amount_idr} exceeds {self.deps.financing.max_amount_idr}",
                 )
@@ -264,7 +254,9 @@ class _Decision:
 
     async def settle(self) -> None:
         state, pid = self.state, self.state.participant_id
-        for change in domain.product_changes(state, self.now):
+        # "The last months" of the export rule are the business time's (when the fact
+        # decided happened; the wall clock's in production, the calendar's in the demo).
+        for change in domain.product_changes(state, self.cause.occurred_at):
             self.emit(self._product_event(change))
         stages = domain.due_for_referral(state)
         if stages is not None:
@@ -331,7 +323,7 @@ async def _decide(
     elif isinstance(event, FinancingDecided):
         holder = await store.holder(session, "referral", event.referral_id)
         if holder is None:
-            raise NotApplicable("unknown-referral", f"no referral {event.referral_id} was made")
+            raise Refusal("unknown-referral", f"no referral {event.referral_id} was made")
         participant_id = holder
     else:
         participant_id = getattr(event, "participant_id")  # noqa: B009 - the others have it

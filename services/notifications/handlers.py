@@ -255,7 +255,7 @@ async def _stop(deps: Deps, facts: list[tuple[Envelope, Event]]) -> None:
                 erased_at=erased_at,
                 categories=list(domain.ERASED_CATEGORIES),
             )
-            events.append(_caused(deps, envelope, erased, pid, at))
+            events.append(OutgoingEvent.about(envelope, erased, pid, deps.settings, at))
         await deps.outbox.add(session, events)
         return events
 
@@ -268,23 +268,10 @@ def _participant(fact: Event) -> str:
     return str(getattr(fact, "participant_id"))  # noqa: B009 - every consumed event has it
 
 
-def _caused(deps: Deps, cause: Envelope, data: Event, pid: str, time: datetime) -> OutgoingEvent:
-    """An event of ours about participant ``pid`` (its key and subject), caused by ``cause``."""
-    settings = deps.settings
-    return OutgoingEvent.caused_by(
-        cause,
-        data,
-        topic=settings.topic(data.name),
-        key=pid,
-        source=settings.service_name,
-        subject=pid,
-        time=time,
-    )
-
-
 def _outcome_event(deps: Deps, outcome: _Outcome, now: datetime) -> OutgoingEvent:
     cause = outcome.cause or Envelope.from_headers(outcome.job["cause"])
-    return _caused(deps, cause, outcome.event, outcome.job["participant_id"], now)
+    pid = outcome.job["participant_id"]
+    return OutgoingEvent.about(cause, outcome.event, pid, deps.settings, now)
 
 
 @dataclass(frozen=True)

@@ -38,10 +38,11 @@ from shared.contracts import (
     ParticipantContact,
     ParticipantDataErased,
     ParticipantErasureRequested,
+    Refusal,
 )
 from shared.envelope import Envelope, OutgoingEvent, new_envelope
 from shared.http import Request, json_response
-from shared.kafka import METRICS, DeadLetter, Record, dead_letter, read_event, readable
+from shared.kafka import METRICS, Record, dead_letter, read_event, readable
 from shared.logging import get_logger
 from shared.mongo import Document, claim_many, inbox_key, transact
 from shared.retry import retry_transient
@@ -79,7 +80,7 @@ async def handle(records: list[Record], deps: Deps) -> None:
     for record, (envelope, event) in read:
         if isinstance(event, ParticipantDataErased):
             if event.service != envelope.source:  # a service answers for itself only
-                problem = DeadLetter("service-mismatch", "service is not the event's ce_source")
+                problem = Refusal("service-mismatch", "service is not the event's ce_source")
                 await dead_letter(deps.broker, record, problem, service)
             else:
                 confirmations.append(event)
@@ -136,15 +137,7 @@ async def _decide(
             OutgoingEvent.tombstone(
                 envelope, ParticipantContact, topic=contact_topic, key=pid, source=source, time=now
             ),
-            OutgoingEvent.caused_by(
-                envelope,
-                erased,
-                topic=settings.topic(erased.name),
-                key=pid,
-                source=source,
-                subject=pid,
-                time=now,
-            ),
+            OutgoingEvent.about(envelope, erased, pid, settings, now),
         ]
         log.info("participant erased", participant_id=pid, categories=categories)
     await deps.outbox.add(session, events)

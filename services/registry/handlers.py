@@ -29,6 +29,7 @@ from shared.contracts import (
     ParticipantContact,
     ParticipantRegistered,
     Reason,
+    Refusal,
     RegistrationRejected,
     RegistrationSubmitted,
     consumed_by,
@@ -36,7 +37,6 @@ from shared.contracts import (
 )
 from shared.envelope import Envelope, OutgoingEvent
 from shared.kafka import (
-    DeadLetter,
     Record,
     read_envelope,
     read_event,
@@ -71,7 +71,7 @@ class Submission:
 
 
 def read_submission(record: Record, received: datetime) -> Submission:
-    """Parse and check a record; raise :class:`DeadLetter` when it cannot be answered at all.
+    """Parse and check a record; raise :class:`Refusal` when it cannot be answered at all.
 
     Age is judged on the day the registry ``received`` the record, never on the producer's
     ``ce_time``: a clock set ahead must not let a minor register."""
@@ -79,11 +79,11 @@ def read_submission(record: Record, received: datetime) -> Submission:
     raw = read_object(record, RegistrationSubmitted.max_bytes)
     submission_id = raw.get("submission_id")
     if not isinstance(submission_id, str) or not submission_id:
-        raise DeadLetter("missing-submission-id", "no submission_id string in the value")
+        raise Refusal("missing-submission-id", "no submission_id string in the value")
     try:  # the answer repeats it: one that no answer can carry cannot be answered
         _SUBMISSION_ID.validate_python(submission_id, strict=True)
     except ValidationError:
-        raise DeadLetter("invalid-submission-id", "submission_id too long or not text") from None
+        raise Refusal("invalid-submission-id", "submission_id too long or not text") from None
     values, errors = validate_fields(RegistrationSubmitted, raw)
     today = received.astimezone(JAKARTA).date()
     reasons = domain.schema_reasons(errors) + domain.assess(values, today)

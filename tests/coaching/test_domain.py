@@ -13,10 +13,10 @@ from services.coaching.domain import (
     Enrollment,
     Expiring,
     Lapsed,
-    NotApplicable,
     Product,
     ValidityChanged,
 )
+from shared.contracts import Refusal
 
 NOW = datetime(2024, 5, 1, tzinfo=UTC)
 
@@ -84,26 +84,26 @@ def test_completion_comes_early_but_failure_waits_for_every_session() -> None:
 
 
 def test_attendance_outside_the_participants_cohort_is_not_applicable() -> None:
-    with pytest.raises(NotApplicable) as not_enrolled:
+    with pytest.raises(Refusal) as not_enrolled:
         domain.record_attendance(Coaching(participant_id="p"), "c1", 1, True)
     assert not_enrolled.value.code == "not-in-cohort"
-    with pytest.raises(NotApplicable) as other:
+    with pytest.raises(Refusal) as other:
         domain.record_attendance(enrolled(), "c2", 1, True)
     assert other.value.code == "not-in-cohort"
-    with pytest.raises(NotApplicable) as session:
+    with pytest.raises(Refusal) as session:
         domain.record_attendance(enrolled(4), "c1", 5, True)
     assert session.value.code == "unknown-session"
-    with pytest.raises(NotApplicable):
+    with pytest.raises(Refusal):
         domain.record_assessment(enrolled(), "c9", 80)
 
 
 def test_mentoring_completes_after_three_sessions_with_the_assigned_mentor() -> None:
     state = Coaching(participant_id="p")
-    with pytest.raises(NotApplicable) as unassigned:
+    with pytest.raises(Refusal) as unassigned:
         domain.record_mentoring_session(state, "m1")
     assert unassigned.value.code == "not-a-mentee"
     state.mentoring = domain.Mentoring(mentor_id="m1", centre="c")
-    with pytest.raises(NotApplicable) as wrong:
+    with pytest.raises(Refusal) as wrong:
         domain.record_mentoring_session(state, "m2")
     assert wrong.value.code == "wrong-mentor"
     for _ in range(2):

@@ -13,12 +13,11 @@ from services.marketplace.domain import (
     Exported,
     Listed,
     Marketplace,
-    NotApplicable,
     Rejected,
     Review,
     Sale,
 )
-from shared.contracts import MAX_RUPIAH, in_bounds
+from shared.contracts import MAX_RUPIAH, Refusal, in_bounds
 
 NOW = datetime(2024, 5, 15, tzinfo=UTC)
 
@@ -78,7 +77,7 @@ def test_a_reject_at_any_level_ends_curation() -> None:
     [rejected] = domain.product_changes(state, NOW)
     assert isinstance(rejected, Rejected)
     assert (rejected.level, rejected.notes) == ("kecamatan", "kemasan")
-    with pytest.raises(NotApplicable) as closed:
+    with pytest.raises(Refusal) as closed:
         domain.record_review(state, "prod", "dinas", approve())
     assert closed.value.code == "curation-closed"
 
@@ -86,10 +85,10 @@ def test_a_reject_at_any_level_ends_curation() -> None:
 def test_review_errors() -> None:
     state = certified()
     domain.record_review(state, "prod", "pendamping", approve())
-    with pytest.raises(NotApplicable) as twice:
+    with pytest.raises(Refusal) as twice:
         domain.record_review(state, "prod", "pendamping", approve())
     assert twice.value.code == "already-reviewed"
-    with pytest.raises(NotApplicable) as no_grade:
+    with pytest.raises(Refusal) as no_grade:
         domain.record_review(state, "prod", "curator", approve())
     assert no_grade.value.code == "grade-required"
 
@@ -378,7 +377,7 @@ def test_a_figure_beyond_the_contracts_bound_is_given_at_the_bound() -> None:
 def test_the_ledger_takes_months_whose_class_can_be_dated() -> None:
     state = Marketplace(participant_id="p")
     for period in ("1999-12", "2099-12", "0000-01", "9999-12"):
-        with pytest.raises(NotApplicable) as refused:
+        with pytest.raises(Refusal) as refused:
             domain.record_sale(state, monthly(period, 1))
         assert refused.value.code == "period-out-of-range"
     for period in (domain.FIRST_PERIOD, domain.LAST_PERIOD):

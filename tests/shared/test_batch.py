@@ -7,9 +7,9 @@ import pytest
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from shared.batch import Fact, Outcome, decide_batch
-from shared.contracts import Event, TrainingEnrolled
+from shared.contracts import Event, Refusal, TrainingEnrolled
 from shared.envelope import Envelope, OutgoingEvent, new_envelope
-from shared.kafka import DeadLetter, Record
+from shared.kafka import Record
 from shared.mongo import StateCache
 from tests.shared.conftest import Tally, World
 
@@ -17,8 +17,8 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 ENROLLED = TrainingEnrolled.ce_type()
 
 
-class Refusal(Exception):
-    code = "not-this-one"
+def not_this_one() -> Refusal:
+    return Refusal("not-this-one", "refused by the rules")
 
 
 def record(topic: str, offset: int, participant: str, cohort: str) -> Record:
@@ -33,7 +33,7 @@ def record(topic: str, offset: int, participant: str, cohort: str) -> Record:
 
 def read(rec: Record) -> tuple[Envelope, Event]:
     if rec.value == b"unreadable":
-        raise DeadLetter("malformed", "not JSON")
+        raise Refusal("malformed", "not JSON")
     return Envelope.from_headers(rec.headers), TrainingEnrolled.model_validate_json(rec.value)
 
 
@@ -49,7 +49,7 @@ async def run(
         side = states.documents.collection.database.side
         await side.insert_one({"cohort": event.cohort_id}, session=session)
         if event.cohort_id == "refused":
-            raise Refusal("refused by the rules")
+            raise not_this_one()
         if event.cohort_id == "bug":
             raise ZeroDivisionError("a bug")
         states.save(state)
