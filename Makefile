@@ -23,8 +23,8 @@ install: $(STAMP)
 infra: $(STAMP)  ## download the Kafka jars and mongod into the cache (once)
 	$(PY) -m deploy.local install
 
-run: infra  ## the main job: the stack, a batch of registrations, a tally; Ctrl-C stops it
-	$(PY) -m deploy.local run
+run: infra  ## the main job (tools/run.py): the stack, the simulated programme, the funnel; Ctrl-C stops it
+	$(PY) -m tools.run
 
 chromium:  ## Debian's chromium, for the dashboard test (headless)
 	@command -v chromium >/dev/null || { apt-get update -qq && \

@@ -434,11 +434,10 @@ def dlq_seal() -> PersonalSeal:
     (``JAKPRENEUR_ENV=development`` only) the development key."""
     import os
 
-    from deploy.local.stack import ENV_FILE  # JAKPRENEUR_RUN_DIR's, else .run's
+    from deploy.local.stack import stack_env  # JAKPRENEUR_RUN_DIR's, else .run's
     from shared.settings import DEV_DLQ_PERSONAL_KEY, DEVELOPMENT
-    from tools.demo import stack_env
 
-    key = os.environ.get("DLQ_PERSONAL_KEY") or stack_env(ENV_FILE).get("DLQ_PERSONAL_KEY")
+    key = os.environ.get("DLQ_PERSONAL_KEY") or stack_env().get("DLQ_PERSONAL_KEY")
     if not key and os.environ.get("JAKPRENEUR_ENV") == DEVELOPMENT:
         key = DEV_DLQ_PERSONAL_KEY
     if not key:
@@ -598,10 +597,9 @@ def mongodb_admin_uri(given: str) -> str:
     the local stack's ``stack.env``; empty when neither names one."""
     if given:
         return given
-    from deploy.local.stack import ENV_FILE  # JAKPRENEUR_RUN_DIR's, else .run's
-    from tools.demo import stack_env
+    from deploy.local.stack import stack_env  # JAKPRENEUR_RUN_DIR's, else .run's
 
-    return stack_env(ENV_FILE).get("MONGODB_ADMIN_URI", "")
+    return stack_env().get("MONGODB_ADMIN_URI", "")
 
 
 @keys_app.command("rotate")
@@ -709,9 +707,8 @@ def token_command(
     run directory while the stack runs), on stdout: for curl, or the dashboard's address
     (``/dashboard#token=...``). The services of a deployment do not accept it."""
     from deploy.local.identity import DevelopmentIdentity
-    from deploy.local.stack import ENV_FILE, RUN_DIR
+    from deploy.local.stack import RUN_DIR, stack_env
     from shared.auth import Forbidden, principal_from_claims
-    from tools.demo import stack_env
 
     claims = {
         "city": city,
@@ -732,7 +729,7 @@ def token_command(
         raise typer.Exit(1) from None
     token = identity.mint(role, ttl_s=minutes * 60, **given)
     sys.stdout.write(token + "\n")
-    registry = stack_env(ENV_FILE).get("REGISTRY_URL")
+    registry = stack_env().get("REGISTRY_URL")
     if registry:
         notes.print(f"dashboard: {registry}/dashboard#token={token}", soft_wrap=True)
 

@@ -17,7 +17,6 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -245,12 +244,6 @@ def print_tally(tally: Tally) -> None:
     )
 
 
-def stack_env(path: Path = Path(".run/stack.env")) -> dict[str, str]:
-    if not path.exists():
-        return {}
-    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-
-
 def stack_access(bootstrap: str = "", *, admin: bool = False) -> KafkaAccess:
     """Who a tool logs in to Kafka as: the environment's ``KAFKA_*`` variables when it names
     a cluster or a user (e.g. ops' own principal on a cluster), else those of the local
@@ -258,10 +251,10 @@ def stack_access(bootstrap: str = "", *, admin: bool = False) -> KafkaAccess:
     from ``KAFKA_ADMIN_USERNAME``/``KAFKA_ADMIN_PASSWORD``). Never a mix: a local stack's
     password or protocol must not go to another cluster. ``bootstrap``, when given,
     replaces the address only."""
-    from deploy.local.stack import ENV_FILE  # JAKPRENEUR_RUN_DIR's, else .run's
+    from deploy.local.stack import stack_env  # JAKPRENEUR_RUN_DIR's, else .run's
 
     named = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or os.environ.get("KAFKA_SASL_USERNAME")
-    source = os.environ if named else stack_env(ENV_FILE)
+    source = os.environ if named else stack_env()
     access = KafkaAccess.from_env(source, admin=admin)
     return dataclasses.replace(access, bootstrap_servers=bootstrap) if bootstrap else access
 

@@ -13,13 +13,12 @@ VARIABLE = "JAKPRENEUR_OPS_TOKEN"
 def ops_token(env: Mapping[str, str] | None = None) -> str | None:
     """From ``env`` (a stack's own environment, e.g. a chaos run's) if it has one, else the
     process's environment, else the local stack's ``stack.env``."""
-    from deploy.local.stack import ENV_FILE
-    from tools.demo import stack_env
+    from deploy.local.stack import stack_env
 
     for source in (env or {}, os.environ):
         if source.get(VARIABLE):
             return source[VARIABLE]
-    return stack_env(ENV_FILE).get(VARIABLE)
+    return stack_env().get(VARIABLE)
 
 
 def ops_headers(env: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -48,7 +48,8 @@ def mongod_binary() -> Path:
     return cache_dir() / f"mongodb-{MONGO_VERSION}" / "fiftyone" / "db" / "bin" / "mongod"
 
 
-def _say(message: str) -> None:
+def say(message: str) -> None:
+    """A line for the person at the terminal, on stderr (stdout is what was asked for)."""
     sys.stderr.write(f"[launcher] {message}\n")
     sys.stderr.flush()
 
@@ -58,7 +59,7 @@ def _install_into(target: Path, command: Callable[[Path], list[str]], what: str)
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.parent.mkdir(parents=True, exist_ok=True)
-    _say(f"installing {what} into {target} (once; cached afterwards)")
+    say(f"installing {what} into {target} (once; cached afterwards)")
     subprocess.run(command(partial), check=True)
     shutil.rmtree(target, ignore_errors=True)
     partial.rename(target)
@@ -361,7 +362,7 @@ class Kafka(Server):
             "kafka.Kafka",
             str(config),
         ]
-        _say(f"starting Kafka {KAFKA_VERSION} on {self.bootstrap_servers}")
+        say(f"starting Kafka {KAFKA_VERSION} on {self.bootstrap_servers}")
         self._spawn(java, self.data_dir / "kafka.log")
 
     def wait_ready(self, timeout: float) -> None:
@@ -381,7 +382,7 @@ class Kafka(Server):
         while time.monotonic() < deadline:
             self._check_alive()
             if _port_open(self.port) and _in_thread(metadata_answers):
-                _say(f"Kafka answers on {self.bootstrap_servers}")
+                say(f"Kafka answers on {self.bootstrap_servers}")
                 return
             time.sleep(0.5)
         raise TimeoutError(f"Kafka did not answer on {self.bootstrap_servers} in {timeout}s")
@@ -458,7 +459,7 @@ class Mongod(Server):
             "--setParameter",
             "transactionLifetimeLimitSeconds=10",
         ]
-        _say(f"starting mongod {MONGO_VERSION} on 127.0.0.1:{self.port} (auth on)")
+        say(f"starting mongod {MONGO_VERSION} on 127.0.0.1:{self.port} (auth on)")
         self._spawn(command, self.data_dir / "mongod.log")
 
     def wait_ready(self, timeout: float) -> None:
@@ -478,7 +479,7 @@ class Mongod(Server):
                 try:
                     hello = client.admin.command("hello")
                     if hello.get("isWritablePrimary"):
-                        _say(f"mongod is primary of {REPLICA_SET} on 127.0.0.1:{self.port}")
+                        say(f"mongod is primary of {REPLICA_SET} on 127.0.0.1:{self.port}")
                         break
                     if "setName" not in hello:
                         member = {"_id": 0, "host": f"127.0.0.1:{self.port}"}

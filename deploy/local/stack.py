@@ -1,8 +1,10 @@
 """The local stack: Kafka, mongod and the services as child processes of one supervisor.
 
 ``python -m deploy.local up`` starts a detached supervisor and returns when everything
-answers, having written ``.run/stack.env``; ``down`` stops it (and with it every child);
-``run`` is the main job, in the foreground until Ctrl-C.
+answers, having written ``.run/stack.env``; ``down`` stops it (and with it every child).
+:func:`fresh_stack` is the same stack in the foreground, from a fresh data directory, for
+``make run``, which then plays the programme on it. ``stack.env`` is
+written by :meth:`Stack.start` and read by :func:`stack_env`, here beside each other.
 
 Nothing stops the pipeline: as a kubelet would, the supervisor restarts any process that
 dies (a service, the provider stand-in, mongod, Kafka) after a capped exponential backoff,
@@ -18,7 +20,6 @@ beside a developer's.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import shutil
@@ -27,7 +28,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,11 +43,11 @@ from deploy.local.launcher import (
     Kafka,
     Mongod,
     Server,
-    _say,
     die_with_parent,
     free_port,
     install_kafka,
     install_mongod,
+    say,
 )
 from shared.access import PRINCIPALS, SIMULATOR, acls, cluster_rules
 
@@ -179,7 +181,7 @@ class ServiceProcess(Server):
             self._check_alive()
             try:
                 if httpx.get(f"{self.url}{self.spec.ready_path}", timeout=2).status_code == 200:
-                    _say(f"{self.name} ready at {self.url}")
+                    say(f"{self.name} ready at {self.url}")
                     return
             except httpx.HTTPError:
                 pass
@@ -348,10 +350,7 @@ class Stack:
             service.wait_ready()
             self._update(unit, state="running")
             env.setdefault(service.spec.url_var, service.url)  # the first replica's
-        env_file = self.run_dir / "stack.env"
-        env_file.touch(mode=0o600)  # it holds passwords: its owner's only
-        env_file.chmod(0o600)
-        env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+        write_stack_env(env, self.run_dir / ENV_FILE.name)
         if supervise:
             for unit in self.supervised:
                 # PR_SET_PDEATHSIG fires when the *thread* that spawned a child ends, so each
@@ -382,7 +381,7 @@ class Stack:
                 failures = 0
             delay = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**failures)
             failures += 1
-            _say(f"{unit.server.name} exited with {code}; restarting in {delay:g}s")
+            say(f"{unit.server.name} exited with {code}; restarting in {delay:g}s")
             self._update(unit, state="backoff", last_exit=code)
             if self._stopping.wait(delay) or not self._relaunch(unit):
                 return
@@ -406,7 +405,7 @@ class Stack:
             try:
                 unit.server.launch()
             except Exception as exc:  # e.g. the JVM could not be spawned: back off again
-                _say(f"{unit.server.name} could not be launched: {exc!r}")
+                say(f"{unit.server.name} could not be launched: {exc!r}")
                 return True
             unit.restarts += 1
             self._update(unit, state="starting")
@@ -425,11 +424,11 @@ class Stack:
             except Exception as exc:
                 process = server.process
                 if process is not None and process.poll() is None and not self._stopping.is_set():
-                    _say(f"{server.name} failed to start ({exc!r}); killing it")
+                    say(f"{server.name} failed to start ({exc!r}); killing it")
                     process.kill()
                 return
             self._update(unit, state="running")
-            _say(f"{server.name} is running again (restart {unit.restarts})")
+            say(f"{server.name} is running again (restart {unit.restarts})")
             return
 
     def _update(self, unit: Supervised, **changes: Any) -> None:
@@ -459,7 +458,7 @@ class Stack:
         others = [u for u in reversed(self.supervised) if u not in services]
         for tier in (services, *([unit] for unit in others)):
             for unit in tier:
-                _say(f"stopping {unit.server.name}")
+                say(f"stopping {unit.server.name}")
                 with unit.lock:
                     process = unit.server.process
                     if process is not None and process.poll() is None:
@@ -473,16 +472,46 @@ class Stack:
         self._watchers.clear()
         self.started.clear()
         self.supervised.clear()
-        (self.run_dir / "stack.env").unlink(missing_ok=True)
+        (self.run_dir / ENV_FILE.name).unlink(missing_ok=True)
         shutil.rmtree(self.run_dir / "auth", ignore_errors=True)  # its tokens die with it
         self.state_file.unlink(missing_ok=True)
+
+
+def write_stack_env(env: Mapping[str, str], path: Path) -> None:
+    """What tools and tests log in with (see :meth:`Stack.start`), one ``NAME=value`` a line;
+    it holds passwords, so it is its owner's only."""
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+
+
+def stack_env(path: Path | None = None) -> dict[str, str]:
+    """The running local stack's ``stack.env`` (``JAKPRENEUR_RUN_DIR``'s, else ``.run``'s,
+    unless ``path`` names another); empty when no stack wrote one."""
+    path = path or ENV_FILE
+    if not path.exists():
+        return {}
+    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+
+
+def add_port_options(parser: argparse.ArgumentParser) -> None:
+    """The stack's Kafka and mongod ports (defaults from the environment, see the module's
+    docstring), for every command that starts one."""
+    parser.add_argument("--kafka-port", type=int, default=int(os.environ.get("KAFKA_PORT", 9092)))
+    parser.add_argument(
+        "--kafka-controller-port",
+        type=int,
+        default=int(os.environ.get("KAFKA_CONTROLLER_PORT", 9093)),
+    )
+    parser.add_argument("--mongo-port", type=int, default=int(os.environ.get("MONGO_PORT", 27017)))
 
 
 def _ports(args: argparse.Namespace) -> tuple[int, int, int]:
     return args.kafka_port, args.kafka_controller_port, args.mongo_port
 
 
-def _wait_for_signal() -> None:
+def wait_for_signal() -> None:
+    """Block until Ctrl-C or SIGTERM."""
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -493,8 +522,8 @@ def supervise(args: argparse.Namespace) -> None:
     stack = Stack(RUN_DIR, *_ports(args))
     try:
         stack.start()
-        _say("stack is up")
-        _wait_for_signal()
+        say("stack is up")
+        wait_for_signal()
     finally:
         stack.stop()
         PID_FILE.unlink(missing_ok=True)
@@ -527,14 +556,13 @@ def up(args: argparse.Namespace) -> None:
         start_new_session=True,
     )
     PID_FILE.write_text(str(proc.pid))
-    _say(f"supervisor pid {proc.pid}; log in {RUN_DIR / 'stack.log'}")
+    say(f"supervisor pid {proc.pid}; log in {RUN_DIR / 'stack.log'}")
     while not ENV_FILE.exists():
         if proc.poll() is not None:
             PID_FILE.unlink(missing_ok=True)
             sys.exit("stack failed to start:\n" + (RUN_DIR / "stack.log").read_text()[-3000:])
         time.sleep(0.5)
-    for line in ENV_FILE.read_text().splitlines():
-        name, _, value = line.partition("=")
+    for name, value in stack_env(ENV_FILE).items():
         sys.stdout.write(f"{name}={shown(name, value)}\n")
 
 
@@ -566,7 +594,7 @@ def install(args: argparse.Namespace) -> None:
 
 def down(args: argparse.Namespace) -> None:
     if not PID_FILE.exists():
-        _say("no stack running")
+        say("no stack running")
         return
     pid = int(PID_FILE.read_text())
     try:
@@ -574,76 +602,59 @@ def down(args: argparse.Namespace) -> None:
         for _tick in range(600):
             os.kill(pid, 0)
             time.sleep(0.1)
-        _say("supervisor did not stop in 60 s; killing it")
+        say("supervisor did not stop in 60 s; killing it")
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
     PID_FILE.unlink(missing_ok=True)
     ENV_FILE.unlink(missing_ok=True)
-    _say("stack stopped")
+    say("stack stopped")
 
 
-def run(args: argparse.Namespace) -> None:
-    """The main job: a fresh stack, the simulated programme, the funnel, then wait."""
-    from shared.kafka import KafkaAccess
-    from tools.simulate import print_funnel, settled_funnel, simulate
-
+@contextmanager
+def fresh_stack(args: argparse.Namespace) -> Iterator[dict[str, str]]:
+    """A stack in the foreground on a fresh data directory (the ports of
+    :func:`add_port_options`), its ``stack.env`` given; stopped on the way out. Refused
+    while a stack of ``make up`` runs."""
     if PID_FILE.exists():
         sys.exit("a stack started by `make up` is running; `make down` first")
-    shutil.rmtree(RUN_DIR / "data", ignore_errors=True)  # a fresh programme each run
+    shutil.rmtree(RUN_DIR / "data", ignore_errors=True)
     stack = Stack(RUN_DIR, *_ports(args))
     try:
-        env = stack.start()
-        _say(f"simulating {args.participants} participants through the 7P")
-        result = asyncio.run(
-            simulate(KafkaAccess.from_env(env), participants=args.participants, seed=args.seed)
-        )
-        token = env["JAKPRENEUR_OPS_TOKEN"]
-        print_funnel(result, settled_funnel(env["REGISTRY_URL"], result.intended, token))
-        for key, value in env.items():
-            _say(f"{key}={shown(key, value)}")
-        for service in SERVICES:
-            _say(f"{service.name} AsyncAPI docs: {env[service.url_var]}/docs/asyncapi")
-        _say('(with a token: curl -H "Authorization: Bearer $JAKPRENEUR_OPS_TOKEN", stack.env)')
-        _say(
-            f"messages sent to participants: {env[PROVIDERS.url_var]}/ (between 21:00 and "
-            "07:00 WIB they wait for 07:00: quiet hours)"
-        )
-        # The token in the fragment: the browser never sends it to the server (the page
-        # keeps it in the tab's session storage and sends it as a bearer token).
-        _say(f"the funnel dashboard (as ops): {env['REGISTRY_URL']}/dashboard#token={token}")
-        _say('another role: jakpreneur token --role kota --city "Jakarta Selatan"')
-        if args.exit:
-            return
-        _say("stack keeps running; Ctrl-C stops it")
-        _wait_for_signal()
+        yield stack.start()
     finally:
         stack.stop()
+
+
+def announce(env: Mapping[str, str]) -> None:
+    """Where everything is: stack.env (secrets masked), each service's AsyncAPI page, the
+    messages delivered to the stand-in, the dashboard as ops."""
+    for key, value in env.items():
+        say(f"{key}={shown(key, value)}")
+    for service in SERVICES:
+        say(f"{service.name} AsyncAPI docs: {env[service.url_var]}/docs/asyncapi")
+    say('(with a token: curl -H "Authorization: Bearer $JAKPRENEUR_OPS_TOKEN", stack.env)')
+    say(
+        f"messages sent to participants: {env[PROVIDERS.url_var]}/ (between 21:00 and "
+        "07:00 WIB they wait for 07:00: quiet hours)"
+    )
+    # The token in the fragment: the browser never sends it to the server (the page
+    # keeps it in the tab's session storage and sends it as a bearer token).
+    token = env["JAKPRENEUR_OPS_TOKEN"]
+    say(f"the funnel dashboard (as ops): {env['REGISTRY_URL']}/dashboard#token={token}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m deploy.local", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("up", "supervise", "run"):
-        p = sub.add_parser(name)
-        p.add_argument("--kafka-port", type=int, default=int(os.environ.get("KAFKA_PORT", 9092)))
-        p.add_argument(
-            "--kafka-controller-port",
-            type=int,
-            default=int(os.environ.get("KAFKA_CONTROLLER_PORT", 9093)),
-        )
-        p.add_argument("--mongo-port", type=int, default=int(os.environ.get("MONGO_PORT", 27017)))
-        if name == "run":
-            p.add_argument("--participants", type=int, default=1000)
-            p.add_argument("--seed", type=int, default=2021)
-            p.add_argument("--exit", action="store_true", help="stop after the tally")
+    for name in ("up", "supervise"):
+        add_port_options(sub.add_parser(name))
     sub.add_parser("down")
     sub.add_parser("install")
     args = parser.parse_args()
     commands: dict[str, Callable[[argparse.Namespace], None]] = {
         "up": up,
         "supervise": supervise,
-        "run": run,
         "down": down,
         "install": install,
     }
