@@ -22,6 +22,7 @@ from pydantic import TypeAdapter, ValidationError
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from services.registry import domain, erasure, journey
+from services.registry.fields import validate_fields
 from services.registry.store import RegistryStore
 from shared.contracts import (
     Event,
@@ -33,7 +34,6 @@ from shared.contracts import (
     RegistrationRejected,
     RegistrationSubmitted,
     consumed_by,
-    validate_fields,
 )
 from shared.envelope import Envelope, OutgoingEvent
 from shared.kafka import (

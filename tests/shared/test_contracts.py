@@ -9,9 +9,7 @@ from shared.contracts import (
     SCHEMA_DIR,
     CertificationRevoked,
     Event,
-    RegistrationSubmitted,
     incompatibilities,
-    validate_fields,
 )
 
 
@@ -59,36 +57,6 @@ def test_the_checker_catches_each_kind_of_break() -> None:
     assert incompatibilities(old, NewOptional.model_json_schema()) == []
 
 
-def test_validate_fields_keeps_good_fields_and_names_each_bad_one() -> None:
-    raw = {
-        "submission_id": "s1",
-        "nik": {"$gt": ""},
-        "birth_date": "2001-02-29",
-        "consent": "true",
-        "gender": "L",
-        "extra": 1,
-    }
-    values, errors = validate_fields(RegistrationSubmitted, raw)
-    assert values["submission_id"] == "s1" and values["gender"] == "L"
-    assert values["email"] is None  # optional and absent
-    assert "extra" not in values
-    assert set(errors) == {
-        "nik",
-        "birth_date",
-        "consent",
-        "kk",
-        "full_name",
-        "phone",
-        "city",
-        "kecamatan",
-        "kelurahan",
-        "sector",
-        "has_business",
-        "channel",
-    }
-    assert errors["kk"] == "field required"
-
-
 def _unbounded(schema: Any, defs: dict[str, Any], where: str) -> list[str]:
     """Every value a schema admits has a bound: strings a length, a pattern, an enum or a
     format; integers and numbers a minimum and maximum; arrays a maximum size."""
@@ -133,13 +101,3 @@ def test_times_out_of_bounds_are_refused(value: str) -> None:
     raw = {"certificate_id": "c", "reason": "r", "revoked_at": value}
     with pytest.raises(ValidationError):
         CertificationRevoked.model_validate_json(json.dumps(raw), strict=True)
-
-
-def test_digits_are_normalised_and_controls_refused() -> None:
-    fullwidth = "".join(chr(0xFF10 + int(d)) for d in "3171")
-    values, errors = validate_fields(
-        RegistrationSubmitted, {"nik": fullwidth, "kk": "31\u0663\u0661", "full_name": "a\x00"}
-    )
-    assert values["nik"] == "3171"
-    assert values["kk"] == "31\u0663\u0661"  # not a compatibility form: the registry refuses it
-    assert "full_name" in errors
