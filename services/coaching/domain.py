@@ -12,6 +12,7 @@ product (:func:`certification_changes`), its export rule included.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -111,7 +112,56 @@ class Coaching(BaseModel):
         return next((c for c in self.certificates if c.certificate_id == certificate_id), None)
 
 
+def record_profile(state: Coaching, profile: Profile) -> None:
+    """The registration's sector and region; the first one stands."""
+    if state.profile is None:
+        state.profile = profile
+
+
 # ----------------------------------------------------------------------------- P2 training
+# Cohorts gather one sector in one city. A seat goes to the oldest cohort with room; when all
+# are full the next one opens, numbered after the last, with the configured capacity and
+# number of sessions.
+
+
+@dataclass
+class Cohort:
+    """A training cohort and the seats taken in it (``size``)."""
+
+    cohort_id: str
+    sector: str
+    city: str
+    seq: int
+    capacity: int
+    session_count: int
+    size: int = 0
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def new_cohort(sector: str, city: str, seq: int, capacity: int, sessions: int) -> Cohort:
+    """The ``seq``-th cohort of ``sector`` in ``city``, empty, named after the three."""
+    return Cohort(f"{_slug(city)}-{sector}-{seq:04d}", sector, city, seq, capacity, sessions)
+
+
+def cohort_with_room(open_: list[Cohort], capacity: int) -> Cohort | None:
+    """The oldest of ``open_`` (a sector's cohorts in a city, oldest first) with a seat free
+    under ``capacity``, those before it dropped as full; None when all are: the next opens."""
+    while open_ and open_[0].size >= capacity:
+        open_.pop(0)
+    return open_[0] if open_ else None
+
+
+def take_seat(cohort: Cohort) -> Enrollment:
+    cohort.size += 1
+    return Enrollment(
+        cohort_id=cohort.cohort_id,
+        session_count=cohort.session_count,
+        sector=cohort.sector,
+        city=cohort.city,
+    )
 
 
 def record_attendance(state: Coaching, cohort_id: str, session_no: int, present: bool) -> None:
@@ -175,6 +225,32 @@ def decide_training(state: Coaching) -> TrainingDecision | None:
 # --------------------------------------------------------------------------- P3 mentoring
 
 
+@dataclass(frozen=True)
+class Scope:
+    """Centres to look among for a pendamping: those sharing the participant's ``shares``
+    (profile fields) and having no ``lacks`` (a city's own centre has no kecamatan)."""
+
+    shares: tuple[str, ...]
+    lacks: tuple[str, ...] = ()
+
+
+# Where a pendamping is looked for, in order; the least loaded of the first that has one.
+PENDAMPING_SCOPES: Sequence[Scope] = (
+    Scope(shares=("kecamatan", "city")),  # the kecamatan's own centre
+    Scope(shares=("city",), lacks=("kecamatan",)),  # the city's centre
+    Scope(shares=("city",)),  # any centre of the city
+)
+
+
+def pendamping_search(profile: Profile) -> list[dict[str, str | None]]:
+    """:data:`PENDAMPING_SCOPES` for ``profile``, in order: the value each field of a centre
+    must have (None: none)."""
+    return [
+        {**dict.fromkeys(scope.lacks), **{f: getattr(profile, f) for f in scope.shares}}
+        for scope in PENDAMPING_SCOPES
+    ]
+
+
 def record_mentoring_session(state: Coaching, mentor_id: str) -> None:
     if state.mentoring is None:
         raise Refusal("not-a-mentee", "no pendamping is assigned to this participant")
@@ -194,6 +270,12 @@ def decide_mentoring_completed(state: Coaching) -> bool:
 # ---------------------------------------------------------------------------- P4 licensing
 
 
+def submit_product(state: Coaching, product: Product) -> None:
+    """A product to certify; a repeated submission changes nothing."""
+    if state.product(product.product_id) is None:
+        state.products.append(product)
+
+
 def issue_certificate(state: Coaching, certificate: Certificate) -> None:
     """Add or replace (a re-issue keeps a revocation that was already known)."""
     old = state.certificate(certificate.certificate_id)
@@ -206,6 +288,12 @@ def issue_certificate(state: Coaching, certificate: Certificate) -> None:
         )
         state.certificates.remove(old)
     state.certificates.append(certificate)
+
+
+def revoke_certificate(state: Coaching, certificate_id: str) -> None:
+    cert = state.certificate(certificate_id)
+    assert cert is not None, "the certificate index named this participant"
+    cert.revoked = True
 
 
 @dataclass(frozen=True)
@@ -335,6 +423,77 @@ def _next_check(state: Coaching, now: datetime) -> datetime | None:
             moments.append(cert.expires_at - EXPIRY_NOTICE)
     future = [m for m in moments if m > now]
     return min(future) if future else None
+
+
+# ------------------------------------------------------------------------- next steps
+
+
+@dataclass(frozen=True)
+class Enrol:
+    """Seat the participant in a cohort of their sector and city (:func:`cohort_with_room`)."""
+
+    sector: str
+    city: str
+
+
+@dataclass(frozen=True)
+class AssignPendamping:
+    """Give the participant the least-loaded pendamping of the first centres of ``search``
+    (:func:`pendamping_search`) that have one."""
+
+    search: list[dict[str, str | None]]
+
+
+@dataclass(frozen=True)
+class MentoringDone:
+    """Mentoring completed; ``release``: the pendamping's load is still to be given back."""
+
+    mentoring: Mentoring
+    release: bool
+
+
+@dataclass(frozen=True)
+class ReleasePendamping:
+    """Give the pendamping's load back (a stop while mentoring was under way)."""
+
+    mentor_id: str
+
+
+Step = (
+    Enrol
+    | TrainingDecision
+    | AssignPendamping
+    | MentoringDone
+    | ReleasePendamping
+    | CertificationChange
+)
+
+
+def next_steps(state: Coaching, now: datetime) -> list[Step]:
+    """Every decision the state now allows, in programme order, each recorded so it is made
+    once. The caller does what needs the world: a seat (:class:`Enrol`), a pendamping
+    (:class:`AssignPendamping`), a pendamping's load given back. No later rule here waits
+    for those: a participant just seated has no post-test yet, one just given a pendamping
+    no session. Nothing new starts after a stop (:func:`stopped`)."""
+    steps: list[Step] = []
+    profile, stop = state.profile, stopped(state)
+    if profile is not None and state.enrollment is None and not stop:
+        steps.append(Enrol(profile.sector, profile.city))
+    if (training := decide_training(state)) is not None:
+        steps.append(training)
+    if (
+        profile is not None
+        and state.training.outcome == "completed"
+        and state.mentoring is None
+        and not stop
+    ):
+        steps.append(AssignPendamping(pendamping_search(profile)))
+    if decide_mentoring_completed(state) and state.mentoring is not None:
+        steps.append(MentoringDone(state.mentoring, release=not state.mentoring.released))
+    if (mentor_id := release_mentor(state)) is not None:
+        steps.append(ReleasePendamping(mentor_id))
+    steps += certification_changes(state, now)
+    return steps
 
 
 # ------------------------------------------------------------------- PDP (UU 27/2022)

@@ -10,16 +10,18 @@ parked and applied when the certificate arrives.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from faststream.kafka import KafkaBroker
 
 from services.coaching import domain
 from services.coaching.domain import (
-    CertificationChange,
     Certified,
     Coaching,
+    Expiring,
     Lapsed,
     ValidityChanged,
 )
@@ -37,6 +39,7 @@ from shared.contracts import (
     MentoringSessionRecorded,
     ParticipantDataErased,
     ParticipantErasureRequested,
+    ParticipantEvent,
     ParticipantRegistered,
     ProductCertificatesChanged,
     ProductCertificationLapsed,
@@ -75,135 +78,186 @@ class Deps:
     cohort_sessions: int
 
 
-class _Emitter:
-    """Collects the events one cause leads to, addressed to this deployment's topics."""
+class _Decision:
+    """One cause's work on one participant's state (a fact, or an expiry check): the events
+    it leads to, addressed to this deployment's topics."""
 
-    def __init__(self, deps: Deps, cause: Envelope, participant_id: str, now: datetime) -> None:
-        self.deps, self.cause, self.participant_id, self.now = deps, cause, participant_id, now
+    def __init__(
+        self, deps: Deps, session: Session, unit: Unit, state: Coaching, cause: Envelope
+    ) -> None:
+        self.deps, self.session, self.unit, self.state = deps, session, unit, state
+        self.cause, self.now = cause, datetime.now(UTC)
         self.events: list[OutgoingEvent] = []
 
-    def __call__(self, data: Event) -> None:
-        self.events.append(
-            OutgoingEvent.about(self.cause, data, self.participant_id, self.deps.settings, self.now)
-        )
+    def emit(self, data: Event) -> None:
+        pid, settings = self.state.participant_id, self.deps.settings
+        self.events.append(OutgoingEvent.about(self.cause, data, pid, settings, self.now))
 
 
 def read_fact(record: Record) -> tuple[Envelope, Event]:
     return read_event(record, _BY_TYPE)
 
 
-async def _apply(deps: Deps, session: Session, state: Coaching, fact: Event) -> None:
-    """Put the fact on the state; :class:`Refusal` when it contradicts it."""
-    store = deps.store
-    if isinstance(fact, ParticipantRegistered):
-        if state.profile is None:
-            state.profile = domain.Profile(
-                sector=fact.sector, city=fact.city, kecamatan=fact.kecamatan
-            )
-    elif isinstance(fact, TrainingAttendanceRecorded):
-        domain.record_attendance(state, fact.cohort_id, fact.session_no, fact.present)
-    elif isinstance(fact, TrainingAssessed):
-        domain.record_assessment(state, fact.cohort_id, fact.score)
-    elif isinstance(fact, MentoringSessionRecorded):
-        domain.record_mentoring_session(state, fact.mentor_id)
-    elif isinstance(fact, ProductSubmitted):
-        if state.product(fact.product_id) is None:
-            state.products.append(
-                domain.Product(product_id=fact.product_id, name=fact.name_, category=fact.category)
-            )
-    elif isinstance(fact, CertificationIssued):
-        revoked = bool(await store.parking.take(session, f"certificate:{fact.certificate_id}"))
-        domain.issue_certificate(
-            state,
-            domain.Certificate(
-                certificate_id=fact.certificate_id,
-                product_id=fact.product_id,
-                kind=fact.kind,
-                number=fact.number,
-                issued_at=fact.issued_at,
-                expires_at=fact.expires_at,
-                revoked=revoked,
-            ),
-        )
-        await store.index_certificate(session, fact.certificate_id, state.participant_id)
-    elif isinstance(fact, CertificationRevoked):
-        cert = state.certificate(fact.certificate_id)
-        assert cert is not None, "the certificate index named this participant"
-        cert.revoked = True
+_Applier = Callable[[_Decision, Any], Awaitable[None]]  # a fact's, or a step's
 
 
-async def _settle(
-    deps: Deps, session: Session, unit: Unit, state: Coaching, emit: _Emitter, now: datetime
-) -> None:
-    """Every decision the state now allows, each made once."""
-    pid = state.participant_id
-    profile = state.profile
-    stopped = domain.stopped(state)
-    if profile is not None and state.enrollment is None and not stopped:
-        state.enrollment = await unit.seats.take(profile.sector, profile.city)
-        e = state.enrollment
-        emit(
-            TrainingEnrolled(
-                participant_id=pid,
-                cohort_id=e.cohort_id,
-                sector=e.sector,
-                city=e.city,
-                session_count=e.session_count,
-            )
-        )
-    decision = domain.decide_training(state)
-    if decision is not None and state.enrollment is not None:
-        cohort_id = state.enrollment.cohort_id
-        emit(
-            TrainingCompleted(
-                participant_id=pid,
-                cohort_id=cohort_id,
-                score=decision.score,
-                attendance_rate=decision.attendance_rate,
-            )
-            if decision.completed
-            else TrainingNotCompleted(
-                participant_id=pid,
-                cohort_id=cohort_id,
-                score=decision.score,
-                attendance_rate=decision.attendance_rate,
-                reasons=decision.reasons,
-            )
-        )
-    if (
-        state.training.outcome == "completed"
-        and state.mentoring is None
-        and profile
-        and not stopped
-    ):
-        found = await deps.store.assign_mentor(session, profile.kecamatan, profile.city)
-        if found is None:
-            log.warning("no pendamping for this kecamatan or city", participant_id=pid)
-        else:
-            state.mentoring = domain.Mentoring(mentor_id=found[0], centre=found[1])
-            emit(MentoringAssigned(participant_id=pid, mentor_id=found[0], centre=found[1]))
-    if domain.decide_mentoring_completed(state) and state.mentoring is not None:
-        if not state.mentoring.released:
-            await deps.store.release_mentor(session, state.mentoring.mentor_id)
-        emit(
-            MentoringCompleted(
-                participant_id=pid,
-                mentor_id=state.mentoring.mentor_id,
-                sessions=state.mentoring.sessions,
-            )
-        )
-    if (mentor_id := domain.release_mentor(state)) is not None:
-        await deps.store.release_mentor(session, mentor_id)
-    for change in domain.certification_changes(state, now):
-        emit(_certification_event(pid, change))
+# ------------------------------------------------------------------------- facts
+# Each puts its fact on the state; :class:`Refusal` when it contradicts it.
 
 
-def _certification_event(pid: str, change: CertificationChange) -> Event:
-    if isinstance(change, Certified):
-        return ProductCertified(
-            product_id=change.product.product_id,
+async def _registered(d: _Decision, fact: ParticipantRegistered) -> None:
+    profile = domain.Profile(sector=fact.sector, city=fact.city, kecamatan=fact.kecamatan)
+    domain.record_profile(d.state, profile)
+
+
+async def _attended(d: _Decision, fact: TrainingAttendanceRecorded) -> None:
+    domain.record_attendance(d.state, fact.cohort_id, fact.session_no, fact.present)
+
+
+async def _assessed(d: _Decision, fact: TrainingAssessed) -> None:
+    domain.record_assessment(d.state, fact.cohort_id, fact.score)
+
+
+async def _mentored(d: _Decision, fact: MentoringSessionRecorded) -> None:
+    domain.record_mentoring_session(d.state, fact.mentor_id)
+
+
+async def _submitted(d: _Decision, fact: ProductSubmitted) -> None:
+    product = domain.Product(product_id=fact.product_id, name=fact.name_, category=fact.category)
+    domain.submit_product(d.state, product)
+
+
+async def _issued(d: _Decision, fact: CertificationIssued) -> None:
+    """A revocation that came first waited (parked) under the certificate: it applies now."""
+    store, session, pid = d.deps.store, d.session, d.state.participant_id
+    revoked = bool(await store.parking.take(session, f"certificate:{fact.certificate_id}"))
+    domain.issue_certificate(
+        d.state,
+        domain.Certificate(
+            certificate_id=fact.certificate_id,
+            product_id=fact.product_id,
+            kind=fact.kind,
+            number=fact.number,
+            issued_at=fact.issued_at,
+            expires_at=fact.expires_at,
+            revoked=revoked,
+        ),
+    )
+    await store.index_certificate(session, fact.certificate_id, pid)
+
+
+async def _revoked(d: _Decision, fact: CertificationRevoked) -> None:
+    domain.revoke_certificate(d.state, fact.certificate_id)
+
+
+async def _consent_withdrawn(d: _Decision, fact: ConsentWithdrawn) -> None:
+    domain.withdraw_consent(d.state, d.now)
+
+
+async def _erasure_requested(d: _Decision, fact: ParticipantErasureRequested) -> None:
+    """Erase in this transaction (with the inbox claim) and confirm through the outbox. A
+    redelivery finds its claim; a repeated request (another event) changes nothing and
+    confirms again with the same ``erased_at`` and categories, so the registry can close
+    whichever request it tracks. The outbox holds none of the participant's published
+    events (their values carry certificate numbers): a row is deleted when its event is
+    published, and one still to be sent when it goes out."""
+    erased_at = domain.erase(d.state, d.now)
+    d.emit(
+        ParticipantDataErased(
+            participant_id=d.state.participant_id,
+            service=d.deps.settings.service_name,
+            erased_at=erased_at,
+            categories=list(domain.ERASED_CATEGORIES),
+        )
+    )
+
+
+_APPLIERS: Mapping[type[Event], _Applier] = {
+    ParticipantRegistered: _registered,
+    TrainingAttendanceRecorded: _attended,
+    TrainingAssessed: _assessed,
+    MentoringSessionRecorded: _mentored,
+    ProductSubmitted: _submitted,
+    CertificationIssued: _issued,
+    CertificationRevoked: _revoked,
+    ConsentWithdrawn: _consent_withdrawn,
+    ParticipantErasureRequested: _erasure_requested,
+}
+assert set(_APPLIERS) == set(CONSUMES), "an applier for every fact coaching reads"
+
+
+# ------------------------------------------------------------------------- steps
+# Each does one of the steps :func:`domain.next_steps` says the state calls for.
+
+
+async def _enrol(d: _Decision, step: domain.Enrol) -> None:
+    e = d.state.enrollment = await d.unit.seats.take(step.sector, step.city)
+    d.emit(
+        TrainingEnrolled(
+            participant_id=d.state.participant_id,
+            cohort_id=e.cohort_id,
+            sector=e.sector,
+            city=e.city,
+            session_count=e.session_count,
+        )
+    )
+
+
+async def _trained(d: _Decision, step: domain.TrainingDecision) -> None:
+    assert d.state.enrollment is not None, "training is decided for someone enrolled"
+    pid, cohort_id = d.state.participant_id, d.state.enrollment.cohort_id
+    d.emit(
+        TrainingCompleted(
             participant_id=pid,
-            category=change.product.category,
+            cohort_id=cohort_id,
+            score=step.score,
+            attendance_rate=step.attendance_rate,
+        )
+        if step.completed
+        else TrainingNotCompleted(
+            participant_id=pid,
+            cohort_id=cohort_id,
+            score=step.score,
+            attendance_rate=step.attendance_rate,
+            reasons=step.reasons,
+        )
+    )
+
+
+async def _assign(d: _Decision, step: domain.AssignPendamping) -> None:
+    pid = d.state.participant_id
+    found = await d.deps.store.assign_mentor(d.session, step.search)
+    if found is None:
+        log.warning("no pendamping for this kecamatan or city", participant_id=pid)
+        return
+    d.state.mentoring = domain.Mentoring(mentor_id=found[0], centre=found[1])
+    d.emit(MentoringAssigned(participant_id=pid, mentor_id=found[0], centre=found[1]))
+
+
+async def _mentoring_done(d: _Decision, step: domain.MentoringDone) -> None:
+    mentoring = step.mentoring
+    if step.release:
+        await d.deps.store.release_mentor(d.session, mentoring.mentor_id)
+    d.emit(
+        MentoringCompleted(
+            participant_id=d.state.participant_id,
+            mentor_id=mentoring.mentor_id,
+            sessions=mentoring.sessions,
+        )
+    )
+
+
+async def _release(d: _Decision, step: domain.ReleasePendamping) -> None:
+    await d.deps.store.release_mentor(d.session, step.mentor_id)
+
+
+async def _certified(d: _Decision, step: Certified) -> None:
+    product = step.product
+    d.emit(
+        ProductCertified(
+            product_id=product.product_id,
+            participant_id=d.state.participant_id,
+            category=product.category,
             certificates=[
                 CertificateRef(
                     certificate_id=c.certificate_id,
@@ -211,39 +265,74 @@ def _certification_event(pid: str, change: CertificationChange) -> Event:
                     number=c.number,
                     expires_at=c.expires_at,
                 )
-                for c in change.certificates
+                for c in step.certificates
             ],
-            valid_until=change.valid_until,
-            valid_kinds=change.product.valid_kinds,
-            validity_revision=change.product.validity_revision,
+            valid_until=step.valid_until,
+            valid_kinds=product.valid_kinds,
+            validity_revision=product.validity_revision,
         )
-    if isinstance(change, Lapsed):
-        return ProductCertificationLapsed(
-            product_id=change.product.product_id,
-            participant_id=pid,
-            category=change.product.category,
-            reasons=change.reasons,
-            valid_kinds=change.product.valid_kinds,
-            validity_revision=change.product.validity_revision,
-        )
-    if isinstance(change, ValidityChanged):
-        return ProductCertificatesChanged(
-            product_id=change.product.product_id,
-            participant_id=pid,
-            category=change.product.category,
-            valid_kinds=change.product.valid_kinds,
-            validity_revision=change.product.validity_revision,
-        )
-    cert = change.certificate
-    assert cert.expires_at is not None
-    return CertificationExpiring(
-        certificate_id=cert.certificate_id,
-        participant_id=pid,
-        product_id=cert.product_id,
-        kind=cert.kind,
-        number=cert.number,
-        expires_at=cert.expires_at,
     )
+
+
+async def _lapsed(d: _Decision, step: Lapsed) -> None:
+    product = step.product
+    d.emit(
+        ProductCertificationLapsed(
+            product_id=product.product_id,
+            participant_id=d.state.participant_id,
+            category=product.category,
+            reasons=step.reasons,
+            valid_kinds=product.valid_kinds,
+            validity_revision=product.validity_revision,
+        )
+    )
+
+
+async def _validity_changed(d: _Decision, step: ValidityChanged) -> None:
+    product = step.product
+    d.emit(
+        ProductCertificatesChanged(
+            product_id=product.product_id,
+            participant_id=d.state.participant_id,
+            category=product.category,
+            valid_kinds=product.valid_kinds,
+            validity_revision=product.validity_revision,
+        )
+    )
+
+
+async def _expiring(d: _Decision, step: Expiring) -> None:
+    cert = step.certificate
+    assert cert.expires_at is not None
+    d.emit(
+        CertificationExpiring(
+            certificate_id=cert.certificate_id,
+            participant_id=d.state.participant_id,
+            product_id=cert.product_id,
+            kind=cert.kind,
+            number=cert.number,
+            expires_at=cert.expires_at,
+        )
+    )
+
+
+_STEPS: Mapping[type[domain.Step], _Applier] = {
+    domain.Enrol: _enrol,
+    domain.TrainingDecision: _trained,
+    domain.AssignPendamping: _assign,
+    domain.MentoringDone: _mentoring_done,
+    domain.ReleasePendamping: _release,
+    Certified: _certified,
+    Lapsed: _lapsed,
+    ValidityChanged: _validity_changed,
+    Expiring: _expiring,
+}
+
+
+async def _settle(d: _Decision) -> None:
+    """Every decision the state now allows, each made once (:func:`domain.next_steps`)."""
+    for step in domain.next_steps(d.state, d.now):
+        await _STEPS[type(step)](d, step)
 
 
 async def _decide(deps: Deps, session: Session, unit: Unit, fact: Fact) -> Outcome:
@@ -255,40 +344,15 @@ async def _decide(deps: Deps, session: Session, unit: Unit, fact: Fact) -> Outco
             return Outcome()
         participant_id = holder
     else:
-        participant_id = getattr(event, "participant_id")  # noqa: B009 - every other fact has it
-    now = datetime.now(UTC)
+        assert isinstance(event, ParticipantEvent), event.name  # every other fact names one
+        participant_id = event.participant_id
     state = await unit.states.load(participant_id)
-    emit = _Emitter(deps, fact.envelope, participant_id, now)
-    if isinstance(event, ConsentWithdrawn):
-        domain.withdraw_consent(state, now)
-    elif isinstance(event, ParticipantErasureRequested):
-        await _erase(deps, session, state, emit, now)
-    else:
-        await _apply(deps, session, state, event)
+    decision = _Decision(deps, session, unit, state, fact.envelope)
+    await _APPLIERS[type(event)](decision, event)
     domain.scrub(state)  # a fact after an erasure keeps nothing personal either
-    await _settle(deps, session, unit, state, emit, now)
+    await _settle(decision)
     unit.states.save(state)
-    return Outcome(emit.events)
-
-
-async def _erase(
-    deps: Deps, session: Session, state: Coaching, emit: _Emitter, now: datetime
-) -> None:
-    """Erase in this transaction (with the inbox claim) and confirm through the outbox. A
-    redelivery finds its claim; a repeated request (another event) changes nothing and
-    confirms again with the same ``erased_at`` and categories, so the registry can close
-    whichever request it tracks. The outbox holds none of the participant's published
-    events (their values carry certificate numbers): a row is deleted when its event is
-    published, and one still to be sent when it goes out."""
-    erased_at = domain.erase(state, now)
-    emit(
-        ParticipantDataErased(
-            participant_id=state.participant_id,
-            service=deps.settings.service_name,
-            erased_at=erased_at,
-            categories=list(domain.ERASED_CATEGORIES),
-        )
-    )
+    return Outcome(decision.events)
 
 
 async def handle_facts(records: list[Record], deps: Deps) -> None:
@@ -317,18 +381,17 @@ def _unit(deps: Deps, session: Session) -> Unit:
 
 
 async def _recheck(deps: Deps, session: Session, participant_id: str) -> list[OutgoingEvent]:
-    now = datetime.now(UTC)
     unit = _unit(deps, session)
     state = await unit.states.load(participant_id)
     cause = new_envelope(
         type=EXPIRY_CHECK_TYPE, source=deps.settings.service_name, subject=participant_id
     )
-    emit = _Emitter(deps, cause, participant_id, now)
-    await _settle(deps, session, unit, state, emit, now)
+    decision = _Decision(deps, session, unit, state, cause)
+    await _settle(decision)
     unit.states.save(state)
     await unit.flush()
-    await deps.outbox.add(session, emit.events)
-    return emit.events
+    await deps.outbox.add(session, decision.events)
+    return decision.events
 
 
 async def check_expiries(deps: Deps) -> int:

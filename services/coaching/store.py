@@ -3,8 +3,8 @@ certificate index that lets a revocation (which names only a certificate) find i
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -13,14 +13,11 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.coaching.domain import Coaching, Enrollment
+from services.coaching import domain
+from services.coaching.domain import Coaching, Cohort, Enrollment
 from shared.mongo import Document, Parking, StateCache, StateDocuments
 
 Session = AsyncClientSession
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
 class CoachingStore:
@@ -64,13 +61,11 @@ class CoachingStore:
         return count
 
     async def assign_mentor(
-        self, session: Session, kecamatan: str, city: str
+        self, session: Session, search: Sequence[Mapping[str, str | None]]
     ) -> tuple[str, str] | None:
-        """The least-loaded pendamping of the kecamatan centre; else of the city centre; else
-        of any centre in the city."""
-        queries = ({"kecamatan": kecamatan, "city": city}, {"kecamatan": None, "city": city},
-                   {"city": city})  # fmt: skip
-        for query in queries:
+        """The least-loaded pendamping of the first centres of ``search`` that have one
+        (:func:`domain.pendamping_search`), and its centre; its load counted."""
+        for query in search:
             mentor = await self.db.mentors.find_one_and_update(
                 query,
                 {"$inc": {"active": 1}},
@@ -104,51 +99,55 @@ class CoachingStore:
         return None if doc is None else str(doc["participant_id"])
 
 
+def _cohort(doc: Document) -> Cohort:
+    return Cohort(
+        cohort_id=doc["_id"],
+        sector=doc["sector"],
+        city=doc["city"],
+        seq=doc["seq"],
+        capacity=doc["capacity"],
+        session_count=doc["session_count"],
+        size=doc["size"],
+    )
+
+
+def _document(cohort: Cohort) -> Document:
+    doc = asdict(cohort)
+    return {"_id": doc.pop("cohort_id"), **doc}
+
+
 class Seats:
-    """Cohort seats given out in one transaction: a (sector, city)'s open cohorts are read
-    once, seats are taken in memory, oldest cohort first, a new cohort opens when all are
-    full, and the sizes are written back in one bulk write. Another instance seating the same
-    cohort concurrently makes one transaction conflict and decide again."""
+    """Cohort seats given out in one transaction as the domain seats them
+    (:func:`domain.cohort_with_room`): a (sector, city)'s open cohorts are read once, seats
+    are taken in memory, and the sizes are written back in one bulk write. Another instance
+    seating the same cohort concurrently makes one transaction conflict and decide again."""
 
     def __init__(
         self, cohorts: AsyncCollection[Document], session: Session, capacity: int, sessions: int
     ) -> None:
         self.cohorts, self.session = cohorts, session
         self.capacity, self.sessions = capacity, sessions
-        self._open: dict[tuple[str, str], list[Document]] = {}
+        self._open: dict[tuple[str, str], list[Cohort]] = {}
         self._last_seq: dict[tuple[str, str], int] = {}
         self._taken: dict[str, int] = {}  # existing cohort id -> seats taken here
-        self._new: dict[str, Document] = {}
+        self._new: dict[str, Cohort] = {}
 
     async def take(self, sector: str, city: str) -> Enrollment:
         key = (sector, city)
         if key not in self._open:
             query = {"sector": sector, "city": city, "size": {"$lt": self.capacity}}
             cursor = self.cohorts.find(query, session=self.session).sort("seq", ASCENDING)
-            self._open[key] = await cursor.to_list()
+            self._open[key] = [_cohort(doc) for doc in await cursor.to_list()]
         open_ = self._open[key]
-        while open_ and open_[0]["size"] >= self.capacity:
-            open_.pop(0)
-        if not open_:
+        cohort = domain.cohort_with_room(open_, self.capacity)
+        if cohort is None:
             seq = await self._next_seq(key)
-            cohort: Document = {
-                "_id": f"{_slug(city)}-{sector}-{seq:04d}",
-                "sector": sector,
-                "city": city,
-                "seq": seq,
-                "capacity": self.capacity,
-                "session_count": self.sessions,
-                "size": 0,
-            }
-            self._new[cohort["_id"]] = cohort
+            cohort = domain.new_cohort(sector, city, seq, self.capacity, self.sessions)
+            self._new[cohort.cohort_id] = cohort
             open_.append(cohort)
-        cohort = open_[0]
-        cohort["size"] += 1
-        if cohort["_id"] not in self._new:
-            self._taken[cohort["_id"]] = self._taken.get(cohort["_id"], 0) + 1
-        return Enrollment(
-            cohort_id=cohort["_id"], session_count=cohort["session_count"], sector=sector, city=city
-        )
+        elif cohort.cohort_id not in self._new:
+            self._taken[cohort.cohort_id] = self._taken.get(cohort.cohort_id, 0) + 1
+        return domain.take_seat(cohort)
 
     async def _next_seq(self, key: tuple[str, str]) -> int:
         if key not in self._last_seq:
@@ -164,7 +163,7 @@ class Seats:
             UpdateOne({"_id": cohort_id}, {"$inc": {"size": n}})
             for cohort_id, n in self._taken.items()
         ]
-        writes += [InsertOne(cohort) for cohort in self._new.values()]  # a race: DuplicateKeyError
+        writes += [InsertOne(_document(c)) for c in self._new.values()]  # a race: DuplicateKeyError
         if writes:
             await self.cohorts.bulk_write(writes, ordered=False, session=self.session)
         self._taken.clear()

@@ -307,3 +307,57 @@ def test_a_stop_gives_a_pendamping_back_once_and_never_after_completion() -> Non
     done.mentoring = domain.Mentoring(mentor_id="m2", centre="PLUT", sessions=3, completed=True)
     domain.erase(done, NOW)
     assert domain.release_mentor(done) is None  # its completion gave it back
+
+
+# ------------------------------------------------------- next steps, seats, pendamping search
+
+
+def test_the_next_steps_enrol_then_assign_a_pendamping_then_complete_mentoring() -> None:
+    state = Coaching(participant_id="p1")
+    state.profile = domain.Profile(sector="kuliner", city="Jakarta Selatan", kecamatan="Tebet")
+    assert domain.next_steps(state, NOW) == [domain.Enrol("kuliner", "Jakarta Selatan")]
+    state.enrollment = Enrollment(
+        cohort_id="c1", session_count=4, sector="kuliner", city="Jakarta Selatan"
+    )
+    assert domain.next_steps(state, NOW) == []
+    for i in range(1, 5):
+        domain.record_attendance(state, "c1", i, True)
+    domain.record_assessment(state, "c1", 90)
+    [trained, assign] = domain.next_steps(state, NOW)
+    assert isinstance(trained, domain.TrainingDecision) and trained.completed
+    assert assign == domain.AssignPendamping(
+        [
+            {"kecamatan": "Tebet", "city": "Jakarta Selatan"},
+            {"kecamatan": None, "city": "Jakarta Selatan"},
+            {"city": "Jakarta Selatan"},
+        ]
+    )
+    state.mentoring = domain.Mentoring(mentor_id="m1", centre="PLUT Tebet")
+    for _ in range(3):
+        domain.record_mentoring_session(state, "m1")
+    [done] = domain.next_steps(state, NOW)
+    assert done == domain.MentoringDone(state.mentoring, release=True)
+    assert domain.next_steps(state, NOW) == []
+
+
+def test_after_a_stop_nothing_new_starts_and_the_pendamping_is_given_back() -> None:
+    state = Coaching(participant_id="p1")
+    state.profile = domain.Profile(sector="kuliner", city="X", kecamatan="Y")
+    domain.withdraw_consent(state, NOW)
+    assert domain.next_steps(state, NOW) == []
+    state.enrollment = Enrollment(cohort_id="c1", session_count=1, sector="kuliner", city="X")
+    state.mentoring = domain.Mentoring(mentor_id="m1", centre="PLUT")
+    assert domain.next_steps(state, NOW) == [domain.ReleasePendamping("m1")]
+
+
+def test_a_seat_goes_to_the_oldest_cohort_with_room_and_the_next_opens_when_all_are_full() -> None:
+    full = domain.new_cohort("kuliner", "Jakarta Selatan", 1, capacity=2, sessions=4)
+    full.size = 2
+    roomy = domain.new_cohort("kuliner", "Jakarta Selatan", 2, capacity=2, sessions=4)
+    assert roomy.cohort_id == "jakarta-selatan-kuliner-0002"
+    open_ = [full, roomy]
+    assert domain.cohort_with_room(open_, 2) is roomy and open_ == [roomy]
+    enrollment = domain.take_seat(roomy)
+    assert (enrollment.cohort_id, enrollment.session_count, roomy.size) == (roomy.cohort_id, 4, 1)
+    domain.take_seat(roomy)
+    assert domain.cohort_with_room(open_, 2) is None and open_ == []
