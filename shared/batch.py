@@ -27,7 +27,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from shared.contracts import Event, Refusal
+from shared.contracts import Event, ParticipantEvent, Refusal
 from shared.envelope import Envelope, OutgoingEvent
 from shared.kafka import Record, dead_letter, readable
 from shared.logging import get_logger
@@ -164,5 +164,4 @@ async def decide_batch(
 
 def _participant(fact: Fact) -> str | None:
     """The participant the fact names, if it names one (a revocation names a certificate)."""
-    pid = getattr(fact.event, "participant_id", None)
-    return pid if isinstance(pid, str) else None
+    return fact.event.participant_id if isinstance(fact.event, ParticipantEvent) else None

@@ -14,10 +14,9 @@ import contextlib
 import functools
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
 
 from faststream.kafka import KafkaBroker
-from pydantic import BaseModel
 from pymongo import AsyncMongoClient, ReplaceOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
@@ -107,7 +106,20 @@ async def claim_many(
     return set(new)
 
 
-M = TypeVar("M", bound=BaseModel)
+class ParticipantState(Protocol):
+    """What a service's state of one participant is to the stores: a pydantic model that
+    carries its participant's id, stored under that id (``_id``) and without it."""
+
+    @property
+    def participant_id(self) -> str: ...
+
+    @classmethod
+    def model_validate(cls, obj: Any) -> Self: ...
+
+    def model_dump(self, *, exclude: set[str]) -> dict[str, Any]: ...
+
+
+M = TypeVar("M", bound=ParticipantState)
 
 
 class StateDocuments(Generic[M]):
@@ -148,9 +160,8 @@ class StateCache(Generic[M]):
         return self.documents.model.model_validate({**doc, "participant_id": participant_id})
 
     def save(self, state: M) -> None:
-        participant_id: str = getattr(state, "participant_id")  # noqa: B009 - every state has it
         doc = state.model_dump(exclude={"participant_id"})
-        self._docs[participant_id] = self._dirty[participant_id] = doc
+        self._docs[state.participant_id] = self._dirty[state.participant_id] = doc
 
     async def flush(self) -> None:
         writes = [ReplaceOne({"_id": pid}, doc, upsert=True) for pid, doc in self._dirty.items()]

@@ -46,6 +46,7 @@ from shared.contracts import (
     MentoringCompleted,
     ParticipantDataErased,
     ParticipantErasureRequested,
+    ParticipantEvent,
     ParticipantRegistered,
     ProductCertificatesChanged,
     ProductCertificationLapsed,
@@ -326,7 +327,8 @@ async def _decide(
             raise Refusal("unknown-referral", f"no referral {event.referral_id} was made")
         participant_id = holder
     else:
-        participant_id = getattr(event, "participant_id")  # noqa: B009 - the others have it
+        assert isinstance(event, ParticipantEvent), event.name  # the others name one
+        participant_id = event.participant_id
     state = await states.load(participant_id)
     decision = _Decision(deps, session, state, fact.envelope)
     if isinstance(event, ConsentWithdrawn):

@@ -56,6 +56,7 @@ from shared.contracts import (
     ParticipantContact,
     ParticipantDataErased,
     ParticipantErasureRequested,
+    ParticipantEvent,
     consumed_by,
     is_plain,
     produced_by,
@@ -265,7 +266,8 @@ async def _stop(deps: Deps, facts: list[tuple[Envelope, Event]]) -> None:
 
 
 def _participant(fact: Event) -> str:
-    return str(getattr(fact, "participant_id"))  # noqa: B009 - every consumed event has it
+    assert isinstance(fact, ParticipantEvent), fact.name  # every consumed event names one
+    return fact.participant_id
 
 
 def _outcome_event(deps: Deps, outcome: _Outcome, now: datetime) -> OutgoingEvent:

@@ -38,6 +38,7 @@ from shared.contracts import (
     ExportFacilitated,
     FinancialReportRecorded,
     FinancingApproved,
+    ParticipantEvent,
 )
 
 # Event name -> journey stage. The registry's own registration is the first stage.
@@ -130,7 +131,8 @@ class Fact:
 
 def fact_of(event: Event, event_id: str, at: datetime) -> Fact:
     """The journey's part of another service's event (``at``: its business time)."""
-    pid: str = getattr(event, "participant_id")  # noqa: B009 - every journey event has it
+    assert isinstance(event, ParticipantEvent), event.name  # every journey event names one
+    pid = event.participant_id
     if isinstance(event, BusinessClassChanged):
         change = {
             "event_id": event_id,

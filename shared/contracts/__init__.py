@@ -8,7 +8,8 @@ Run ``python -m shared.contracts`` to write the snapshots after a compatible cha
 One module per room, and this door re-exports each public name (``from shared.contracts
 import X``):
 
-- ``base``: ``Part``, ``Event``, ``Refusal``, the bounded types, the limits, ``pii``;
+- ``base``: ``Part``, ``Event``, ``ParticipantEvent``, ``Refusal``, the bounded types, the
+  limits, ``pii``;
 - ``inbound``: what the internal systems send (portal, LMS, pendamping app, issuers,
   curators, QRIS/e-Order, Bank DKI);
 - ``registry``, ``coaching``, ``marketplace``, ``notifications``: what each service writes;
@@ -35,6 +36,7 @@ from shared.contracts.base import (
     Month,
     Name,
     Part,
+    ParticipantEvent,
     Phone,
     Refusal,
     Text,
@@ -152,6 +154,7 @@ __all__ = [
     "ParticipantContact",
     "ParticipantDataErased",
     "ParticipantErasureRequested",
+    "ParticipantEvent",
     "ParticipantRegistered",
     "Phone",
     "ProductCategory",

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -139,6 +139,27 @@ class Event(Part):
     @classmethod
     def ce_type(cls) -> str:
         return f"jakpreneur.{cls.name}.v{cls.version}"
+
+
+class ParticipantEvent(Event):
+    """Base of every event about one participant, who is also its record's key: code reads
+    ``event.participant_id`` with its type (after ``isinstance(event, ParticipantEvent)``).
+
+    Each contract declares the field itself, where it always stood and with its own
+    description ("Its owner.", "The mentee."): pydantic puts an inherited field first, which
+    would reorder the published payloads and the schemas' ``required`` lists. So the base
+    states the field for the type checker and refuses a subclass that does not declare it
+    required."""
+
+    if TYPE_CHECKING:
+        participant_id: Id
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        field = cls.model_fields.get("participant_id")
+        if field is None or not field.is_required():
+            raise TypeError(f"{cls.__name__}: an event about a participant requires participant_id")
 
 
 # One rule met or failed, as coaching's and the marketplace's events list them. (No docstring:

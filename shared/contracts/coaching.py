@@ -11,17 +11,17 @@ from shared.contracts.base import (
     MAX_COUNT,
     MAX_ITEMS,
     MAX_SESSIONS,
-    Event,
     Finding,
     Id,
     Instant,
     Name,
     Part,
+    ParticipantEvent,
     pii,
 )
 
 
-class TrainingEnrolled(Event):
+class TrainingEnrolled(ParticipantEvent):
     """A registered participant was placed in a training cohort (P2)."""
 
     name: ClassVar[str] = "training-enrolled"
@@ -35,7 +35,7 @@ class TrainingEnrolled(Event):
     session_count: int = Field(ge=1, le=MAX_SESSIONS, description="Sessions in the cohort.")
 
 
-class TrainingCompleted(Event):
+class TrainingCompleted(ParticipantEvent):
     """Attendance >= 75 % and post-test score >= 70."""
 
     name: ClassVar[str] = "training-completed"
@@ -48,7 +48,7 @@ class TrainingCompleted(Event):
     attendance_rate: float = Field(ge=0, le=1, description="Sessions attended / sessions, 0-1.")
 
 
-class TrainingNotCompleted(Event):
+class TrainingNotCompleted(ParticipantEvent):
     """All sessions and the assessment are in and the completion rule failed."""
 
     name: ClassVar[str] = "training-not-completed"
@@ -62,7 +62,7 @@ class TrainingNotCompleted(Event):
     reasons: list[Finding] = Field(max_length=MAX_ITEMS, description="Every rule that failed.")
 
 
-class MentoringAssigned(Event):
+class MentoringAssigned(ParticipantEvent):
     """A pendamping from the participant's kecamatan (or city) centre was assigned (P3)."""
 
     name: ClassVar[str] = "mentoring-assigned"
@@ -74,7 +74,7 @@ class MentoringAssigned(Event):
     centre: Name = Field(description="The centre the pendamping works from.")
 
 
-class MentoringCompleted(Event):
+class MentoringCompleted(ParticipantEvent):
     """Three mentoring sessions were recorded."""
 
     name: ClassVar[str] = "mentoring-completed"
@@ -105,7 +105,7 @@ class CertificateRef(Part):
     expires_at: Instant | None = Field(default=None, description="Its expiry, if any.")
 
 
-class ProductCertified(Event):
+class ProductCertified(ParticipantEvent):
     """A product satisfies its category's requirement set with valid certificates (P4)."""
 
     name: ClassVar[str] = "product-certified"
@@ -125,7 +125,7 @@ class ProductCertified(Event):
     validity_revision: int = Field(default=0, ge=0, le=MAX_COUNT, description=VALIDITY_REVISION)
 
 
-class ProductCertificationLapsed(Event):
+class ProductCertificationLapsed(ParticipantEvent):
     """A revocation or an expiry broke a certified product's requirement set."""
 
     name: ClassVar[str] = "product-certification-lapsed"
@@ -144,7 +144,7 @@ class ProductCertificationLapsed(Event):
     validity_revision: int = Field(default=0, ge=0, le=MAX_COUNT, description=VALIDITY_REVISION)
 
 
-class ProductCertificatesChanged(Event):
+class ProductCertificatesChanged(ParticipantEvent):
     """The kinds of certificate valid for a certified product changed without changing its
     certification: one was issued, revoked or expired (an HKI_MEREK, say). Coaching is the
     one owner of validity (issued, unexpired, unrevoked); the marketplace's export rule
@@ -164,7 +164,7 @@ class ProductCertificatesChanged(Event):
     validity_revision: int = Field(ge=1, le=MAX_COUNT, description=VALIDITY_REVISION)
 
 
-class CertificationExpiring(Event):
+class CertificationExpiring(ParticipantEvent):
     """A certificate expires within 30 days; sent once per certificate."""
 
     name: ClassVar[str] = "certification-expiring"

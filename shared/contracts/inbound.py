@@ -21,6 +21,7 @@ from shared.contracts.base import (
     Instant,
     Month,
     Name,
+    ParticipantEvent,
     Phone,
     Text,
     pii,
@@ -91,7 +92,7 @@ class RegistrationSubmitted(Event):
     )
 
 
-class TrainingAttendanceRecorded(Event):
+class TrainingAttendanceRecorded(ParticipantEvent):
     """The trainers' LMS recorded whether a participant attended one session of a cohort."""
 
     name: ClassVar[str] = "training-attendance-recorded"
@@ -108,7 +109,7 @@ class TrainingAttendanceRecorded(Event):
     trainer_id: Id = Field(description="Who recorded it.")
 
 
-class TrainingAssessed(Event):
+class TrainingAssessed(ParticipantEvent):
     """The post-test result of a participant in a cohort."""
 
     name: ClassVar[str] = "training-assessed"
@@ -121,7 +122,7 @@ class TrainingAssessed(Event):
     assessed_at: Instant = Field(description="When the assessment was made.")
 
 
-class MentoringSessionRecorded(Event):
+class MentoringSessionRecorded(ParticipantEvent):
     """A pendamping logged a mentoring session with a participant."""
 
     name: ClassVar[str] = "mentoring-session-recorded"
@@ -136,7 +137,7 @@ class MentoringSessionRecorded(Event):
     )
 
 
-class ProductSubmitted(Event):
+class ProductSubmitted(ParticipantEvent):
     """A participant submitted a product for licensing help."""
 
     name: ClassVar[str] = "product-submitted"
@@ -155,7 +156,7 @@ class ProductSubmitted(Event):
     production_started: Month = Field(description="YYYY-MM production started.")
 
 
-class CertificationIssued(Event):
+class CertificationIssued(ParticipantEvent):
     """OSS, BPJPH, BPOM, DJKI ... issued a licence or certificate."""
 
     name: ClassVar[str] = "certification-issued"
@@ -208,7 +209,7 @@ class CurationReviewed(Event):
     reviewed_at: Instant = Field(description="When.")
 
 
-class SalesReported(Event):
+class SalesReported(ParticipantEvent):
     """A month of sales of a participant (QRIS, e-Order, marketplaces, offline books)."""
 
     name: ClassVar[str] = "sales-reported"

@@ -11,12 +11,12 @@ from shared.contracts.base import (
     MAX_COUNT,
     MAX_ITEMS,
     MAX_RUPIAH,
-    Event,
     Finding,
     Id,
     Instant,
     Month,
     Name,
+    ParticipantEvent,
     Text,
     pii,
 )
@@ -24,7 +24,7 @@ from shared.contracts.base import (
 BusinessClass = Literal["mikro", "kecil", "menengah", "besar"]
 
 
-class ProductCurationRejected(Event):
+class ProductCurationRejected(ParticipantEvent):
     """A curation level rejected the product; curation ends there."""
 
     name: ClassVar[str] = "product-curation-rejected"
@@ -37,7 +37,7 @@ class ProductCurationRejected(Event):
     notes: Text = Field(description="The reviewer's notes.", json_schema_extra=pii("free-text"))
 
 
-class ProductCurated(Event):
+class ProductCurated(ParticipantEvent):
     """Every level approved; the curator graded the product."""
 
     name: ClassVar[str] = "product-curated"
@@ -49,7 +49,7 @@ class ProductCurated(Event):
     grade: Name = Field(description="A, B or C.")
 
 
-class ProductListed(Event):
+class ProductListed(ParticipantEvent):
     """The product is listed on the channels its grade opens."""
 
     name: ClassVar[str] = "product-listed"
@@ -64,7 +64,7 @@ class ProductListed(Event):
     )
 
 
-class ProductDelisted(Event):
+class ProductDelisted(ParticipantEvent):
     """The product left every channel (its certification lapsed)."""
 
     name: ClassVar[str] = "product-delisted"
@@ -76,7 +76,7 @@ class ProductDelisted(Event):
     reason: Name = Field(description="Why, as a code.")
 
 
-class ExportFacilitated(Event):
+class ExportFacilitated(ParticipantEvent):
     """A grade-A product with steady sales and the right certificates goes international."""
 
     name: ClassVar[str] = "export-facilitated"
@@ -89,7 +89,7 @@ class ExportFacilitated(Event):
     reasons: list[Finding] = Field(max_length=MAX_ITEMS, description="The conditions met.")
 
 
-class FinancialReportRecorded(Event):
+class FinancialReportRecorded(ParticipantEvent):
     """A month of sales was recorded (or replaced the month's earlier report)."""
 
     name: ClassVar[str] = "financial-report-recorded"
@@ -104,7 +104,7 @@ class FinancialReportRecorded(Event):
     replaced: bool = Field(description="Whether it replaced an earlier report of the month.")
 
 
-class BusinessClassChanged(Event):
+class BusinessClassChanged(ParticipantEvent):
     """The business class the sales ledger gives (PP 7/2021, by annual sales) differs from
     the last one announced: the first class known, a move up (naik kelas), or a move down
     when a replaced monthly report lowers the annual figure."""
@@ -132,7 +132,7 @@ class BusinessClassChanged(Event):
     assessed_at: Instant = Field(description="When the ledger gave this class.")
 
 
-class FinancingReferred(Event):
+class FinancingReferred(ParticipantEvent):
     """The participant passed six of the seven stages: referred to Bank DKI micro credit."""
 
     name: ClassVar[str] = "financing-referred"
@@ -147,7 +147,7 @@ class FinancingReferred(Event):
     rate_percent: float = Field(ge=0, le=100, description="Yearly interest rate.")
 
 
-class FinancingApproved(Event):
+class FinancingApproved(ParticipantEvent):
     """Bank DKI approved the referral."""
 
     name: ClassVar[str] = "financing-approved"
@@ -160,7 +160,7 @@ class FinancingApproved(Event):
     bank_ref: Id = Field(description="The bank's reference.")
 
 
-class FinancingDeclined(Event):
+class FinancingDeclined(ParticipantEvent):
     """Bank DKI declined the referral."""
 
     name: ClassVar[str] = "financing-declined"

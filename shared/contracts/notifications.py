@@ -6,10 +6,10 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from shared.contracts.base import MAX_ITEMS, Event, Id, Name, Part, Text
+from shared.contracts.base import MAX_ITEMS, Id, Name, Part, ParticipantEvent, Text
 
 
-class NotificationSent(Event):
+class NotificationSent(ParticipantEvent):
     """A participant-facing message was handed to a provider."""
 
     name: ClassVar[str] = "notification-sent"
@@ -29,7 +29,7 @@ class DeliveryProblem(Part):
     message: Text = Field(description="What happened (never the address itself).")
 
 
-class NotificationFailed(Event):
+class NotificationFailed(ParticipantEvent):
     """No channel could deliver the message; every attempt is listed."""
 
     name: ClassVar[str] = "notification-failed"

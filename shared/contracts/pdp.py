@@ -8,10 +8,10 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from shared.contracts.base import MAX_ITEMS, Event, Id, Instant, Name, Text
+from shared.contracts.base import MAX_ITEMS, Id, Instant, Name, ParticipantEvent, Text
 
 
-class ParticipantErasureRequested(Event):
+class ParticipantErasureRequested(ParticipantEvent):
     """A data subject (or someone for them) asks that their personal data be erased (UU
     27/2022). Every service erases or irreversibly pseudonymises what it holds and answers
     with ``participant-data-erased``; what the programme's statistics need stays, with
@@ -27,7 +27,7 @@ class ParticipantErasureRequested(Event):
     requested_at: Instant = Field(description="When it was asked.")
 
 
-class ParticipantDataErased(Event):
+class ParticipantDataErased(ParticipantEvent):
     """One service has erased (or irreversibly pseudonymised) what it held about a
     participant; the registry tracks a request until all four have answered."""
 
@@ -43,7 +43,7 @@ class ParticipantDataErased(Event):
     )
 
 
-class ConsentWithdrawn(Event):
+class ConsentWithdrawn(ParticipantEvent):
     """A participant withdraws consent: processing for them stops (no enrolment, referral
     or message; pending messages are cancelled). Their data is kept until an erasure."""
 

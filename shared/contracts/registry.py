@@ -7,10 +7,22 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from shared.contracts.base import MAX_ITEMS, Email, Event, Id, Instant, Name, Part, Phone, Text, pii
+from shared.contracts.base import (
+    MAX_ITEMS,
+    Email,
+    Event,
+    Id,
+    Instant,
+    Name,
+    Part,
+    ParticipantEvent,
+    Phone,
+    Text,
+    pii,
+)
 
 
-class ParticipantRegistered(Event):
+class ParticipantRegistered(ParticipantEvent):
     """A submission passed every rule; the participant now exists. Carries nothing personal:
     no NIK or KK, no name, no contact, no address below the kecamatan (v2; the contact and the
     first name travel on ``participant-contact``, to notifications only)."""
@@ -33,7 +45,7 @@ class ParticipantRegistered(Event):
     )
 
 
-class ParticipantContact(Event):
+class ParticipantContact(ParticipantEvent):
     """How to reach a participant and how to greet them: the one place contacts travel.
 
     Its topic is compacted and keyed by participant id, so it keeps each participant's

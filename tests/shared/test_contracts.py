@@ -9,6 +9,7 @@ from shared.contracts import (
     SCHEMA_DIR,
     CertificationRevoked,
     Event,
+    ParticipantEvent,
     incompatibilities,
 )
 
@@ -27,6 +28,26 @@ def test_contract_is_compatible_with_its_snapshot(event: type[Event]) -> None:
 def test_every_field_is_described(event: type[Event]) -> None:
     undocumented = [n for n, f in event.model_fields.items() if not f.description]
     assert undocumented == []
+
+
+@pytest.mark.parametrize("event", CATALOGUE, ids=lambda e: e.ce_type())
+def test_an_event_is_about_a_participant_when_it_requires_one(event: type[Event]) -> None:
+    field = event.model_fields.get("participant_id")
+    assert issubclass(event, ParticipantEvent) == (field is not None and field.is_required())
+
+
+def test_an_event_about_a_participant_must_name_one() -> None:
+    with pytest.raises(TypeError, match="participant_id"):
+
+        class Anonymous(ParticipantEvent):
+            name: ClassVar[str] = "x"
+            product_id: str = Field(description="p")
+
+    with pytest.raises(TypeError, match="participant_id"):
+
+        class Unnamed(ParticipantEvent):
+            name: ClassVar[str] = "x"
+            participant_id: str | None = Field(default=None, description="p")
 
 
 def test_the_checker_catches_each_kind_of_break() -> None:
