@@ -23,6 +23,7 @@ from faststream.asgi import AsgiResponse, get
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from faststream.kafka.subscriber.usecase import BatchSubscriber
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 from pymongo import AsyncMongoClient
 
@@ -53,6 +54,7 @@ BatchHandler = Callable[[list[Record]], Awaitable[None]]
 EXIT_ON_STALL = False
 MAX_PAUSE_S = 30.0  # the longest wait between two tries while the infrastructure is away
 Periodic = tuple[float, Callable[[], Awaitable[Any]]]
+MEASURE_INTERVAL_S = 5.0  # the outbox backlog and the consumer lag, between scrapes too
 
 
 @dataclass
@@ -78,6 +80,19 @@ class Watchdog:
     def stalled(self, behind: int, now: float | None = None) -> bool:
         now = time.monotonic() if now is None else now
         return behind > 0 and not self.busy and now - self.last > self.timeout_s
+
+    def check(self, behind: int) -> None:
+        """Say so when stalled; a process of its own then exits, to be restarted."""
+        if not self.stalled(behind):
+            return
+        log.critical(
+            "consumer stalled: records behind it and no batch handled",
+            behind=behind,
+            stalled_s=round(time.monotonic() - self.last),
+        )
+        if EXIT_ON_STALL:  # the orchestrator (or make up's supervisor) restarts us
+            logging.shutdown()
+            os._exit(70)
 
 
 async def consume(
@@ -130,6 +145,197 @@ async def _every(interval_s: float, job: Callable[[], Awaitable[Any]]) -> None:
             log.exception("periodic job failed; it runs again next interval")
 
 
+class Metrics:
+    """Prometheus: messages consumed and published per topic and handler latency, from
+    FastStream's middleware; dead letters by topic and reason (shared.kafka); the outbox
+    backlog and the consumer lag, measured every :data:`MEASURE_INTERVAL_S` and on each
+    scrape. Made before the subscriber: its middleware counts what the subscriber takes."""
+
+    def __init__(self, broker: KafkaBroker, service: str) -> None:
+        self.service = service
+        self.registry = CollectorRegistry()
+        broker.add_middleware(KafkaPrometheusMiddleware(registry=self.registry, app_name=service))
+        self.backlog = Gauge(
+            "jakpreneur_outbox_backlog",
+            "Events written to the outbox and not yet published.",
+            ["service"],
+            registry=self.registry,
+        )
+        self.lag = Gauge(
+            "jakpreneur_consumer_lag",
+            "Records on this instance's partitions not yet fetched (high watermark - position).",
+            ["service", "topic", "partition"],
+            registry=self.registry,
+        )
+
+    async def measure(self, outbox: Outbox, inbound: BatchSubscriber, watchdog: Watchdog) -> None:
+        """The backlog and the lag now; the ``watchdog`` judges the lag."""
+        self.backlog.labels(self.service).set(await outbox.backlog())
+        consumer = inbound.consumer
+        if consumer is not None:
+            watchdog.check(await self._lag(consumer))
+
+    async def _lag(self, consumer: Any) -> int:
+        """Records behind the consumer on its partitions (each partition's on the gauge)."""
+        self.lag.clear()  # partitions move between instances on a rebalance
+        total = 0
+        # position() waits while a partition's offset is being reset: never hold a scrape.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2):
+                for tp in consumer.assignment():
+                    highwater = consumer.highwater(tp)
+                    if highwater is not None:
+                        behind = max(0, highwater - await consumer.position(tp))
+                        self.lag.labels(self.service, tp.topic, str(tp.partition)).set(behind)
+                        total += behind
+        return total
+
+    def route(self, measure: Callable[[], Awaitable[None]]) -> tuple[str, Any]:
+        """``/metrics``: measured now; this service's metrics and the process-wide ones."""
+
+        @get(include_in_schema=False)
+        async def metrics_endpoint(scope: Any) -> AsgiResponse:
+            await measure()
+            body = generate_latest(self.registry) + generate_latest(kafka_metrics)
+            return AsgiResponse(body, 200, {"content-type": CONTENT_TYPE_LATEST})
+
+        return ("/metrics", metrics_endpoint)
+
+
+def subscribe(
+    broker: KafkaBroker,
+    settings: ServiceSettings,
+    consumes: Sequence[type[Event]],
+    handle_batch: BatchHandler,
+    parking: Parking | None,
+    watchdog: Watchdog,
+) -> BatchSubscriber:
+    """The service's one subscriber: batches from every topic it ``consumes``, each through
+    :func:`consume`, seen by the ``watchdog``; then refused parked facts to their DLQ."""
+    inbound = broker.subscriber(
+        *(settings.topic(e.name) for e in consumes),
+        group_id=settings.consumer_group,
+        batch=True,
+        max_records=settings.batch_size,
+        max_poll_interval_ms=settings.max_poll_interval_ms,
+        auto_offset_reset="earliest",
+        # Commit only after the whole batch is handled: consume() answers, dead-letters or
+        # waits for every record, so only a shutdown (cancellation) escapes it, and then the
+        # batch is redelivered rather than committed (ACK would commit it: silent loss).
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        decoder=raw_body,
+        parser=tolerant_parser,
+        title=f"{settings.service_name}-inbound",
+    )
+
+    @inbound
+    async def on_batch(body: list[bytes], message: KafkaMessage) -> None:
+        watchdog.started()
+        try:
+            await consume(records_of(message), handle_batch, broker, settings.service_name)
+            if parking is not None and parking.refused_since_expiry:
+                # a parked fact refused once what it waited for came: to its DLQ now, not
+                # at the next periodic check (the batch's transaction has committed it)
+                ttl = timedelta(seconds=settings.parked_ttl_s)
+                try:
+                    await parking.expire(broker, settings.service_name, ttl)
+                except Exception as exc:  # kept in the parking: the periodic check sends it
+                    log.warning("refused parked facts wait", error_type=type(exc).__name__)
+        finally:
+            watchdog.finished()
+
+    return inbound
+
+
+def lifespan(
+    settings: ServiceSettings,
+    client: AsyncMongoClient[Document],
+    outbox: Outbox,
+    events: Sequence[type[Event]],
+    prepare: Callable[[], Awaitable[Any]] | None,
+    cleanup: Callable[[], Awaitable[Any]] | None,
+    parking: Parking | None,
+) -> Callable[..., contextlib.AbstractAsyncContextManager[None]]:
+    """Before consuming: the outbox's (and parking's) indexes, the service's ``prepare``, the
+    topics of its ``events``, each waiting out an outage; after: its ``cleanup``, and the
+    MongoDB client closed."""
+
+    @contextlib.asynccontextmanager
+    async def run(**_: Any) -> AsyncIterator[None]:
+        await retry_transient(outbox.ensure_indexes)
+        if parking is not None:
+            await retry_transient(parking.ensure_indexes)
+        if prepare is not None:
+            await retry_transient(prepare)
+        names = [e.name for e in events]
+        await retry_transient(lambda: ensure_topics(settings, names))
+        yield
+        if cleanup is not None:
+            await cleanup()
+        await client.close()
+
+    return run
+
+
+@dataclass
+class Background:
+    """What runs beside the consumer: the outbox relay and the periodic ``jobs``. Stopping
+    flushes whatever the outbox's fast path left behind."""
+
+    outbox: Outbox
+    relay_interval_s: float
+    jobs: Sequence[Periodic]
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def start(self) -> None:
+        self.tasks.append(asyncio.create_task(self.outbox.run_relay(self.relay_interval_s)))
+        self.tasks.extend(asyncio.create_task(_every(i, job)) for i, job in self.jobs)
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        try:
+            await self.outbox.relay_pending()
+        except TRANSIENT_ERRORS as exc:  # the relay of the next start sends it
+            log.warning("outbox not flushed at shutdown", error_type=type(exc).__name__)
+
+
+def _expiry(
+    settings: ServiceSettings, broker: KafkaBroker, parking: Parking | None
+) -> list[Periodic]:
+    """A service that parks facts: what waits longer than ``parked_ttl_s`` to the DLQ."""
+    if parking is None:
+        return []
+    ttl = timedelta(seconds=settings.parked_ttl_s)
+    expire = functools.partial(parking.expire, broker, settings.service_name, ttl)
+    return [(settings.parked_check_interval_s, expire)]
+
+
+def readiness(
+    broker: KafkaBroker, client: AsyncMongoClient[Document]
+) -> Callable[[], Awaitable[dict[str, bool]]]:
+    """``/readyz``'s checks: Kafka and MongoDB answer, each within its own 2 s."""
+
+    async def ready() -> dict[str, bool]:
+        mongo_ok = True
+        try:  # a probe answers within its own timeout, whatever the server selection's
+            async with asyncio.timeout(2):
+                await client.admin.command("ping")
+        except Exception:
+            mongo_ok = False
+        return {"kafka": await broker.ping(timeout=2), "mongodb": mongo_ok}
+
+    return ready
+
+
+def _authenticator(settings: ServiceSettings) -> Authenticator:
+    if not settings.auth_jwks_url:  # allowed in development only (ServiceSettings)
+        log.warning("AUTH_JWKS_URL unset: every endpoint but the probes and metrics answers 503")
+    return Authenticator(settings.auth_issuer, settings.auth_audience, settings.auth_jwks_url)
+
+
 def service_app(
     settings: ServiceSettings,
     *,
@@ -154,152 +360,24 @@ def service_app(
     tells the scope of a participant, ``open_routes`` hold no data (see shared.http)."""
     configure_tracing(settings.service_name, settings.otlp_endpoint)
     configure_dead_letters(settings)  # the key of its dead letters' personal fields
-    tasks: list[asyncio.Task[None]] = []
-    # Prometheus: messages consumed and published per topic and handler latency, from
-    # FastStream's middleware; dead letters by topic and reason (shared.kafka); the outbox
-    # backlog and the consumer lag, measured every 5 s and on each scrape.
-    metrics = CollectorRegistry()
-    broker.add_middleware(
-        KafkaPrometheusMiddleware(registry=metrics, app_name=settings.service_name)
-    )
-    backlog = Gauge(
-        "jakpreneur_outbox_backlog",
-        "Events written to the outbox and not yet published.",
-        ["service"],
-        registry=metrics,
-    )
-
-    lag = Gauge(
-        "jakpreneur_consumer_lag",
-        "Records on this instance's partitions not yet fetched (high watermark - position).",
-        ["service", "topic", "partition"],
-        registry=metrics,
-    )
-
-    async def measure() -> None:
-        backlog.labels(settings.service_name).set(await outbox.backlog())
-        consumer = inbound.consumer
-        if consumer is None:
-            return
-        lag.clear()  # partitions move between instances on a rebalance
-        total = 0
-        # position() waits while a partition's offset is being reset: never hold a scrape.
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(2):
-                for tp in consumer.assignment():
-                    highwater = consumer.highwater(tp)
-                    if highwater is not None:
-                        behind = max(0, highwater - await consumer.position(tp))
-                        lag.labels(settings.service_name, tp.topic, str(tp.partition)).set(behind)
-                        total += behind
-        if watchdog.stalled(total):
-            log.critical(
-                "consumer stalled: records behind it and no batch handled",
-                behind=total,
-                stalled_s=round(time.monotonic() - watchdog.last),
-            )
-            if EXIT_ON_STALL:  # the orchestrator (or make up's supervisor) restarts us
-                logging.shutdown()
-                os._exit(70)
-
-    inbound = broker.subscriber(
-        *(settings.topic(e.name) for e in consumes),
-        group_id=settings.consumer_group,
-        batch=True,
-        max_records=settings.batch_size,
-        max_poll_interval_ms=settings.max_poll_interval_ms,
-        auto_offset_reset="earliest",
-        # Commit only after the whole batch is handled: consume() answers, dead-letters or
-        # waits for every record, so only a shutdown (cancellation) escapes it, and then the
-        # batch is redelivered rather than committed (ACK would commit it: silent loss).
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        decoder=raw_body,
-        parser=tolerant_parser,
-        title=f"{settings.service_name}-inbound",
-    )
-
+    metrics = Metrics(broker, settings.service_name)
     watchdog = Watchdog(settings.stall_timeout_s)
-
-    @inbound
-    async def on_batch(body: list[bytes], message: KafkaMessage) -> None:
-        watchdog.started()
-        try:
-            await consume(records_of(message), handle_batch, broker, settings.service_name)
-            if parking is not None and parking.refused_since_expiry:
-                # a parked fact refused once what it waited for came: to its DLQ now, not
-                # at the next periodic check (the batch's transaction has committed it)
-                ttl = timedelta(seconds=settings.parked_ttl_s)
-                try:
-                    await parking.expire(broker, settings.service_name, ttl)
-                except Exception as exc:  # kept in the parking: the periodic check sends it
-                    log.warning("refused parked facts wait", error_type=type(exc).__name__)
-        finally:
-            watchdog.finished()
-
-    @contextlib.asynccontextmanager
-    async def lifespan(**_: Any) -> AsyncIterator[None]:
-        await retry_transient(outbox.ensure_indexes)
-        if parking is not None:
-            await retry_transient(parking.ensure_indexes)
-        if prepare is not None:
-            await retry_transient(prepare)
-        names = [e.name for e in (*consumes, *produces)]
-        await retry_transient(lambda: ensure_topics(settings, names))
-        yield
-        if cleanup is not None:
-            await cleanup()
-        await client.close()
-
-    async def start_background() -> None:
-        tasks.append(asyncio.create_task(outbox.run_relay(settings.outbox_relay_interval_s)))
-        jobs = list(periodic)
-        if parking is not None:
-            ttl = timedelta(seconds=settings.parked_ttl_s)
-            expire = functools.partial(parking.expire, broker, settings.service_name, ttl)
-            jobs.append((settings.parked_check_interval_s, expire))
-        tasks.extend(asyncio.create_task(_every(i, job)) for i, job in jobs)
-        tasks.append(asyncio.create_task(_every(5.0, measure)))
-
-    async def stop_background() -> None:
-        for task in tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        try:
-            await outbox.relay_pending()  # flush whatever the fast path left behind
-        except TRANSIENT_ERRORS as exc:  # the relay of the next start sends it
-            log.warning("outbox not flushed at shutdown", error_type=type(exc).__name__)
-
-    async def ready() -> dict[str, bool]:
-        mongo_ok = True
-        try:  # a probe answers within its own timeout, whatever the server selection's
-            async with asyncio.timeout(2):
-                await client.admin.command("ping")
-        except Exception:
-            mongo_ok = False
-        return {"kafka": await broker.ping(timeout=2), "mongodb": mongo_ok}
-
-    @get(include_in_schema=False)
-    async def metrics_endpoint(scope: Any) -> AsgiResponse:
-        await measure()
-        body = generate_latest(metrics) + generate_latest(kafka_metrics)
-        return AsgiResponse(body, 200, {"content-type": CONTENT_TYPE_LATEST})
-
-    if not settings.auth_jwks_url:  # allowed in development only (ServiceSettings)
-        log.warning("AUTH_JWKS_URL unset: every endpoint but the probes and metrics answers 503")
-    authenticator = Authenticator(
-        settings.auth_issuer, settings.auth_audience, settings.auth_jwks_url
-    )
+    inbound = subscribe(broker, settings, consumes, handle_batch, parking, watchdog)
+    measure = functools.partial(metrics.measure, outbox, inbound, watchdog)
+    jobs: list[Periodic] = [*periodic, *_expiry(settings, broker, parking)]
+    jobs.append((MEASURE_INTERVAL_S, measure))
+    background = Background(outbox, settings.outbox_relay_interval_s, jobs)
+    events = [*consumes, *produces]
     return ServiceApp(
         broker,
-        authenticator=authenticator,
-        lifespan=lifespan,
-        after_startup=[start_background],
-        on_shutdown=[stop_background],
+        authenticator=_authenticator(settings),
+        lifespan=lifespan(settings, client, outbox, events, prepare, cleanup, parking),
+        after_startup=[background.start],
+        on_shutdown=[background.stop],
         # /docs/asyncapi (the page) and .json: this service's part of the catalogue
         asgi_routes=[
-            *probes(ready, outages),
-            ("/metrics", metrics_endpoint),
+            *probes(readiness(broker, client), outages),
+            metrics.route(measure),
             *asyncapi.routes(settings),
         ],
         path_routes=path_routes,
