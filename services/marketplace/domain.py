@@ -37,7 +37,15 @@ EXPORT_CERTIFICATES: Mapping[str | None, Sequence[str]] = {
     "makanan-minuman": ("HKI_MEREK", "HALAL"),
 }
 FINANCING_SALES_MONTHS = 3
-STAGES: Sequence[str] = (
+Stage = Literal[
+    "registered",
+    "training-completed",
+    "mentoring-completed",
+    "product-certified",
+    "product-listed",
+    "sales-reported-3-months",
+]
+STAGES: Sequence[Stage] = (
     "registered",
     "training-completed",
     "mentoring-completed",
@@ -129,6 +137,17 @@ class Marketplace(BaseModel):
 # ------------------------------------------------------------------------------ facts
 
 
+def record_registration(state: Marketplace, city: str, kecamatan: str) -> None:
+    """Registered, and where: the region the kota and kecamatan offices' scope reads."""
+    state.mark("registered")
+    state.city, state.kecamatan = city, kecamatan
+
+
+def record_stage(state: Marketplace, stage: Stage) -> None:
+    """Another service says the participant passed ``stage`` (counted for the referral)."""
+    state.mark(stage)
+
+
 def apply_validity(
     product: Product, revision: int, kinds: Sequence[str], certified: bool | None = None
 ) -> bool:
@@ -145,6 +164,33 @@ def apply_validity(
     if certified is not None:
         product.certified = certified
     return True
+
+
+def record_certified(
+    state: Marketplace, product_id: str, category: str, revision: int, kinds: Sequence[str]
+) -> None:
+    """Coaching certified the product: its category and valid kinds (:func:`apply_validity`);
+    the stage is passed, whatever came after."""
+    product = state.product(product_id)
+    product.category = category
+    apply_validity(product, revision, kinds, certified=True)
+    state.mark("product-certified")
+
+
+def record_lapse(state: Marketplace, product_id: str, revision: int, kinds: Sequence[str]) -> None:
+    """Coaching says the product's certification lapsed (:func:`apply_validity`)."""
+    apply_validity(state.product(product_id), revision, kinds, certified=False)
+
+
+def record_valid_kinds(
+    state: Marketplace, product_id: str, category: str, revision: int, kinds: Sequence[str]
+) -> None:
+    """Coaching says a certified product's valid kinds changed. Only sent while the product
+    is certified, so it says that too, should it come before the product-certified of a
+    lower revision (another topic)."""
+    product = state.product(product_id)
+    product.category = category
+    apply_validity(product, revision, kinds, certified=True)
 
 
 def record_review(state: Marketplace, product_id: str, level: str, review: Review) -> str | None:
@@ -324,49 +370,76 @@ def _months_back(now: datetime, count: int) -> set[str]:
 
 
 def product_changes(state: Marketplace, now: datetime) -> list[Change]:
-    """Walk each product's curation ladder, list, delist and export as the facts allow."""
+    """Each product's steps in order, as the facts allow: its curation ladder
+    (:func:`decide_curation`), its listing (:func:`decide_listing`), its export
+    (:func:`decide_export`, on the sales of the last months before ``now``)."""
+    recent_months = len({s.period for s in state.sales} & _months_back(now, EXPORT_WINDOW_MONTHS))
     changes: list[Change] = []
-    recent_sales = {s.period for s in state.sales} & _months_back(now, EXPORT_WINDOW_MONTHS)
     for product in state.products:
-        if product.certified and product.outcome is None:
-            for level in LEVELS:
-                review = product.reviews.get(level)
-                if review is None:
-                    break  # later levels wait (parked) for this one
-                if review.decision == "reject":
-                    product.outcome = "rejected"
-                    changes.append(Rejected(product, level, review.notes))
-                    break
-                if level == LEVELS[-1]:
-                    product.outcome, product.grade = "curated", review.grade
-                    changes.append(Curated(product))
-        if product.outcome == "curated" and product.grade and product.certified != product.listed:
-            product.listed = product.certified
-            if product.listed:
-                state.mark("product-listed")
-                changes.append(Listed(product, CHANNELS[product.grade]))
-            else:
-                changes.append(Delisted(product, "certification-lapsed"))
-        if (
-            product.listed
-            and product.grade == EXPORT_GRADE
-            and not product.export_facilitated
-            and not stopped(state)
-        ):
-            needed = EXPORT_CERTIFICATES.get(product.category, EXPORT_CERTIFICATES[None])
-            # Valid as coaching said (issued, unexpired, unrevoked): it owns that rule.
-            if len(recent_sales) >= EXPORT_SALES_MONTHS and set(needed) <= set(product.valid_kinds):
-                product.export_facilitated = True
-                reasons = [
-                    Finding(code="grade-a-listed", message="listed with curation grade A"),
-                    Finding(
-                        code="sales-3-of-6-months",
-                        message=f"sales reported in {len(recent_sales)} of the last 6 months",
-                    ),
-                    Finding(code="certificates", message=" and ".join(needed) + " valid"),
-                ]
-                changes.append(Exported(product, reasons))
+        curation = decide_curation(product)
+        listing = decide_listing(state, product)
+        export = decide_export(state, product, recent_months)
+        changes += [change for change in (curation, listing, export) if change is not None]
     return changes
+
+
+def decide_curation(product: Product) -> Rejected | Curated | None:
+    """Walk a certified product's curation ladder, level by level: rejected at the first
+    level that rejects, curated with the curator's grade once every level approved. A level
+    not reviewed yet stops the walk (the reviews of later levels wait, parked, for it)."""
+    if not product.certified or product.outcome is not None:
+        return None
+    for level in LEVELS:
+        review = product.reviews.get(level)
+        if review is None:
+            return None
+        if review.decision == "reject":
+            product.outcome = "rejected"
+            return Rejected(product, level, review.notes)
+    product.outcome, product.grade = "curated", product.reviews[LEVELS[-1]].grade
+    return Curated(product)
+
+
+def decide_listing(state: Marketplace, product: Product) -> Listed | Delisted | None:
+    """A curated product is listed on its grade's channels while it is certified, delisted
+    when its certification lapses, listed again when it is renewed; listing passes the
+    stage."""
+    if product.outcome != "curated" or not product.grade or product.certified == product.listed:
+        return None
+    product.listed = product.certified
+    if not product.listed:
+        return Delisted(product, "certification-lapsed")
+    state.mark("product-listed")
+    return Listed(product, CHANNELS[product.grade])
+
+
+def decide_export(state: Marketplace, product: Product, recent_months: int) -> Exported | None:
+    """Export facilitation (go-international), once: a product listed with grade A, sales
+    reported in ``recent_months`` >= 3 of the last 6, the certificates its category needs
+    valid as coaching said (issued, unexpired, unrevoked: it owns that rule); not after a
+    stop."""
+    if (
+        not product.listed
+        or product.grade != EXPORT_GRADE
+        or product.export_facilitated
+        or stopped(state)
+    ):
+        return None
+    needed = EXPORT_CERTIFICATES.get(product.category, EXPORT_CERTIFICATES[None])
+    if recent_months < EXPORT_SALES_MONTHS or not set(needed) <= set(product.valid_kinds):
+        return None
+    product.export_facilitated = True
+    return Exported(
+        product,
+        [
+            Finding(code="grade-a-listed", message="listed with curation grade A"),
+            Finding(
+                code="sales-3-of-6-months",
+                message=f"sales reported in {recent_months} of the last 6 months",
+            ),
+            Finding(code="certificates", message=" and ".join(needed) + " valid"),
+        ],
+    )
 
 
 def stages_met(state: Marketplace) -> list[str]:
@@ -383,6 +456,21 @@ def due_for_referral(state: Marketplace) -> list[str] | None:
         return None
     met = stages_met(state)
     return met if len(met) >= FINANCING_STAGES_NEEDED else None
+
+
+def decide_financing(
+    state: Marketplace, referral_id: str, approved: bool, amount_idr: int, max_amount_idr: int
+) -> Referral:
+    """The bank's decision on the participant's referral, once; an approval within the
+    programme's maximum. :class:`Refusal` otherwise."""
+    referral = state.referral
+    assert referral is not None and referral.referral_id == referral_id, "the index named it"
+    if referral.status != "referred":
+        raise Refusal("already-decided", f"referral {referral_id} was decided")
+    if approved and amount_idr > max_amount_idr:
+        raise Refusal("amount-over-maximum", f"{amount_idr} exceeds {max_amount_idr}")
+    referral.status = "approved" if approved else "declined"
+    return referral
 
 
 # ------------------------------------------------------------------- PDP (UU 27/2022)

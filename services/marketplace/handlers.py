@@ -15,8 +15,10 @@ under the product and applied when it does.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from faststream.kafka import KafkaBroker
 
@@ -72,11 +74,6 @@ log = get_logger(__name__)
 CONSUMES = consumed_by("marketplace")  # the catalogue says who reads what
 PRODUCES = produced_by("marketplace")
 _BY_TYPE = {event.ce_type(): event for event in CONSUMES}
-_STAGE_OF: dict[type[Event], str] = {
-    ParticipantRegistered: "registered",
-    TrainingCompleted: "training-completed",
-    MentoringCompleted: "mentoring-completed",
-}
 
 
 @dataclass(frozen=True)
@@ -100,6 +97,9 @@ def read_fact(record: Record) -> tuple[Envelope, Event]:
     return read_event(record, _BY_TYPE)
 
 
+_Applier = Callable[["_Decision", Any, Record], Awaitable[None]]
+
+
 class _Decision:
     """One transaction's work on one participant's state."""
 
@@ -113,109 +113,11 @@ class _Decision:
         self.outcome.events.append(OutgoingEvent.about(self.cause, data, pid, settings, self.now))
 
     async def apply(self, fact: Event, record: Record) -> None:
-        state, store, pid = self.state, self.deps.store, self.state.participant_id
-        if type(fact) in _STAGE_OF:
-            state.mark(_STAGE_OF[type(fact)])
-            if isinstance(fact, ParticipantRegistered):
-                state.city, state.kecamatan = fact.city, fact.kecamatan
-        elif isinstance(fact, ProductCertified):
-            product = state.product(fact.product_id)
-            product.category = fact.category
-            domain.apply_validity(product, fact.validity_revision, fact.valid_kinds, certified=True)
-            state.mark("product-certified")
-            await store.index(self.session, "product", fact.product_id, pid)
-            await self._unpark(f"product:{fact.product_id}")
-        elif isinstance(fact, ProductCertificationLapsed):
-            domain.apply_validity(
-                state.product(fact.product_id),
-                fact.validity_revision,
-                fact.valid_kinds,
-                certified=False,
-            )
-        elif isinstance(fact, ProductCertificatesChanged):
-            product = state.product(fact.product_id)
-            product.category = fact.category
-            # only sent while the product is certified: so it says that too, should it
-            # come before the product-certified of a lower revision (another topic)
-            domain.apply_validity(product, fact.validity_revision, fact.valid_kinds, certified=True)
-        elif isinstance(fact, CurationReviewed):
-            review = domain.Review(
-                decision=fact.decision,
-                grade=fact.grade,
-                reviewer_id=fact.reviewer_id,
-                notes=fact.notes,
-            )
-            awaited = domain.record_review(state, fact.product_id, fact.level, review)
-            if awaited is not None:  # before its level's turn: it waits for the one before
-                await store.parking.park(
-                    self.session, f"curation:{fact.product_id}:{awaited}", record
-                )
-            else:
-                await self._unpark(f"curation:{fact.product_id}:{fact.level}")
-        elif isinstance(fact, SalesReported):
-            sale = domain.Sale(
-                period=fact.period,
-                revenue_idr=fact.revenue_idr,
-                transactions=fact.transactions,
-                channel=fact.channel,
-                source_ref=fact.source_ref,
-            )
-            result = domain.record_sale(state, sale)
-            if result != "duplicate":
-                self.emit(
-                    FinancialReportRecorded(
-                        participant_id=pid,
-                        period=sale.period,
-                        revenue_idr=sale.revenue_idr,
-                        transactions=sale.transactions,
-                        channel=sale.channel,
-                        replaced=result == "replaced",
-                    )
-                )
-                self._business_class()
-        elif isinstance(fact, FinancingDecided):
-            self._decided(fact)
+        """Put the fact on the state (its applier in :data:`_APPLIERS`); :class:`Refusal`
+        when it cannot apply."""
+        await _APPLIERS[type(fact)](self, fact, record)
 
-    def _business_class(self) -> None:
-        """Naik kelas: the ledger's class, announced when it differs from the last one."""
-        change = domain.class_change(self.state)
-        if change is None:
-            return
-        assessment = change.assessment
-        self.emit(
-            BusinessClassChanged(
-                participant_id=self.state.participant_id,
-                from_class=change.from_class,
-                to_class=assessment.business_class,
-                annual_sales_idr=assessment.annual_sales_idr,
-                basis_months=assessment.basis_months,
-                annualised=assessment.annualised,
-                assessed_at=assessment.assessed_at,
-            )
-        )
-
-    async def erase(self) -> None:
-        """Erase in this transaction (with the inbox claim) and confirm through the outbox.
-        A redelivery finds its claim; a repeated request (another event) changes nothing
-        and confirms again with the same ``erased_at`` and categories. The outbox holds
-        none of the participant's published events (a rejection carries the reviewer's
-        notes): a row is deleted when its event is published, and one still to be sent when
-        it goes out."""
-        state, store, pid = self.state, self.deps.store, self.state.participant_id
-        erased_at = domain.erase(state, self.now)
-        keys = [f"product:{p.product_id}" for p in state.products]
-        keys += [f"curation:{p.product_id}:{level}" for p in state.products for level in LEVELS]
-        await store.rewrite_parked(self.session, keys, _without_notes)
-        self.emit(
-            ParticipantDataErased(
-                participant_id=pid,
-                service=self.deps.settings.service_name,
-                erased_at=erased_at,
-                categories=list(domain.ERASED_CATEGORIES),
-            )
-        )
-
-    async def _unpark(self, key: str) -> None:
+    async def unpark(self, key: str) -> None:
         """Apply what waited for ``key``; what cannot apply goes to the DLQ with its code
         (through the parking, in this transaction: see :meth:`Parking.refuse`)."""
         parking = self.deps.store.parking
@@ -224,34 +126,6 @@ class _Decision:
                 await self.apply(read_fact(parked)[1], parked)
             except Refusal as exc:
                 await parking.refuse(self.session, parked, Refusal(exc.code, str(exc)))
-
-    def _decided(self, fact: FinancingDecided) -> None:
-        referral, pid = self.state.referral, self.state.participant_id
-        assert referral is not None and referral.referral_id == fact.referral_id
-        if referral.status != "referred":
-            raise Refusal("already-decided", f"referral {fact.referral_id} was decided")
-        if fact.decision == "approved":
-            if fact.amount_idr > self.deps.financing.max_amount_idr:
-                raise Refusal(
-                    "amount-over-maximum",
-                    f"{fact.amount_idr} exceeds {self.deps.financing.max_amount_idr}",
-                )
-            referral.status = "approved"
-            self.emit(
-                FinancingApproved(
-                    referral_id=fact.referral_id,
-                    participant_id=pid,
-                    amount_idr=fact.amount_idr,
-                    bank_ref=fact.bank_ref,
-                )
-            )
-        else:
-            referral.status = "declined"
-            self.emit(
-                FinancingDeclined(
-                    referral_id=fact.referral_id, participant_id=pid, bank_ref=fact.bank_ref
-                )
-            )
 
     async def settle(self) -> None:
         state, pid = self.state, self.state.participant_id
@@ -311,6 +185,161 @@ class _Decision:
         )
 
 
+# ------------------------------------------------------------------------- facts
+# Each puts its fact on the participant's state; :class:`Refusal` when it cannot apply.
+
+
+async def _registered(d: _Decision, fact: ParticipantRegistered, record: Record) -> None:
+    domain.record_registration(d.state, fact.city, fact.kecamatan)
+
+
+def _passed(stage: domain.Stage) -> _Applier:
+    async def apply(d: _Decision, fact: Event, record: Record) -> None:
+        domain.record_stage(d.state, stage)
+
+    return apply
+
+
+async def _certified(d: _Decision, fact: ProductCertified, record: Record) -> None:
+    """Reviews of the product that came first waited (parked) for it: they apply now."""
+    state = d.state
+    domain.record_certified(
+        state, fact.product_id, fact.category, fact.validity_revision, fact.valid_kinds
+    )
+    await d.deps.store.index(d.session, "product", fact.product_id, state.participant_id)
+    await d.unpark(f"product:{fact.product_id}")
+
+
+async def _lapsed(d: _Decision, fact: ProductCertificationLapsed, record: Record) -> None:
+    domain.record_lapse(d.state, fact.product_id, fact.validity_revision, fact.valid_kinds)
+
+
+async def _kinds_changed(d: _Decision, fact: ProductCertificatesChanged, record: Record) -> None:
+    domain.record_valid_kinds(
+        d.state, fact.product_id, fact.category, fact.validity_revision, fact.valid_kinds
+    )
+
+
+async def _reviewed(d: _Decision, fact: CurationReviewed, record: Record) -> None:
+    """A review before its level's turn waits (parked) for the level it awaits; one that is
+    recorded lets the next level's, if it waited, apply."""
+    review = domain.Review(
+        decision=fact.decision, grade=fact.grade, reviewer_id=fact.reviewer_id, notes=fact.notes
+    )
+    awaited = domain.record_review(d.state, fact.product_id, fact.level, review)
+    if awaited is not None:
+        await d.deps.store.parking.park(d.session, f"curation:{fact.product_id}:{awaited}", record)
+    else:
+        await d.unpark(f"curation:{fact.product_id}:{fact.level}")
+
+
+async def _sales_reported(d: _Decision, fact: SalesReported, record: Record) -> None:
+    """Recorded in the ledger (a month reported again replaced), then naik kelas."""
+    sale = domain.Sale(
+        period=fact.period,
+        revenue_idr=fact.revenue_idr,
+        transactions=fact.transactions,
+        channel=fact.channel,
+        source_ref=fact.source_ref,
+    )
+    result = domain.record_sale(d.state, sale)
+    if result == "duplicate":
+        return
+    pid = d.state.participant_id
+    d.emit(
+        FinancialReportRecorded(
+            participant_id=pid,
+            period=sale.period,
+            revenue_idr=sale.revenue_idr,
+            transactions=sale.transactions,
+            channel=sale.channel,
+            replaced=result == "replaced",
+        )
+    )
+    _business_class(d)
+
+
+def _business_class(d: _Decision) -> None:
+    """Naik kelas: the ledger's class, announced when it differs from the last one."""
+    change = domain.class_change(d.state)
+    if change is None:
+        return
+    assessment = change.assessment
+    d.emit(
+        BusinessClassChanged(
+            participant_id=d.state.participant_id,
+            from_class=change.from_class,
+            to_class=assessment.business_class,
+            annual_sales_idr=assessment.annual_sales_idr,
+            basis_months=assessment.basis_months,
+            annualised=assessment.annualised,
+            assessed_at=assessment.assessed_at,
+        )
+    )
+
+
+async def _financing_decided(d: _Decision, fact: FinancingDecided, record: Record) -> None:
+    pid, maximum = d.state.participant_id, d.deps.financing.max_amount_idr
+    approved = fact.decision == "approved"
+    domain.decide_financing(d.state, fact.referral_id, approved, fact.amount_idr, maximum)
+    d.emit(
+        FinancingApproved(
+            referral_id=fact.referral_id,
+            participant_id=pid,
+            amount_idr=fact.amount_idr,
+            bank_ref=fact.bank_ref,
+        )
+        if approved
+        else FinancingDeclined(
+            referral_id=fact.referral_id, participant_id=pid, bank_ref=fact.bank_ref
+        )
+    )
+
+
+async def _consent_withdrawn(d: _Decision, fact: ConsentWithdrawn, record: Record) -> None:
+    domain.withdraw_consent(d.state, d.now)
+
+
+async def _erasure_requested(
+    d: _Decision, fact: ParticipantErasureRequested, record: Record
+) -> None:
+    """Erase in this transaction (with the inbox claim) and confirm through the outbox.
+    A redelivery finds its claim; a repeated request (another event) changes nothing
+    and confirms again with the same ``erased_at`` and categories. The outbox holds
+    none of the participant's published events (a rejection carries the reviewer's
+    notes): a row is deleted when its event is published, and one still to be sent when
+    it goes out."""
+    state, store = d.state, d.deps.store
+    erased_at = domain.erase(state, d.now)
+    keys = [f"product:{p.product_id}" for p in state.products]
+    keys += [f"curation:{p.product_id}:{level}" for p in state.products for level in LEVELS]
+    await store.rewrite_parked(d.session, keys, _without_notes)
+    d.emit(
+        ParticipantDataErased(
+            participant_id=state.participant_id,
+            service=d.deps.settings.service_name,
+            erased_at=erased_at,
+            categories=list(domain.ERASED_CATEGORIES),
+        )
+    )
+
+
+_APPLIERS: Mapping[type[Event], _Applier] = {
+    ParticipantRegistered: _registered,
+    TrainingCompleted: _passed("training-completed"),
+    MentoringCompleted: _passed("mentoring-completed"),
+    ProductCertified: _certified,
+    ProductCertificationLapsed: _lapsed,
+    ProductCertificatesChanged: _kinds_changed,
+    CurationReviewed: _reviewed,
+    SalesReported: _sales_reported,
+    FinancingDecided: _financing_decided,
+    ConsentWithdrawn: _consent_withdrawn,
+    ParticipantErasureRequested: _erasure_requested,
+}
+assert set(_APPLIERS) == set(CONSUMES), "an applier for every fact the marketplace reads"
+
+
 async def _decide(
     deps: Deps, session: Session, states: StateCache[Marketplace], fact: Fact
 ) -> Outcome:
@@ -331,12 +360,7 @@ async def _decide(
         participant_id = event.participant_id
     state = await states.load(participant_id)
     decision = _Decision(deps, session, state, fact.envelope)
-    if isinstance(event, ConsentWithdrawn):
-        domain.withdraw_consent(state, decision.now)
-    elif isinstance(event, ParticipantErasureRequested):
-        await decision.erase()
-    else:
-        await decision.apply(event, fact.record)
+    await decision.apply(event, fact.record)
     domain.scrub(state)  # a fact after an erasure keeps nothing personal either
     await decision.settle()
     states.save(state)

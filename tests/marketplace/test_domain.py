@@ -238,6 +238,37 @@ def test_referral_needs_six_stages_and_happens_once() -> None:
     assert domain.due_for_referral(state) is None
 
 
+def referred() -> Marketplace:
+    state = Marketplace(participant_id="p")
+    state.referral = domain.Referral(referral_id="r", stages=list(domain.STAGES))
+    return state
+
+
+def test_the_bank_decides_a_referral_once_and_approves_at_most_the_maximum() -> None:
+    state = referred()
+    with pytest.raises(Refusal) as refused:
+        domain.decide_financing(state, "r", True, 50_000_001, max_amount_idr=50_000_000)
+    assert refused.value.code == "amount-over-maximum" and state.referral.status == "referred"
+    assert domain.decide_financing(state, "r", True, 50_000_000, 50_000_000).status == "approved"
+    with pytest.raises(Refusal) as refused:
+        domain.decide_financing(state, "r", False, 0, 50_000_000)
+    assert refused.value.code == "already-decided"
+    declined = referred()
+    assert domain.decide_financing(declined, "r", False, 0, 50_000_000).status == "declined"
+
+
+def test_a_certification_passes_the_stage_and_a_lapse_does_not_take_it_back() -> None:
+    state = Marketplace(participant_id="p")
+    domain.record_certified(state, "prod", "kriya", 1, ["HKI_MEREK", "NIB"])
+    domain.record_lapse(state, "prod", 2, ["NIB"])
+    product = state.product("prod")
+    assert "product-certified" in state.stages and not product.certified
+    assert product.category == "kriya" and product.valid_kinds == ["NIB"]
+    assert product.validity_revision == 2
+    domain.record_valid_kinds(state, "prod", "kriya", 3, ["HKI_MEREK", "NIB"])
+    assert product.certified and product.valid_kinds == ["HKI_MEREK", "NIB"]
+
+
 # ------------------------------------------------------------------- PDP: consent, erasure
 
 
