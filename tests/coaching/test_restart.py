@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaProducer
 from deploy.local.launcher import free_port
 from shared.contracts import Event, ProductCertified, TrainingEnrolled
 from shared.envelope import new_envelope
+from tests import waiting
 from tests.coaching.fixtures import days, participant
 from tests.coaching.test_coaching_flow import certificate, product
 from tests.conftest import Servers, random_id
@@ -80,10 +81,16 @@ async def test_killed_and_restarted_mid_stream_converges_without_duplicates(
         try:
             await wait_ready(url, second)
             wanted = {(t, pid) for pid in pids for t in (enrolled_topic, certified_topic)}
-            deadline = asyncio.get_running_loop().time() + 240
-            while wanted - {(r.topic, r.json()["participant_id"]) for r in events.records}:
-                assert asyncio.get_running_loop().time() < deadline, "events missing after restart"
-                await asyncio.sleep(0.2)
+
+            def missing() -> set[tuple[str, str]]:
+                return wanted - {(r.topic, r.json()["participant_id"]) for r in events.records}
+
+            await waiting.until(
+                "every enrolment and certification after the restart",
+                missing,
+                240,
+                done=lambda gap: not gap,
+            )
             await events.caught_up()
         finally:
             second.send_signal(signal.SIGTERM)

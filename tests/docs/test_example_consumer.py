@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import json
 import secrets
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +28,7 @@ from shared.contracts import (
     ProductSubmitted,
 )
 from shared.kafka import KafkaAccess
+from tests import waiting
 from tests.coaching.fixtures import CoachingUnderTest, days
 from tests.conftest import Servers, Upstream, random_id
 from tests.registry.fixtures import Registry
@@ -66,10 +66,7 @@ async def downstream_principal(servers: Servers, prefix: str) -> tuple[KafkaAcce
 
 
 async def until(condition: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "the dashboard never got there"
-        await asyncio.sleep(0.05)
+    await waiting.until("the dashboard to get there", condition, timeout)
 
 
 def record(event: type[Event], data: dict[str, Any], ce_id: str) -> KafkaMessage:
@@ -169,10 +166,11 @@ async def test_the_example_dashboard_counts_each_event_the_test_caused_once(
             await until(lambda: dashboard.counts.repeats[repeated] == 1 or task.done())
             await until(lambda: dashboard.counts.certified[kecamatan] >= 2 or task.done())
             ends = await consumer.end_offsets(list(consumer.assignment()))
-            deadline = time.monotonic() + 60
-            while not all([await consumer.position(tp) >= end for tp, end in ends.items()]):
-                assert time.monotonic() < deadline, "the dashboard did not catch up"
-                await asyncio.sleep(0.05)
+
+            async def caught_up() -> bool:
+                return all([await consumer.position(tp) >= end for tp, end in ends.items()])
+
+            await waiting.until("the dashboard to catch up", caught_up, 60)
             assert not task.done(), task.exception()
         finally:
             task.cancel()

@@ -43,7 +43,7 @@ from shared.contracts import (
 from shared.envelope import new_envelope
 from shared.kafka import dlq_topic
 from shared.mongo import Outbox
-from tests import auth_helpers
+from tests import auth_helpers, waiting
 from tests.coaching.fixtures import CoachingUnderTest
 from tests.coaching.test_coaching_flow import carry_through_coaching
 from tests.conftest import Servers, random_id
@@ -256,13 +256,7 @@ async def published_by_registry(
 
 
 async def until(what: str, check: Any, timeout: float = 90) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, f"waited {timeout}s for {what}"
-        await asyncio.sleep(0.2)
+    return await waiting.until(what, check, timeout)
 
 
 async def test_erasure_leaves_nothing_personal_in_any_service(

@@ -39,6 +39,7 @@ from shared.contracts import (
 )
 from shared.envelope import new_envelope
 from shared.kafka import KafkaAccess, dlq_topic
+from tests import waiting
 from tests.coaching.fixtures import running_coaching
 from tests.conftest import Servers, random_id
 from tests.e2e.hostile import Hostile, generate
@@ -167,10 +168,12 @@ async def _fuzz(
                 f"valid probe handled in {probe_seconds[-1]:.2f} s\n"
             )
         await _all_answered(records, seen, topic_prefix)
-        deadline = time.monotonic() + 120
-        while (lag := await _lag(servers.kafka, topic_prefix)) and any(lag.values()):
-            assert time.monotonic() < deadline, f"consumer lag stays: {lag}"
-            await asyncio.sleep(0.5)
+        lag = await waiting.until(
+            "every consumer's lag back to zero",
+            lambda: _lag(servers.kafka, topic_prefix),
+            120,
+            done=lambda lag: not any(lag.values()),
+        )
         async with httpx.AsyncClient() as http:
             for url in urls:
                 assert (await http.get(f"{url}/healthz")).status_code == 200

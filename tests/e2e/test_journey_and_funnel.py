@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import time
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
@@ -22,7 +21,7 @@ from shared.contracts import (
     TrainingCompleted,
     TrainingEnrolled,
 )
-from tests import auth_helpers
+from tests import auth_helpers, waiting
 from tests.coaching.fixtures import CoachingUnderTest
 from tests.conftest import random_id
 from tests.registry.fixtures import Registry
@@ -32,13 +31,14 @@ pytestmark = pytest.mark.integration
 
 
 async def poll(url: str, until: Any, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
+    """GET ``url`` (as ops) until ``until(body)`` holds and return the body; fail loudly,
+    with the last body, after ``timeout`` seconds."""
     async with httpx.AsyncClient(headers=auth_helpers.ops()) as http:
-        while True:
-            body = (await http.get(url)).json()
-            if until(body) or time.monotonic() > deadline:
-                return body
-            await asyncio.sleep(0.2)
+
+        async def body() -> Any:
+            return (await http.get(url)).json()
+
+        return await waiting.until(f"GET {url} to hold", body, timeout, done=until)
 
 
 async def test_the_funnel_counts_registrations_and_enrolments_with_filters(

@@ -4,8 +4,6 @@ each reacting to what the services publish, as the real ones would)."""
 
 from __future__ import annotations
 
-import asyncio
-
 import httpx
 import pytest
 
@@ -15,7 +13,7 @@ from shared.contracts import (
     ProductListed,
     TrainingEnrolled,
 )
-from tests import auth_helpers
+from tests import auth_helpers, waiting
 from tests.coaching.fixtures import CoachingUnderTest
 from tests.coaching.test_coaching_flow import carry_through_coaching
 from tests.marketplace.fixtures import MarketplaceUnderTest, review, sales
@@ -53,14 +51,17 @@ async def test_from_registration_to_a_bank_dki_referral(
     assert len(referred.json()["stages"]) == 6
 
     # and the registry's journey shows every stage the participant passed
-    deadline = asyncio.get_running_loop().time() + 60
     async with httpx.AsyncClient(headers=auth_helpers.ops()) as http:
-        while True:
+
+        async def journey_stages() -> set[str]:
             path = f"{registry.url}/participants/{pid}/journey"
-            stages = set((await http.get(path)).json().get("stages", {}))
-            if "financing-referred" in stages or asyncio.get_running_loop().time() > deadline:
-                break
-            await asyncio.sleep(0.2)
+            return set((await http.get(path)).json().get("stages", {}))
+
+        stages = await waiting.until(
+            "the journey to reach financing-referred",
+            journey_stages,
+            done=lambda stages: "financing-referred" in stages,
+        )
     assert stages >= {
         "registered",
         "training-enrolled",

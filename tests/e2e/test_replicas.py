@@ -58,7 +58,7 @@ from shared.contracts import (
     TrainingEnrolled,
 )
 from shared.kafka import dlq_topic
-from tests import auth_helpers
+from tests import auth_helpers, waiting
 from tests.conftest import Servers, Upstream, random_id
 from tests.kafka_helpers import Collector, Seen, spawn_service, wait_ready
 from tests.notifications.fixtures import stand_in_providers
@@ -120,10 +120,8 @@ class Distinct:
 
 
 async def until(condition: Callable[[], bool], deadline: float, what: str) -> None:
-    """Poll ``condition`` until it holds; fail once ``deadline`` (monotonic) has passed."""
-    while not condition():
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
-        await asyncio.sleep(0.2)
+    """:func:`tests.waiting.until` for a ``deadline`` (monotonic) that several waits share."""
+    await waiting.until(what, condition, deadline - time.monotonic())
 
 
 def service_env(
@@ -298,21 +296,21 @@ async def test_two_replicas_of_each_service_give_the_results_of_one(
                 await admin.start()
                 clients.push_async_callback(admin.close)
                 http = await clients.enter_async_context(httpx.AsyncClient())
-                # Before the load: each group has both replicas, each with its share.
-                deadline = time.monotonic() + 60
-                while True:
+
+                async def unshared() -> list[str]:
                     scrapes = {r.name: await scrape(http, r) for r in replicas}
-                    unshared = [
+                    return [
                         service
                         for service, topics in readers.items()
                         if not shared_out(
                             [s for n, s in scrapes.items() if n.startswith(service)], topics
                         )
                     ]
-                    if not unshared:
-                        break
-                    assert time.monotonic() < deadline, f"never shared out: {unshared}"
-                    await asyncio.sleep(0.5)
+
+                # Before the load: each group has both replicas, each with its share.
+                await waiting.until(
+                    "each group shared out between its replicas", unshared, 60, done=lambda u: not u
+                )
 
                 # The portal submits, as the simulator's principal.
                 started = time.monotonic()
@@ -360,15 +358,21 @@ async def test_two_replicas_of_each_service_give_the_results_of_one(
                     [TopicPartition(t, p) for t in inputs for p in range(PARTITIONS)]
                 )
                 groups = {prefix + service: topics for service, topics in readers.items()}
-                while not await groups_caught_up(admin, ends, groups):
-                    assert time.monotonic() < deadline, "the groups never committed everything"
-                    await asyncio.sleep(0.2)
-                while True:
-                    scrapes = {r.name: await scrape(http, r) for r in replicas}
-                    if all(s.backlog == 0 for s in scrapes.values()):
-                        break
-                    assert time.monotonic() < deadline, f"outboxes never empty: {scrapes}"
-                    await asyncio.sleep(0.2)
+                await waiting.until(
+                    "the groups to commit everything",
+                    lambda: groups_caught_up(admin, ends, groups),
+                    deadline - time.monotonic(),
+                )
+
+                async def scraped() -> dict[str, Scrape]:
+                    return {r.name: await scrape(http, r) for r in replicas}
+
+                scrapes = await waiting.until(
+                    "every outbox to be empty",
+                    scraped,
+                    deadline - time.monotonic(),
+                    done=lambda found: all(s.backlog == 0 for s in found.values()),
+                )
                 await collector.caught_up()
                 events.update()
                 # Both registry replicas answer the same funnel, from the journeys both built.

@@ -5,14 +5,14 @@ the funnel's time in stage is the programme's (business time), not the seconds t
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
+from typing import Any
 
 import httpx
 import pytest
 
 from shared.contracts import TrainingCompleted, TrainingEnrolled, TrainingNotCompleted
-from tests import auth_helpers
+from tests import auth_helpers, waiting
 from tests.coaching.fixtures import CoachingUnderTest
 from tests.conftest import Servers, random_id
 from tests.marketplace.fixtures import MarketplaceUnderTest
@@ -41,12 +41,19 @@ async def test_the_funnel_equals_the_simulators_intent(
 
     url = f"{registry.url}/funnel?kecamatan={kecamatan}"
     async with httpx.AsyncClient(headers=auth_helpers.ops()) as http:
-        for _ in range(300):
-            funnel = (await http.get(url)).json()
-            counts = {row["stage"]: row["count"] for row in funnel["stages"]}
-            if counts == result.intended and funnel["outcomes"] == result.outcomes:
-                break
-            await asyncio.sleep(0.2)
+
+        async def funnel_now() -> Any:
+            return (await http.get(url)).json()
+
+        def counts_of(funnel: Any) -> dict[str, int]:
+            return {row["stage"]: row["count"] for row in funnel["stages"]}
+
+        funnel = await waiting.until(
+            "the funnel and its outcomes to equal the simulator's intent",
+            funnel_now,
+            done=lambda f: counts_of(f) == result.intended and f["outcomes"] == result.outcomes,
+        )
+        counts = counts_of(funnel)
     assert counts == result.intended
     assert funnel["outcomes"] == result.outcomes
     for stage in ("training-completed", "product-listed", "export-facilitated", "naik-kelas"):

@@ -4,10 +4,9 @@ configured (here a small OTLP/HTTP receiver in the test)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -16,6 +15,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from deploy.local.launcher import free_port
 from shared.contracts import ParticipantRegistered, RegistrationSubmitted, TrainingEnrolled
+from tests import waiting
 from tests.coaching.fixtures import CoachingUnderTest
 from tests.conftest import Servers, random_id
 from tests.kafka_helpers import Collector, spawn_service, wait_ready
@@ -91,8 +91,7 @@ async def test_spans_are_exported_over_otlp_when_a_collector_is_configured(
         [registered] = await outcomes.wait_for(lambda r: True)
         trace_id, span_id = trace_and_span(registered.headers["traceparent"])
 
-        deadline, found = time.monotonic() + 30, None
-        while found is None and time.monotonic() < deadline:
+        def exported() -> tuple[dict[str, str], Any] | None:
             for export in received:
                 for resource_spans in export.resource_spans:
                     attributes = {
@@ -101,8 +100,10 @@ async def test_spans_are_exported_over_otlp_when_a_collector_is_configured(
                     for scope_spans in resource_spans.scope_spans:
                         for span in scope_spans.spans:
                             if span.span_id.hex() == span_id:
-                                found = (attributes, span)
-            await asyncio.sleep(0.1)
+                                return attributes, span
+            return None
+
+        found = await waiting.until("the span that produced participant-registered", exported, 30)
         assert found is not None, "the span that produced participant-registered was not exported"
         attributes, span = found
         assert attributes["service.name"] == "registry"

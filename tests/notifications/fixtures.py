@@ -1,14 +1,11 @@
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import inspect
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
-from time import monotonic
 from typing import Any
 
 import httpx
@@ -23,6 +20,7 @@ from services.notifications.handlers import CONSUMES, PRODUCES
 from shared.contracts import Event, ParticipantContact, ParticipantRegistered, TrainingEnrolled
 from shared.envelope import new_envelope
 from shared.kafka import dlq_topic
+from tests import waiting
 from tests.conftest import Servers, random_id
 from tests.kafka_helpers import Collector, Seen, send, serving
 
@@ -55,15 +53,7 @@ async def until(
     condition: Callable[[], bool | Awaitable[bool]], timeout: float = 60, what: str = ""
 ) -> None:
     """Poll ``condition`` (plain or async) until it holds, or fail after ``timeout`` s."""
-    deadline = monotonic() + timeout
-    while not await _holds(condition):
-        assert monotonic() < deadline, f"waited {timeout}s for {what or condition}"
-        await asyncio.sleep(0.05)
-
-
-async def _holds(condition: Callable[[], bool | Awaitable[bool]]) -> bool:
-    result = condition()
-    return await result if inspect.isawaitable(result) else result
+    await waiting.until(what or repr(condition), condition, timeout)
 
 
 @dataclass

@@ -25,6 +25,7 @@ from shared.kafka import Record
 from shared.mongo import Parking, in_transaction
 from shared.retry import is_transient
 from shared.service import Watchdog, consume
+from tests import waiting
 from tests.conftest import Servers, random_id
 from tests.kafka_helpers import Collector, send, serving
 from tests.shared.conftest import World
@@ -200,19 +201,22 @@ async def test_a_mongod_outage_pauses_the_registry_and_nothing_is_lost_or_double
             mongod.process.wait()
             during = await submit_many(20)
             async with httpx.AsyncClient(timeout=10) as http:
-                deadline = asyncio.get_running_loop().time() + 60
-                while True:
-                    ready = await http.get(f"{url}/readyz")
-                    if ready.status_code == 503 and ready.json()["waiting_for"]:
-                        break
-                    assert asyncio.get_running_loop().time() < deadline, ready.text
-                    await asyncio.sleep(0.2)
+
+                async def readyz() -> httpx.Response:
+                    return await http.get(f"{url}/readyz")
+
+                ready = await waiting.until(
+                    "/readyz to say what the service waits for",
+                    readyz,
+                    60,
+                    done=lambda r: r.status_code == 503 and bool(r.json()["waiting_for"]),
+                )
                 assert ready.json()["checks"]["mongodb"] is False
                 mongod.start()  # same port, same data
                 await outcomes.wait_for(lambda r: True, count=25, timeout=120)
-                while (await http.get(f"{url}/readyz")).status_code != 200:
-                    assert asyncio.get_running_loop().time() < deadline + 120
-                    await asyncio.sleep(0.2)
+                await waiting.until(
+                    "/readyz to answer 200 again", readyz, 120, done=lambda r: r.status_code == 200
+                )
             await outcomes.caught_up()
             await outcomes.stop()
     finally:
