@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from faststream.kafka import KafkaBroker
 from pymongo import AsyncMongoClient
@@ -40,7 +40,8 @@ log = get_logger(__name__)
 
 class Unit(Protocol):
     """One transaction's working set (e.g. a :class:`shared.mongo.StateCache`): read in bulk
-    before the batch's records are decided, written back in bulk after them."""
+    before the batch's records are decided (what they read: by default the participants
+    they name), written back in bulk after them."""
 
     async def prefetch(self, participant_ids: Iterable[str]) -> None: ...
 
@@ -48,19 +49,26 @@ class Unit(Protocol):
 
 
 U = TypeVar("U", bound=Unit)
+E = TypeVar("E")
 
 
 @dataclass(frozen=True)
-class Fact:
-    """A record that could be read: its envelope and its event."""
+class Item(Generic[E]):
+    """A record that could be read: its envelope and what was read of it (its event, or
+    what a service reads itself, such as the registry's submissions)."""
 
     record: Record
     envelope: Envelope
-    event: Event
+    event: E
 
     @property
     def key(self) -> str:
+        """Its inbox claim by default: its event's type and id."""
         return inbox_key(self.envelope.type, self.envelope.id)
+
+
+# A record read as its event: what the services decide.
+Fact = Item[Event]
 
 
 @dataclass
@@ -73,7 +81,7 @@ class Outcome:
         self.events += other.events
 
 
-Decide = Callable[[AsyncClientSession, U, Fact], Awaitable[Outcome]]
+Decide = Callable[[AsyncClientSession, U, Item[E]], Awaitable[Outcome]]
 
 
 class _Refused(Exception):
@@ -87,33 +95,38 @@ class _Refused(Exception):
 async def decide_batch(
     records: list[Record],
     *,
-    read: Callable[[Record], tuple[Envelope, Event]],
+    read: Callable[[Record], tuple[Envelope, E]],
     begin: Callable[[AsyncClientSession], U],
-    decide: Decide[U],
+    decide: Decide[U, E],
     client: AsyncMongoClient[Document],
     db: AsyncDatabase[Document],
     outbox: Outbox,
     broker: KafkaBroker,
     service: str,
-) -> None:
+    claim: Callable[[Item[E]], str] = lambda item: item.key,
+    prefetch: Callable[[Item[E]], str | None] = lambda item: _participant(item),
+) -> Outcome:
     """Decide ``records`` in order in one transaction (see the module's docstring), each
     transaction with a fresh working set from ``begin``; publish what they caused, and
     dead-letter what could not be read or applied, with its reason code when it has one (an
-    expected refusal) or a logged traceback when not (a bug)."""
-    facts = [Fact(record, *fact) for record, fact in await readable(records, read, broker, service)]
+    expected refusal) or a logged traceback when not (a bug). A record is decided once per
+    ``claim`` (by default its event's type and id); ``prefetch`` names what its decision
+    reads, which the working set reads in bulk for the transaction (by default the
+    participant it names). Returns what was published."""
+    facts = [Item(record, *fact) for record, fact in await readable(records, read, broker, service)]
+    claims = [claim(fact) for fact in facts]
     refused: dict[int, Exception] = {}
 
     async def work(session: AsyncClientSession, segment: list[int]) -> Outcome:
-        keys = list(dict.fromkeys(facts[i].key for i in segment))
-        new = await claim_many(db, session, keys)
+        new = await claim_many(db, session, list(dict.fromkeys(claims[i] for i in segment)))
         unit = begin(session)
-        await unit.prefetch(pid for i in segment if (pid := _participant(facts[i])))
+        await unit.prefetch(key for i in segment if (key := prefetch(facts[i])))
         outcome = Outcome()
         for index in segment:
             fact = facts[index]
-            if fact.key not in new:
+            if claims[index] not in new:
                 continue  # a redelivery, or a repeat within this batch
-            new.discard(fact.key)
+            new.discard(claims[index])
             try:
                 with processing(fact.envelope, fact.record.topic, _participant(fact)):
                     outcome.add(await decide(session, unit, fact))
@@ -160,8 +173,9 @@ async def decide_batch(
         await retry_transient(lambda: outbox.publish(outcome.events))
     dead_count = len(records) - len(facts) + len(refused)
     log.info("batch applied", records=len(records), events=len(outcome.events), dead=dead_count)
+    return outcome
 
 
-def _participant(fact: Fact) -> str | None:
+def _participant(fact: Item[Any]) -> str | None:
     """The participant the fact names, if it names one (a revocation names a certificate)."""
     return fact.event.participant_id if isinstance(fact.event, ParticipantEvent) else None

@@ -23,6 +23,7 @@ request not complete within ``erasure_deadline_s`` (a gauge and a log line, ids 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,7 @@ from pydantic import ValidationError
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from shared.access import SERVICES
+from shared.batch import Fact, Outcome, decide_batch
 from shared.contracts import (
     ConsentWithdrawn,
     Event,
@@ -42,10 +44,9 @@ from shared.contracts import (
 )
 from shared.envelope import Envelope, OutgoingEvent, new_envelope
 from shared.http import Request, json_response
-from shared.kafka import METRICS, Record, dead_letter, read_event, readable
+from shared.kafka import METRICS, Record, read_event
 from shared.logging import get_logger
-from shared.mongo import Document, claim_many, inbox_key, transact
-from shared.retry import retry_transient
+from shared.mongo import Document, transact
 
 if TYPE_CHECKING:
     from services.registry.handlers import Deps
@@ -69,79 +70,107 @@ OVERDUE = Gauge(
 )
 
 
+def _read(record: Record) -> tuple[Envelope, Event]:
+    envelope, event = read_event(record, _BY_TYPE, strict=False)
+    if isinstance(event, ParticipantDataErased) and event.service != envelope.source:
+        # a service answers for itself only
+        raise Refusal("service-mismatch", "service is not the event's ce_source")
+    return envelope, event
+
+
+class _Transaction:
+    """The working set of a batch of requests (a :class:`shared.batch.Unit`): nothing read
+    ahead, nothing held back; each decision reads and writes in the transaction itself
+    (erasures are rare, and one touches several collections)."""
+
+    def __init__(self, session: AsyncClientSession) -> None:
+        self.session = session
+        self.now = datetime.now(UTC)
+
+    async def prefetch(self, participant_ids: Iterable[str]) -> None:
+        pass
+
+    async def flush(self) -> None:
+        pass
+
+
 async def handle(records: list[Record], deps: Deps) -> None:
-    """Requests and withdrawals are decided in one transaction; confirmations recorded."""
-    service = deps.settings.service_name
-    read = await readable(
-        records, lambda r: read_event(r, _BY_TYPE, strict=False), deps.broker, service
+    """Requests, confirmations and withdrawals decided in one transaction with their inbox
+    claims (:func:`shared.batch.decide_batch`), each by its applier (:data:`APPLIERS`)."""
+
+    async def decide(session: AsyncClientSession, unit: _Transaction, fact: Fact) -> Outcome:
+        return Outcome(await APPLIERS[fact.event.name](deps, unit, fact.envelope, fact.event))
+
+    await decide_batch(
+        records,
+        read=_read,
+        begin=_Transaction,
+        decide=decide,
+        client=deps.store.client,
+        db=deps.store.db,
+        outbox=deps.outbox,
+        broker=deps.broker,
+        service=deps.settings.service_name,
     )
-    decided: list[tuple[Envelope, Event]] = []
-    confirmations: list[ParticipantDataErased] = []
-    for record, (envelope, event) in read:
-        if isinstance(event, ParticipantDataErased):
-            if event.service != envelope.source:  # a service answers for itself only
-                problem = Refusal("service-mismatch", "service is not the event's ce_source")
-                await dead_letter(deps.broker, record, problem, service)
-            else:
-                confirmations.append(event)
-        else:
-            decided.append((envelope, event))
-    if decided:
-        events = await transact(deps.store.client, lambda s: _decide(deps, decided, s))
-        if events:
-            await retry_transient(lambda: deps.outbox.publish(events))
-    for confirmed in confirmations:
-        doc = await retry_transient(
-            lambda c=confirmed: deps.store.record_confirmation(  # type: ignore[misc]
-                None, c.participant_id, c.service, c.erased_at, EXPECTED
-            )
-        )
-        log.info(
-            "erasure confirmed",
-            participant_id=confirmed.participant_id,
-            by=confirmed.service,
-            complete="completed_at" in doc,
-        )
 
 
-async def _decide(
-    deps: Deps, decided: list[tuple[Envelope, Event]], session: AsyncClientSession
+async def _erase(
+    deps: Deps, unit: _Transaction, cause: Envelope, event: ParticipantErasureRequested
 ) -> list[OutgoingEvent]:
-    store, settings = deps.store, deps.settings
-    by_key = {inbox_key(envelope.type, envelope.id): (envelope, e) for envelope, e in decided}
-    claimed = await claim_many(store.db, session, list(by_key))
-    now = datetime.now(UTC)
-    contact_topic = settings.topic(ParticipantContact.name)
-    events: list[OutgoingEvent] = []
-    for key, (envelope, event) in by_key.items():
-        if key not in claimed:
-            continue  # decided before
-        if isinstance(event, ConsentWithdrawn):
-            await store.withdraw_consent(session, event.participant_id, event.withdrawn_at)
-            continue
-        assert isinstance(event, ParticipantErasureRequested)
-        pid = event.participant_id
-        tracked = await store.record_erasure_request(session, pid, envelope.id, now)
-        if SERVICE in tracked.get("confirmed", {}):
-            continue  # erased before: a repeated request changes nothing here
-        categories = await store.erase_participant(session, pid)
-        copies = await deps.outbox.forget(session, topic=contact_topic, key=pid)
-        if copies and "contact" not in categories:
-            categories.append("contact")
-        await store.record_confirmation(session, pid, SERVICE, now, EXPECTED)
-        erased = ParticipantDataErased(
-            participant_id=pid, service=SERVICE, erased_at=now, categories=categories
-        )
-        source = settings.service_name
-        events += [
-            OutgoingEvent.tombstone(
-                envelope, ParticipantContact, topic=contact_topic, key=pid, source=source, time=now
-            ),
-            OutgoingEvent.about(envelope, erased, pid, settings, now),
-        ]
-        log.info("participant erased", participant_id=pid, categories=categories)
-    await deps.outbox.add(session, events)
-    return events
+    store, session, now, pid = deps.store, unit.session, unit.now, event.participant_id
+    tracked = await store.record_erasure_request(session, pid, cause.id, now)
+    if SERVICE in tracked.get("confirmed", {}):
+        return []  # erased before: a repeated request changes nothing here
+    categories = await store.erase_participant(session, pid)
+    contact_topic = deps.settings.topic(ParticipantContact.name)
+    copies = await deps.outbox.forget(session, topic=contact_topic, key=pid)
+    if copies and "contact" not in categories:
+        categories.append("contact")
+    await store.record_confirmation(session, pid, SERVICE, now, EXPECTED)
+    erased = ParticipantDataErased(
+        participant_id=pid, service=SERVICE, erased_at=now, categories=categories
+    )
+    log.info("participant erased", participant_id=pid, categories=categories)
+    source = deps.settings.service_name
+    return [
+        OutgoingEvent.tombstone(
+            cause, ParticipantContact, topic=contact_topic, key=pid, source=source, time=now
+        ),
+        OutgoingEvent.about(cause, erased, pid, deps.settings, now),
+    ]
+
+
+async def _withdraw(
+    deps: Deps, unit: _Transaction, cause: Envelope, event: ConsentWithdrawn
+) -> list[OutgoingEvent]:
+    """Marked (the first time counts); nothing if already erased."""
+    await deps.store.withdraw_consent(unit.session, event.participant_id, event.withdrawn_at)
+    return []
+
+
+async def _confirm(
+    deps: Deps, unit: _Transaction, cause: Envelope, confirmed: ParticipantDataErased
+) -> list[OutgoingEvent]:
+    """A service's confirmation (the registry's own is recorded as it erases)."""
+    doc = await deps.store.record_confirmation(
+        unit.session, confirmed.participant_id, confirmed.service, confirmed.erased_at, EXPECTED
+    )
+    log.info(
+        "erasure confirmed",
+        participant_id=confirmed.participant_id,
+        by=confirmed.service,
+        complete="completed_at" in doc,
+    )
+    return []
+
+
+Applier = Callable[["Deps", _Transaction, Envelope, Any], Awaitable[list[OutgoingEvent]]]
+# Each event's applier, by event name.
+APPLIERS: Mapping[str, Applier] = {
+    ParticipantErasureRequested.name: _erase,
+    ConsentWithdrawn.name: _withdraw,
+    ParticipantDataErased.name: _confirm,
+}
 
 
 def status_of(doc: Document, now: datetime, deadline: timedelta) -> dict[str, Any]:

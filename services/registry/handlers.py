@@ -4,14 +4,16 @@ Exactly one per ``submission_id``, however often it is delivered: the submission
 claimed in the inbox, and the participant (if any) and the outcome event are written to the
 outbox in the same transaction. Only then is the event published and the offset committed.
 
-A consumed batch is decided in one transaction with a few bulk reads and writes, not a
-round trip per record; a record the batch cannot be decided with is retried alone and, if it
-still fails, dead-lettered alone.
+A consumed batch is decided on the kernel's machinery (:func:`shared.batch.decide_batch`),
+like every service's: one transaction with a few bulk reads and writes
+(:class:`Registrations`), not a round trip per record; a record that cannot be decided is
+dead-lettered alone while the rest of its batch is answered.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,8 +26,8 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from services.registry import domain, erasure, journey
 from services.registry.fields import validate_fields
 from services.registry.store import RegistryStore
+from shared.batch import Item, Outcome, decide_batch
 from shared.contracts import (
-    Event,
     Id,
     ParticipantContact,
     ParticipantRegistered,
@@ -44,10 +46,9 @@ from shared.kafka import (
     readable,
 )
 from shared.logging import get_logger
-from shared.mongo import Outbox, claim_many, transact
+from shared.mongo import Outbox
 from shared.retry import retry_transient
 from shared.settings import ServiceSettings
-from shared.tracing import processing
 
 log = get_logger(__name__)
 JAKARTA = ZoneInfo("Asia/Jakarta")
@@ -64,13 +65,25 @@ class Deps:
 
 @dataclass(frozen=True)
 class Submission:
-    envelope: Envelope
+    """What the registry reads of a submission: the fields that passed the schema, and the
+    reasons seen so far to reject it (wrong fields are answered, not dead-lettered)."""
+
     submission_id: str
     values: dict[str, Any]
     reasons: list[Reason]
 
+    @property
+    def claim(self) -> str:
+        """Its inbox claim: answered once, whichever event ids it came with."""
+        return f"{RegistrationSubmitted.name}:{self.submission_id}"
 
-def read_submission(record: Record, received: datetime) -> Submission:
+    @property
+    def nik(self) -> str | None:
+        nik: str | None = self.values.get("nik")
+        return nik
+
+
+def read_submission(record: Record, received: datetime) -> tuple[Envelope, Submission]:
     """Parse and check a record; raise :class:`Refusal` when it cannot be answered at all.
 
     Age is judged on the day the registry ``received`` the record, never on the producer's
@@ -87,114 +100,79 @@ def read_submission(record: Record, received: datetime) -> Submission:
     values, errors = validate_fields(RegistrationSubmitted, raw)
     today = received.astimezone(JAKARTA).date()
     reasons = domain.schema_reasons(errors) + domain.assess(values, today)
-    return Submission(envelope, submission_id, values, reasons)
+    return envelope, Submission(submission_id, values, reasons)
 
 
-def _event(
-    deps: Deps, data: Event, *, key: str, subject: str | None, cause: Envelope, now: datetime
-) -> OutgoingEvent:
-    settings = deps.settings
-    return OutgoingEvent.caused_by(
-        cause,
-        data,
-        topic=settings.topic(data.name),
-        key=key,
-        source=settings.service_name,
-        subject=subject,
-        time=now,
-    )
+class Registrations:
+    """One transaction's working set (a :class:`shared.batch.Unit`): who holds its
+    submissions' NIKs, read in one query before they are decided; the participants,
+    rejections and journeys they make, written in one bulk write each after them."""
+
+    def __init__(self, store: RegistryStore, session: AsyncClientSession) -> None:
+        self.store, self.session = store, session
+        self.now = datetime.now(UTC)
+        # Keyed by the current hash key's hash, found under any key of the ring (a roll of
+        # the hash key loses no duplicate); a NIK registered in this batch is added.
+        self.owners: dict[str, str] = {}
+        self.participants: list[dict[str, Any]] = []
+        self.rejections: list[dict[str, Any]] = []
+
+    async def prefetch(self, niks: Iterable[str]) -> None:
+        self.owners.update(await self.store.participants_by_nik(self.session, set(niks)))
+
+    async def flush(self) -> None:
+        store, session = self.store, self.session
+        await store.insert_participants(session, self.participants)
+        await store.record_rejections(session, self.rejections)
+        await store.start_journeys(session, [journey.opening(p) for p in self.participants])
 
 
-async def _decide(
-    deps: Deps, subs: list[Submission], session: AsyncClientSession
-) -> list[OutgoingEvent]:
-    """One transaction: claim the submissions, register or reject each, queue the outcomes."""
-    by_key: dict[str, Submission] = {}
-    for sub in subs:  # a submission delivered twice in one batch is decided once
-        by_key.setdefault(f"{RegistrationSubmitted.name}:{sub.submission_id}", sub)
-    claimed = await claim_many(deps.store.db, session, list(by_key))
-    todo = [sub for key, sub in by_key.items() if key in claimed]  # others: answered before
-    vault = deps.store.vault
-    hashes = {
-        s.submission_id: vault.lookup_hash(s.values["nik"]) for s in todo if "nik" in s.values
-    }
-    # Keyed by the current hash key's hash, found under any key of the ring (a roll of the
-    # hash key loses no duplicate).
-    niks = {s.values["nik"] for s in todo if "nik" in s.values}
-    registered_by_hash = await deps.store.participants_by_nik(session, niks)
-    now = datetime.now(UTC)
-    events: list[OutgoingEvent] = []
-    participants: list[dict[str, Any]] = []
-    rejections: list[dict[str, Any]] = []
-    submitted_topic = deps.settings.topic(RegistrationSubmitted.name)
-    for sub in todo:
-        with processing(sub.envelope, submitted_topic, None):
-            reasons = list(sub.reasons)
-            nik_hash = hashes.get(sub.submission_id)
-            existing = registered_by_hash.get(nik_hash) if nik_hash else None
-            if existing is not None:
-                reasons.append(domain.ALREADY_REGISTERED)
-            if reasons:
-                # Whose NIK it is stays here, for ops (GET /submissions/{id}); the event
-                # goes back to the submitter's system, which must not learn it.
-                rejected = RegistrationRejected(
-                    submission_id=sub.submission_id, rejected_at=now, reasons=reasons
-                )
-                rejections.append(
-                    {
-                        "_id": sub.submission_id,
-                        "rejected_at": now,
-                        "reasons": [r.model_dump(mode="json") for r in reasons],
-                        "existing_participant_id": existing,
-                    }
-                )
-                events.append(
-                    _event(
-                        deps,
-                        rejected,
-                        key=sub.submission_id,
-                        subject=None,
-                        cause=sub.envelope,
-                        now=now,
-                    )
-                )
-                continue
-            registered, contact, participant = _register(sub, now)
-            assert nik_hash is not None  # a valid submission has a NIK
-            registered_by_hash[nik_hash] = registered.participant_id
-            participants.append(participant)
-            pid = registered.participant_id
-            events += [  # the contact first: notifications has it before it greets
-                _event(deps, contact, key=pid, subject=pid, cause=sub.envelope, now=now),
-                _event(deps, registered, key=pid, subject=pid, cause=sub.envelope, now=now),
-            ]
-    await deps.store.insert_participants(session, participants)
-    await deps.store.record_rejections(session, rejections)
-    await deps.store.start_journeys(
-        session,
-        [
+def answer(deps: Deps, unit: Registrations, item: Item[Submission]) -> list[OutgoingEvent]:
+    """Register the submission, or reject it with every reason seen: the events it causes.
+    Two handlers racing on one submission or one NIK: the loser's transaction aborts on the
+    unique index, and deciding again answers accordingly."""
+    sub, cause, now, settings = item.event, item.envelope, unit.now, deps.settings
+    nik_hash = deps.store.vault.lookup_hash(sub.nik) if sub.nik is not None else None
+    existing = unit.owners.get(nik_hash) if nik_hash is not None else None
+    reasons = sub.reasons if existing is None else [*sub.reasons, domain.ALREADY_REGISTERED]
+    if reasons:
+        # Whose NIK it is stays here, for ops (GET /submissions/{id}); the event goes back
+        # to the submitter's system, which must not learn it.
+        unit.rejections.append(
             {
-                "_id": p["_id"],
-                "registered_at": p["registered_business_at"],
-                "profile": {
-                    "city": p["city"],
-                    "kecamatan": p["kecamatan"],
-                    "sector": p["sector"],
-                    "has_business": p["has_business"],
-                    "registered_month": p["registered_business_at"]
-                    .astimezone(JAKARTA)
-                    .strftime("%Y-%m"),
-                },
+                "_id": sub.submission_id,
+                "rejected_at": now,
+                "reasons": [r.model_dump(mode="json") for r in reasons],
+                "existing_participant_id": existing,
             }
-            for p in participants
-        ],
-    )
-    await deps.outbox.add(session, events)
-    return events
+        )
+        rejected = RegistrationRejected(
+            submission_id=sub.submission_id, rejected_at=now, reasons=reasons
+        )
+        return [  # about a submission, not a participant: keyed by its id, no subject
+            OutgoingEvent.caused_by(
+                cause,
+                rejected,
+                topic=settings.topic(rejected.name),
+                key=sub.submission_id,
+                source=settings.service_name,
+                subject=None,
+                time=now,
+            )
+        ]
+    assert nik_hash is not None  # a valid submission has a NIK
+    registered, contact, participant = _register(sub, cause, now)
+    pid = registered.participant_id
+    unit.owners[nik_hash] = pid
+    unit.participants.append(participant)
+    return [  # the contact first: notifications has it before it greets
+        OutgoingEvent.about(cause, contact, pid, settings, now),
+        OutgoingEvent.about(cause, registered, pid, settings, now),
+    ]
 
 
 def _register(
-    sub: Submission, now: datetime
+    sub: Submission, cause: Envelope, now: datetime
 ) -> tuple[ParticipantRegistered, ParticipantContact, dict[str, Any]]:
     """The event of a new participant (nothing personal in it), their contact (for
     notifications only), and the document the store keeps of them."""
@@ -229,7 +207,7 @@ def _register(
         "registered_at": now,
         # When the submission happened in the programme's calendar (its business time):
         # the journey's registration and month (shared.envelope).
-        "registered_business_at": sub.envelope.occurred_at,
+        "registered_business_at": cause.occurred_at,
         "full_name": v["full_name"],
         "birth_date": v["birth_date"].isoformat(),
         "business_name": v["business_name"],
@@ -241,33 +219,35 @@ def _register(
     return registered, contact, participant
 
 
-async def decide(deps: Deps, subs: list[Submission]) -> list[OutgoingEvent]:
-    """Store the outcomes. Two handlers racing on one submission or one NIK: the loser's
-    transaction aborts on the unique index, and deciding again answers accordingly."""
-    return await transact(deps.store.client, lambda session: _decide(deps, subs, session))
-
-
 async def handle_submissions(records: list[Record], deps: Deps) -> None:
     """Answer a batch of ``registration-submitted`` records, then publish the outcomes.
 
     Returning is what lets the framework commit the batch's offsets. Outages are waited out
-    (nothing is acknowledged meanwhile); a record that cannot be read goes to the DLQ here,
-    one that cannot be decided even on its own goes there through the kernel's failure path,
-    so it neither crashes the service nor blocks the partition, and an operator can replay
-    it once the cause is fixed.
+    (nothing is acknowledged meanwhile); a record that cannot be read, or cannot be decided
+    even apart from the others, goes to the DLQ with its reason, so it neither crashes the
+    service nor blocks the partition, and an operator can replay it once the cause is fixed.
     """
     received = datetime.now(UTC)
-    subs = await readable(
-        records, lambda r: read_submission(r, received), deps.broker, deps.settings.service_name
+
+    async def decide(
+        session: AsyncClientSession, unit: Registrations, item: Item[Submission]
+    ) -> Outcome:
+        return Outcome(answer(deps, unit, item))
+
+    outcome = await decide_batch(
+        records,
+        read=lambda record: read_submission(record, received),
+        begin=lambda session: Registrations(deps.store, session),
+        decide=decide,
+        claim=lambda item: item.event.claim,
+        prefetch=lambda item: item.event.nik,
+        client=deps.store.client,
+        db=deps.store.db,
+        outbox=deps.outbox,
+        broker=deps.broker,
+        service=deps.settings.service_name,
     )
-    if not subs:
-        return
-    # A bug that trips on one record escapes to the kernel's one failure path
-    # (shared.service.consume), which decides the records one by one and dead-letters it.
-    events = await decide(deps, [sub for _, sub in subs])
-    if events:
-        await retry_transient(lambda: deps.outbox.publish(events))
-    for event in events:  # one line per answer costs a tenth of the throughput: DEBUG
+    for event in outcome.events:  # one line per answer costs a tenth of the throughput: DEBUG
         log.debug(
             "submission answered",
             event_id=event.envelope.id,
@@ -275,13 +255,6 @@ async def handle_submissions(records: list[Record], deps: Deps) -> None:
             outcome=event.envelope.type,
             participant_id=event.envelope.subject,
         )
-    log.info(
-        "batch answered",
-        records=len(records),
-        outcomes=len(events),
-        answered_before=len(subs) - len(events),
-        dead_lettered=len(records) - len(subs),
-    )
 
 
 # The other services' events that move a participant along the journey, or add to it.
@@ -293,21 +266,11 @@ JOURNEY_EVENTS = tuple(
 _JOURNEY_BY_TYPE = {event.ce_type(): event for event in JOURNEY_EVENTS}
 
 
-async def handle_batch(records: list[Record], deps: Deps) -> None:
-    """Submissions are answered; erasure requests, confirmations and withdrawals of
-    consent decided (services.registry.erasure); the other services' events update the
-    journeys."""
-    submitted = deps.settings.topic(RegistrationSubmitted.name)
-    pdp = {deps.settings.topic(e.name) for e in erasure.EVENTS}
-    await handle_submissions([r for r in records if r.topic == submitted], deps)
-    await erasure.handle([r for r in records if r.topic in pdp], deps)
-    await record_journeys([r for r in records if r.topic not in pdp | {submitted}], deps)
-
-
 async def record_journeys(records: list[Record], deps: Deps) -> None:
     """Each event's part of the journey at the event's business time, in one merged update
     per participant for the batch; the first time a stage is reached wins and what an event
-    adds is added once, so redelivered or replayed events change nothing."""
+    adds is added once, so redelivered or replayed events change nothing (which is why
+    these need neither an inbox claim nor a transaction)."""
 
     def read(record: Record) -> journey.Fact:
         envelope, event = read_event(record, _JOURNEY_BY_TYPE, strict=False)
@@ -316,3 +279,27 @@ async def record_journeys(records: list[Record], deps: Deps) -> None:
     facts = await readable(records, read, deps.broker, deps.settings.service_name)
     updates = journey.merged_updates(fact for _, fact in facts)
     await retry_transient(lambda: deps.store.update_journeys(updates))
+
+
+Handler = Callable[[list[Record], Deps], Awaitable[None]]
+
+# The handler of each event the registry consumes, in the order they take a batch's
+# records: submissions answered; erasure requests, confirmations and withdrawals of consent
+# decided (services.registry.erasure); the other services' events recorded on the journeys.
+HANDLERS: Mapping[str, Handler] = {
+    RegistrationSubmitted.name: handle_submissions,
+    **{event.name: erasure.handle for event in erasure.EVENTS},
+    **{event.name: record_journeys for event in JOURNEY_EVENTS},
+}
+
+
+async def handle_batch(records: list[Record], deps: Deps) -> None:
+    """Each handler (:data:`HANDLERS`) gets its records of the batch, in their order; a
+    record on no handler's topic goes with the journeys', which dead-letter its type."""
+    handler_of = {deps.settings.topic(name): handler for name, handler in HANDLERS.items()}
+    taken: dict[Handler, list[Record]] = {handler: [] for handler in HANDLERS.values()}
+    for record in records:
+        taken[handler_of.get(record.topic, record_journeys)].append(record)
+    for handler, mine in taken.items():
+        if mine:
+            await handler(mine, deps)

@@ -27,10 +27,11 @@ from __future__ import annotations
 import itertools
 import statistics
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from shared.contracts import (
     BusinessClassChanged,
@@ -38,6 +39,8 @@ from shared.contracts import (
     ExportFacilitated,
     FinancialReportRecorded,
     FinancingApproved,
+    MentoringAssigned,
+    MentoringCompleted,
     ParticipantEvent,
 )
 
@@ -112,6 +115,51 @@ FUNNEL_FIELDS: Mapping[str, int] = {
 }
 
 
+# ------------------------------------------------------------------ opening the journey
+
+# What a journey copies of its participant: the funnel's filters, nothing that identifies
+# them; and beside them the month they registered, in Jakarta.
+PROFILE_FIELDS: Sequence[str] = ("city", "kecamatan", "sector", "has_business")
+MONTH_FORMAT = "%Y-%m"
+TIME_ZONE = "Asia/Jakarta"
+_JAKARTA = ZoneInfo(TIME_ZONE)
+
+
+def opening(participant: Mapping[str, Any]) -> dict[str, Any]:
+    """The journey a registration opens (``_id``, ``profile``, ``registered_at``: the time
+    of the stage ``registered``), from the participant's stored document: registered when
+    the submission happened (its business time), where the document says; before business
+    times, when it was accepted. :func:`opening_stages` is the same for every participant
+    stored, on the server."""
+    at: datetime = participant.get("registered_business_at") or participant["registered_at"]
+    profile = {name: participant[name] for name in PROFILE_FIELDS}
+    profile["registered_month"] = at.astimezone(_JAKARTA).strftime(MONTH_FORMAT)
+    return {"_id": participant["_id"], "registered_at": at, "profile": profile}
+
+
+def opening_stages() -> list[dict[str, Any]]:
+    """:func:`opening` as aggregation stages over the participants' documents, each to a
+    journey's ``_id``, ``profile`` and ``stages.registered`` (the start-up backfill)."""
+    return [
+        {"$set": {"_at": {"$ifNull": ["$registered_business_at", "$registered_at"]}}},
+        {
+            "$project": {
+                "profile": {
+                    **{name: f"${name}" for name in PROFILE_FIELDS},
+                    "registered_month": {
+                        "$dateToString": {
+                            "date": "$_at",
+                            "format": MONTH_FORMAT,
+                            "timezone": TIME_ZONE,
+                        }
+                    },
+                },
+                "stages.registered": "$_at",
+            }
+        },
+    ]
+
+
 # ------------------------------------------------------------------ writing the journey
 
 
@@ -129,36 +177,57 @@ class Fact:
     exported_product: str | None = None
 
 
+def _class_change(event: BusinessClassChanged, event_id: str, at: datetime) -> dict[str, Any]:
+    change = {
+        "event_id": event_id,
+        "from_class": event.from_class,
+        "to_class": event.to_class,
+        "annual_sales_idr": event.annual_sales_idr,
+        "basis_months": event.basis_months,
+        "annualised": event.annualised,
+        "assessed_at": event.assessed_at,
+        "at": at,
+    }
+    return {"class_change": change}
+
+
+def _sales_month(event: FinancialReportRecorded, event_id: str, at: datetime) -> dict[str, Any]:
+    return {"sales_month": event.period}
+
+
+def _mentor(
+    event: MentoringAssigned | MentoringCompleted, event_id: str, at: datetime
+) -> dict[str, Any]:
+    return {"mentor_id": event.mentor_id}
+
+
+def _financing(event: FinancingApproved, event_id: str, at: datetime) -> dict[str, Any]:
+    return {"financing": {"referral_id": event.referral_id, "amount_idr": event.amount_idr}}
+
+
+def _exported(event: ExportFacilitated, event_id: str, at: datetime) -> dict[str, Any]:
+    return {"exported_product": event.product_id}
+
+
+# What an event adds to the journey beside its stage (fields of its Fact), by event name.
+ADDS: Mapping[str, Callable[[Any, str, datetime], dict[str, Any]]] = {
+    CLASS_EVENT: _class_change,
+    FinancialReportRecorded.name: _sales_month,
+    MentoringAssigned.name: _mentor,
+    MentoringCompleted.name: _mentor,
+    FinancingApproved.name: _financing,
+    ExportFacilitated.name: _exported,
+}
+
+
 def fact_of(event: Event, event_id: str, at: datetime) -> Fact:
-    """The journey's part of another service's event (``at``: its business time)."""
+    """The journey's part of another service's event (``at``: its business time):
+    the stage it marks, if any, and what it adds (:data:`ADDS`)."""
     assert isinstance(event, ParticipantEvent), event.name  # every journey event names one
     pid = event.participant_id
-    if isinstance(event, BusinessClassChanged):
-        change = {
-            "event_id": event_id,
-            "from_class": event.from_class,
-            "to_class": event.to_class,
-            "annual_sales_idr": event.annual_sales_idr,
-            "basis_months": event.basis_months,
-            "annualised": event.annualised,
-            "assessed_at": event.assessed_at,
-            "at": at,
-        }
-        return Fact(pid, at, class_change=change)
-    financing = exported = None
-    if isinstance(event, FinancingApproved):
-        financing = {"referral_id": event.referral_id, "amount_idr": event.amount_idr}
-    if isinstance(event, ExportFacilitated):
-        exported = event.product_id
-    return Fact(
-        pid,
-        at,
-        stage=STAGE_OF_EVENT[event.name],
-        sales_month=event.period if isinstance(event, FinancialReportRecorded) else None,
-        mentor_id=getattr(event, "mentor_id", None),  # mentoring-assigned, -completed
-        financing=financing,
-        exported_product=exported,
-    )
+    adds = ADDS.get(event.name)
+    added = adds(event, event_id, at) if adds is not None else {}
+    return Fact(pid, at, stage=STAGE_OF_EVENT.get(event.name), **added)
 
 
 def merged_updates(facts: Iterable[Fact]) -> dict[str, dict[str, Any]]:

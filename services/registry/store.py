@@ -35,6 +35,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
+from services.registry import journey
 from shared.mongo import Document
 
 _HIDDEN = {"nik_hash": 0, "nik_hash_keys": 0, "nik_encrypted": 0, "kk_encrypted": 0, "pii_key": 0}
@@ -338,7 +339,8 @@ class RegistryStore:
     async def start_journeys(
         self, session: AsyncClientSession, journeys: list[dict[str, Any]]
     ) -> None:
-        """Registration opens the journey (inside the registration's transaction)."""
+        """Registration opens the journey (:func:`journey.opening`), inside the
+        registration's transaction."""
         if journeys:
             await self.journeys.bulk_write(
                 [
@@ -357,30 +359,11 @@ class RegistryStore:
 
     async def backfill_journeys(self) -> None:
         """Open the journey of every participant registered before the journey model existed
-        (or whose opening was lost): idempotent, run at start-up."""
+        (or whose opening was lost), as registration opens it (:func:`journey.opening_stages`,
+        on the server): idempotent, run at start-up."""
         await self.participants.aggregate(
             [
-                # Registered when the submission happened (its business time), where the
-                # document says; before business times, when it was accepted.
-                {"$set": {"_at": {"$ifNull": ["$registered_business_at", "$registered_at"]}}},
-                {
-                    "$project": {
-                        "profile": {
-                            "city": "$city",
-                            "kecamatan": "$kecamatan",
-                            "sector": "$sector",
-                            "has_business": "$has_business",
-                            "registered_month": {
-                                "$dateToString": {
-                                    "date": "$_at",
-                                    "format": "%Y-%m",
-                                    "timezone": "Asia/Jakarta",
-                                }
-                            },
-                        },
-                        "stages.registered": "$_at",
-                    }
-                },
+                *journey.opening_stages(),
                 {
                     "$merge": {
                         "into": "journeys",
