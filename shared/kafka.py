@@ -30,7 +30,14 @@ from pydantic import ValidationError
 
 from shared.contracts import Event, Refusal, event_of_topic, personal_fields
 from shared.dlq_seal import SEAL_HEADERS, PersonalSeal
-from shared.envelope import ENVELOPE_HEADERS, Envelope, EnvelopeError, OutgoingEvent
+from shared.envelope import (
+    BUSINESS_TIME,
+    BUSINESS_TIME_AHEAD,
+    ENVELOPE_HEADERS,
+    Envelope,
+    EnvelopeError,
+    OutgoingEvent,
+)
 from shared.logging import get_logger, mask_text
 from shared.retry import TOO_LARGE_ERRORS, retry_transient
 from shared.settings import DEV_DLQ_PERSONAL_KEY, ServiceSettings
@@ -347,6 +354,11 @@ def _read_envelope(record: Record, by_type: Mapping[str, type[Event]]) -> Envelo
         raise Refusal(
             "unknown-source", f"ce_source {envelope.source!r} does not produce {contract.name}"
         )
+    # A fact cannot have happened after it arrived (a producer's clock ahead, or a hostile
+    # date): it would date stages and months in the future, and the first time wins.
+    if envelope.occurred_at > datetime.now(UTC) + BUSINESS_TIME_AHEAD:
+        happened = BUSINESS_TIME if envelope.business_time else "ce_time"
+        raise Refusal("invalid-envelope", f"{happened} is later than its arrival")
     return envelope
 
 

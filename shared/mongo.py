@@ -170,6 +170,10 @@ class StateCache(Generic[M]):
         self._dirty.clear()
 
 
+UNREAD_BEFORE: Document = {"sent_at": False}  # see Outbox.PENDING
+HEADERS_ALLOWANCE = 2048  # an event's headers and fields, counted with its value
+
+
 class Outbox:
     """Events written with the state change that caused them, published afterwards.
 
@@ -232,7 +236,9 @@ class Outbox:
     # Publishable: an event the broker refused for its size stays, and is not retried.
     # ``sent_at`` null or missing: a row an earlier version's replica marked sent during a
     # rolling upgrade was published already (the relay deletes it, never sends it again).
-    PENDING: ClassVar[Document] = {"sent_at": None, "failed": {"$exists": False}}
+    # A document of several events carries ``sent_at: false``, which that version's relay
+    # (``sent_at: null``) does not match: it cannot read one, and leaves it to this one.
+    PENDING: ClassVar[Document] = {"sent_at": {"$in": [None, False]}, "failed": {"$exists": False}}
 
     @staticmethod
     def events_of(doc: Document) -> list[Document]:
@@ -251,9 +257,9 @@ class Outbox:
         size = 0
         for event in events:
             row = event.to_document()
-            value = len(event.value or b"")
+            value = len(event.value or b"") + HEADERS_ALLOWANCE
             if not docs or size + value > self.DOCUMENT_BYTES:
-                docs.append({"_id": row["_id"], "events": [], "created_at": now})
+                docs.append({"_id": row["_id"], "events": [], "created_at": now, **UNREAD_BEFORE})
                 size = 0
             docs[-1]["events"].append(row)
             size += value

@@ -212,13 +212,20 @@ def record_review(state: Marketplace, product_id: str, level: str, review: Revie
     return None
 
 
-def record_sale(state: Marketplace, sale: Sale) -> Literal["recorded", "replaced", "duplicate"]:
+def record_sale(
+    state: Marketplace, sale: Sale, at: datetime | None = None
+) -> Literal["recorded", "replaced", "duplicate"]:
     """A month's report; a later one for the same month replaces it; a source_ref seen
-    before changes nothing. A month outside [FIRST_PERIOD, LAST_PERIOD] is refused."""
+    before changes nothing. A month outside [FIRST_PERIOD, LAST_PERIOD] is refused, and
+    one after the month of ``at`` (when the report was made: the handler gives the fact's
+    business time): a month cannot be reported before it began, and a mistyped year (2052
+    for 2025) would otherwise anchor the class's window for good (nothing removes a month)."""
     if sale.source_ref in state.source_refs:
         return "duplicate"
     if not FIRST_PERIOD <= sale.period <= LAST_PERIOD:
         raise Refusal("period-out-of-range", f"the ledger takes {FIRST_PERIOD} to {LAST_PERIOD}")
+    if at is not None and sale.period > f"{at.year:04d}-{at.month:02d}":
+        raise Refusal("period-in-future", f"{sale.period} had not begun when it was reported")
     state.source_refs.append(sale.source_ref)
     earlier = next((s for s in state.sales if s.period == sale.period), None)
     if earlier is not None:

@@ -129,9 +129,7 @@ class _Decision:
 
     async def settle(self) -> None:
         state, pid = self.state, self.state.participant_id
-        # "The last months" of the export rule are the business time's (when the fact
-        # decided happened; the wall clock's in production, the calendar's in the demo).
-        for change in domain.product_changes(state, self.cause.occurred_at):
+        for change in domain.product_changes(state, self.now):
             self.emit(self._product_event(change))
         stages = domain.due_for_referral(state)
         if stages is not None:
@@ -242,7 +240,7 @@ async def _sales_reported(d: _Decision, fact: SalesReported, record: Record) -> 
         channel=fact.channel,
         source_ref=fact.source_ref,
     )
-    result = domain.record_sale(d.state, sale)
+    result = domain.record_sale(d.state, sale, d.cause.occurred_at)
     if result == "duplicate":
         return
     pid = d.state.participant_id

@@ -19,7 +19,10 @@ A journey document holds:
 The stage ``naik-kelas`` is derived from the class history when read (:func:`stages_of`):
 the first change to a class above the class first known. A first class is not a move; a move
 down and up again neither re-dates it nor, from below the first class, counts. Derived on
-read, it is the same whatever order the changes arrived in.
+read, it is the same whatever order the changes arrived in. Which changes there are depends
+on the order the months were reported in, though: the marketplace announces the class of
+each ledger as it grows, so a year reported newest month first announces the year's class
+at once (first known, no move), where the same months in order may show a move up.
 """
 
 from __future__ import annotations

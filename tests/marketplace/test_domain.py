@@ -417,6 +417,17 @@ def test_the_ledger_takes_months_whose_class_can_be_dated() -> None:
     assert state.source_refs == ["2000-01-1", "2099-11-1"]
 
 
+def test_a_month_not_begun_when_reported_is_refused() -> None:
+    """A mistyped year would otherwise anchor the class's window in the future for good."""
+    state = ledger(("2025-01", BN), ("2025-02", BN), ("2025-03", BN))
+    reported = datetime(2025, 4, 10, tzinfo=UTC)
+    with pytest.raises(Refusal) as refused:
+        domain.record_sale(state, monthly("2052-04", 1), reported)
+    assert refused.value.code == "period-in-future"
+    assert domain.record_sale(state, monthly("2025-04", BN), reported) == "recorded"
+    assert [s.period for s in state.sales][-1] == "2025-04"
+
+
 def test_the_first_class_is_announced_from_null_and_once() -> None:
     state = ledger(*months_of(2024, 2, BN))
     assert domain.class_change(state) is None  # two months: no class yet

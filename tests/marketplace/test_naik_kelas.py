@@ -191,3 +191,15 @@ async def test_a_month_whose_class_could_not_be_dated_is_dead_lettered(
     dead = await marketplace.dead(pid.encode())
     assert dead.headers["dlq_error_type"] == "period-out-of-range"
     assert marketplace.of(FinancialReportRecorded, pid) == []
+
+
+async def test_a_month_not_begun_when_reported_is_dead_lettered(
+    marketplace: MarketplaceUnderTest,
+) -> None:
+    """Reported now (its business time, by default its ce_time), a month years ahead is a
+    mistyped year: refused with its reason, it records nothing and dates no class."""
+    pid = str(uuid.uuid4())
+    await marketplace.send(sales(pid, "2052-04"))
+    dead = await marketplace.dead(pid.encode())
+    assert dead.headers["dlq_error_type"] == "period-in-future"
+    assert marketplace.of(FinancialReportRecorded, pid) == []

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.contracts import MentoringAssigned, TrainingCompleted, TrainingEnrolled
+from shared.contracts import MentoringAssigned, Refusal, TrainingCompleted, TrainingEnrolled
 from shared.envelope import (
     BUSINESS_TIME,
     ENVELOPE_HEADERS,
@@ -16,7 +16,7 @@ from shared.envelope import (
     EnvelopeError,
     new_envelope,
 )
-from shared.kafka import dlq_topic
+from shared.kafka import Record, dlq_topic, read_envelope
 from tests.conftest import random_id
 from tests.kafka_helpers import Collector
 from tests.registry.fixtures import Registry
@@ -74,6 +74,26 @@ def test_a_hostile_business_time_is_refused_not_believed(value: str, problem: st
     headers = new_envelope(type="t", source="lms").headers() | {BUSINESS_TIME: value}
     with pytest.raises(EnvelopeError, match=problem):
         Envelope.from_headers(headers)
+
+
+def test_a_fact_dated_after_its_arrival_is_refused() -> None:
+    """A producer whose clock runs a day ahead dates ce_time and its business time alike:
+    consistent with each other, but later than the record's arrival: refused, where a
+    minute ahead (NTP's drift) is not."""
+    topic = "x." + TrainingCompleted.name
+    cases = [(timedelta(days=1), True, True), (timedelta(minutes=1), False, True)]
+    cases.append((timedelta(days=1), True, False))  # no business time: ce_time is when
+    for ahead, refused, dated in cases:
+        at = datetime.now(UTC) + ahead
+        headers = new_envelope(type=TrainingCompleted.ce_type(), source="coaching").headers()
+        headers |= {"ce_time": at.isoformat()} | ({BUSINESS_TIME: at.isoformat()} if dated else {})
+        record = Record(topic, 0, 0, b"p", b"{}", headers)
+        if refused:
+            with pytest.raises(Refusal, match="later than its arrival") as caught:
+                read_envelope(record, TrainingCompleted)
+            assert caught.value.code == "invalid-envelope"
+        else:
+            assert read_envelope(record, TrainingCompleted).occurred_at == at
 
 
 def test_a_producer_cannot_date_a_fact_in_the_future() -> None:
