@@ -858,10 +858,14 @@ def print_funnel(result: Result, funnel: Any) -> None:
     then the outcomes and the registrations per month."""
     from rich.table import Table
 
-    table = Table(title="Jakpreneur funnel (registry's read model vs the simulator's intent)")
-    columns = ("step", "stage", "participants", "intended", "conversion")
-    for column in (*columns, "median days from previous", "median days to next"):
-        table.add_column(column, justify="left" if column in ("step", "stage") else "right")
+    table = Table(
+        title="Jakpreneur funnel (registry's read model vs the simulator's intent)",
+        caption="participants; median days (business time) from the previous stage, to the next",
+    )
+    columns = ("step", "stage", "count", "intended", "conv.", "days from", "days to")
+    for column in columns:
+        left = column in ("step", "stage")  # the stage's name whole, even in 80 columns
+        table.add_column(column, justify="left" if left else "right", no_wrap=column == "stage")
 
     def days(value: float | None) -> str:
         return "" if value is None else f"{value:.1f}"
