@@ -251,54 +251,38 @@ async def _release(d: _Decision, step: domain.ReleasePendamping) -> None:
     await d.deps.store.release_mentor(d.session, step.mentor_id)
 
 
+def _validity(d: _Decision, product: domain.Product) -> dict[str, Any]:
+    """What each of the product's certification events says of it: the product, and the
+    kinds valid for it now with the revision of that statement (coaching owns validity)."""
+    return {
+        "product_id": product.product_id,
+        "participant_id": d.state.participant_id,
+        "category": product.category,
+        "valid_kinds": product.valid_kinds,
+        "validity_revision": product.validity_revision,
+    }
+
+
 async def _certified(d: _Decision, step: Certified) -> None:
-    product = step.product
+    refs = [
+        CertificateRef(
+            certificate_id=c.certificate_id, kind=c.kind, number=c.number, expires_at=c.expires_at
+        )
+        for c in step.certificates
+    ]
     d.emit(
         ProductCertified(
-            product_id=product.product_id,
-            participant_id=d.state.participant_id,
-            category=product.category,
-            certificates=[
-                CertificateRef(
-                    certificate_id=c.certificate_id,
-                    kind=c.kind,
-                    number=c.number,
-                    expires_at=c.expires_at,
-                )
-                for c in step.certificates
-            ],
-            valid_until=step.valid_until,
-            valid_kinds=product.valid_kinds,
-            validity_revision=product.validity_revision,
+            **_validity(d, step.product), certificates=refs, valid_until=step.valid_until
         )
     )
 
 
 async def _lapsed(d: _Decision, step: Lapsed) -> None:
-    product = step.product
-    d.emit(
-        ProductCertificationLapsed(
-            product_id=product.product_id,
-            participant_id=d.state.participant_id,
-            category=product.category,
-            reasons=step.reasons,
-            valid_kinds=product.valid_kinds,
-            validity_revision=product.validity_revision,
-        )
-    )
+    d.emit(ProductCertificationLapsed(**_validity(d, step.product), reasons=step.reasons))
 
 
 async def _validity_changed(d: _Decision, step: ValidityChanged) -> None:
-    product = step.product
-    d.emit(
-        ProductCertificatesChanged(
-            product_id=product.product_id,
-            participant_id=d.state.participant_id,
-            category=product.category,
-            valid_kinds=product.valid_kinds,
-            validity_revision=product.validity_revision,
-        )
-    )
+    d.emit(ProductCertificatesChanged(**_validity(d, step.product)))
 
 
 async def _expiring(d: _Decision, step: Expiring) -> None:
