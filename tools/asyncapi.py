@@ -19,7 +19,7 @@ from shared.asyncapi import system_document
 DOCUMENT = Path(__file__).resolve().parent.parent / "docs" / "asyncapi.yaml"
 HEADER = (
     "# Generated from the contract catalogue by `python -m tools.asyncapi` (make asyncapi):\n"
-    "# do not edit; change shared/contracts.py, shared/examples.py or shared/asyncapi.py.\n"
+    "# do not edit; change shared/contracts/, shared/examples.py or shared/asyncapi.py.\n"
 )
 
 
