@@ -21,17 +21,14 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
-from faststream.kafka import KafkaBroker
-from pymongo import AsyncMongoClient
 from pymongo.asynchronous.client_session import AsyncClientSession
-from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from shared.contracts import Event, ParticipantEvent, Refusal
 from shared.envelope import Envelope, OutgoingEvent
 from shared.kafka import Record, dead_letter, readable
 from shared.logging import get_logger
-from shared.mongo import Document, Outbox, claim_many, inbox_key, transact
+from shared.mongo import Outbox, claim_many, inbox_key, transact
 from shared.retry import is_transient, retry_transient
 from shared.tracing import processing
 
@@ -98,10 +95,7 @@ async def decide_batch(
     read: Callable[[Record], tuple[Envelope, E]],
     begin: Callable[[AsyncClientSession], U],
     decide: Decide[U, E],
-    client: AsyncMongoClient[Document],
-    db: AsyncDatabase[Document],
     outbox: Outbox,
-    broker: KafkaBroker,
     service: str,
     claim: Callable[[Item[E]], str] = lambda item: item.key,
     prefetch: Callable[[Item[E]], str | None] = lambda item: _participant(item),
@@ -112,7 +106,9 @@ async def decide_batch(
     expected refusal) or a logged traceback when not (a bug). A record is decided once per
     ``claim`` (by default its event's type and id); ``prefetch`` names what its decision
     reads, which the working set reads in bulk for the transaction (by default the
-    participant it names). Returns what was published."""
+    participant it names). The outbox's database holds the inbox and the working set, and
+    its broker takes the dead letters. Returns what was published."""
+    broker, db = outbox.broker, outbox.collection.database
     facts = [Item(record, *fact) for record, fact in await readable(records, read, broker, service)]
     claims = [claim(fact) for fact in facts]
     refused: dict[int, Exception] = {}
@@ -147,7 +143,7 @@ async def decide_batch(
     while segments:
         segment = segments.pop(0)
         try:
-            outcome.add(await transact(client, functools.partial(work, segment=segment)))
+            outcome.add(await transact(db.client, functools.partial(work, segment=segment)))
         except _Refused as refusal:
             refused[refusal.index] = refusal.error
             at = segment.index(refusal.index)

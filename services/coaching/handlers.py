@@ -352,10 +352,7 @@ async def handle_facts(records: list[Record], deps: Deps) -> None:
         read=read_fact,
         begin=lambda session: _unit(deps, session),
         decide=decide,
-        client=deps.store.client,
-        db=deps.store.db,
         outbox=deps.outbox,
-        broker=deps.broker,
         service=deps.settings.service_name,
     )
 

@@ -383,9 +383,6 @@ async def handle_facts(records: list[Record], deps: Deps) -> None:
         read=read_fact,
         begin=lambda session: StateCache(deps.store.states, session),
         decide=decide,
-        client=deps.store.client,
-        db=deps.store.db,
         outbox=deps.outbox,
-        broker=deps.broker,
         service=deps.settings.service_name,
     )

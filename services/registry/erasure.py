@@ -106,10 +106,7 @@ async def handle(records: list[Record], deps: Deps) -> None:
         read=_read,
         begin=_Transaction,
         decide=decide,
-        client=deps.store.client,
-        db=deps.store.db,
         outbox=deps.outbox,
-        broker=deps.broker,
         service=deps.settings.service_name,
     )
 

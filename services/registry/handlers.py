@@ -241,10 +241,7 @@ async def handle_submissions(records: list[Record], deps: Deps) -> None:
         decide=decide,
         claim=lambda item: item.event.claim,
         prefetch=lambda item: item.event.nik,
-        client=deps.store.client,
-        db=deps.store.db,
         outbox=deps.outbox,
-        broker=deps.broker,
         service=deps.settings.service_name,
     )
     for event in outcome.events:  # one line per answer costs a tenth of the throughput: DEBUG

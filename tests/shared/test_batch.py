@@ -69,10 +69,7 @@ async def run(
         read=read,
         begin=lambda session: unit(world.states, session),
         decide=decide,
-        client=world.states.collection.database.client,
-        db=world.states.collection.database,
         outbox=world.outbox,
-        broker=world.outbox.broker,
         service="batch-test",
     )
 
