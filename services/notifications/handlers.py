@@ -205,15 +205,21 @@ async def handle_events(records: list[Record], deps: Deps) -> None:
             }
             for envelope, fact in facts
         ]
-        await store.add_jobs(jobs)
-        # What the round holds: those inserted now, or by an earlier attempt of this batch
-        # (same token); a redelivered event's job, already there, is not among them.
-        taken[:] = await store.held(lease, [job["_id"] for job in jobs if job["status"] == SENDING])
+        inserted = await store.insert_new(jobs)
+        # What the round holds: those inserted now (as built: not read back), or by an
+        # earlier attempt of this batch (same token), read only if an insert was refused; a
+        # redelivered event's job, already there, is not among them.
+        sending = [job for job in inserted if job["status"] == SENDING]
+        new = {job["_id"] for job in inserted}
+        refused = [j["_id"] for j in jobs if j["status"] == SENDING and j["_id"] not in new]
+        taken[:] = [*sending, *await store.held(lease, refused)]
+        ready.update((pid, known[pid]) for pid in {job["participant_id"] for job in taken})
 
-    round_, taken = _Round(deps), list[Document]()
+    round_, taken, ready = _Round(deps), list[Document](), dict[str, Document]()
     await retry_transient(accept)
+    causes = {f"{envelope.id}:{_participant(fact)}": envelope for envelope, fact in facts}
     try:  # the events are accepted: a failing round must not send them to the DLQ
-        await dispatch_due(deps, round_, taken)
+        await dispatch_due(deps, round_, taken, causes=causes, contacts=ready)
     except Exception:
         # What it still holds is taken again when its lease runs out: released now, a job
         # whose send is still under way (another participant's task) could go out twice.
@@ -549,11 +555,18 @@ async def _failed_by(deps: Deps, round_: _Round, job: Document, exc: Exception) 
 
 
 async def dispatch_due(
-    deps: Deps, round_: _Round | None = None, taken: list[Document] | None = None, limit: int = 500
+    deps: Deps,
+    round_: _Round | None = None,
+    taken: list[Document] | None = None,
+    limit: int = 500,
+    causes: dict[str, Envelope] | None = None,
+    contacts: dict[str, Document] | None = None,
 ) -> int:
     """Send every job that is due (and give up on those that waited too long for a contact);
     returns how many outcomes this round recorded. ``round_`` and ``taken``: a round that
-    already holds jobs (a consumed batch's, inserted leased to it).
+    already holds jobs (a consumed batch's, inserted leased to it), with what the batch read
+    already: ``causes`` (their events' envelopes, by job id) and ``contacts`` (by
+    participant), not read again.
 
     One round: lease the due jobs (and those a crashed dispatcher left), read their contacts
     and today's counts in bulk, then send, participants concurrently and each one's messages
@@ -581,14 +594,18 @@ async def dispatch_due(
         by_participant.setdefault(job["participant_id"], []).append(job)
     keeper = asyncio.create_task(round_.keep_leased())
     try:
-        contacts = await retry_transient(lambda: store.contacts_of(by_participant))
+        known = contacts or {}
+        missing = [pid for pid in by_participant if pid not in known]
+        read = await retry_transient(lambda: store.contacts_of(missing)) if missing else {}
+        contacts = {**known, **read}
+        causes = causes or {}
         start, end = domain.day_window(now)
         counts = await retry_transient(lambda: store.sent_between(by_participant, start, end))
 
         async def in_turn(pid: str, jobs: list[Document]) -> None:
             sent = counts.get(pid, 0)
             for job in jobs:
-                cause = Envelope.from_headers(job["cause"])
+                cause = causes.get(job["_id"]) or Envelope.from_headers(job["cause"])
                 with processing(cause, deps.settings.topic(job["template"]), pid, name="send"):
                     try:
                         sent += await _send(deps, round_, job, cause, contacts.get(pid), sent)

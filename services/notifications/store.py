@@ -142,19 +142,24 @@ class NotificationStore:
         return {str(doc["_id"]): doc async for doc in cursor}
 
     async def add_jobs(self, jobs: list[dict[str, Any]]) -> int:
-        """Insert each job unless its (event, participant) already has one; how many were new.
-        Inserted, not upserted: a redelivered event's job is refused by its ``_id``, and the
-        others go in all the same (unordered)."""
+        """Insert each job unless its (event, participant) already has one; how many were new."""
+        return len(await self.insert_new(jobs))
+
+    async def insert_new(self, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Insert each job unless its (event, participant) already has one; the jobs inserted
+        (as given: no read back). Inserted, not upserted: a redelivered event's job is refused
+        by its ``_id``, and the others go in all the same (unordered)."""
         if not jobs:
-            return 0
+            return []
         try:
-            result = await self.jobs.insert_many(jobs, ordered=False)
+            await self.jobs.insert_many(jobs, ordered=False)
         except BulkWriteError as exc:
             errors = exc.details.get("writeErrors", [])
             if any(error.get("code") != DUPLICATE_KEY for error in errors):
                 raise
-            return int(exc.details.get("nInserted", 0))
-        return len(result.inserted_ids)
+            refused = {int(error["index"]) for error in errors}
+            return [job for i, job in enumerate(jobs) if i not in refused]
+        return jobs
 
     async def release_waiting(self, participant_ids: Iterable[str], now: datetime) -> int:
         result = await self.jobs.update_many(
