@@ -100,17 +100,31 @@ class Providers:
     async def send(
         self, channel: str, to: str, subject: str, body: str, idempotency_key: str
     ) -> Accepted:
-        """Deliver through ``channel``; at most ``config.worst_case_s`` seconds."""
+        """Deliver through ``channel``; at most ``config.worst_case_s`` seconds. The first
+        attempt runs bare (nearly every send succeeds at once: no retry machinery per
+        message); after a transient failure the others follow with the backoff between them
+        (the first wait ``backoff_s``, then doubling: ``worst_case_s``)."""
+
+        async def once() -> Accepted:
+            if channel == "email":
+                return await self._email(to, subject, body, idempotency_key)
+            return await self._post(channel, to, body, idempotency_key)
+
+        c = self.config
+        try:
+            return await once()
+        except TransientFailure:
+            if c.attempts == 1:
+                raise
+        await asyncio.sleep(min(BACKOFF_CAP_S, c.backoff_s))
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(TransientFailure),
-            stop=stop_after_attempt(self.config.attempts),
-            wait=wait_exponential(multiplier=self.config.backoff_s, max=BACKOFF_CAP_S),
+            stop=stop_after_attempt(c.attempts - 1),
+            wait=wait_exponential(multiplier=2 * c.backoff_s, max=BACKOFF_CAP_S),
             reraise=True,
         ):
             with attempt:
-                if channel == "email":
-                    return await self._email(to, subject, body, idempotency_key)
-                return await self._post(channel, to, body, idempotency_key)
+                return await once()
         raise AssertionError("unreachable")
 
     async def _post(self, channel: str, to: str, body: str, key: str) -> Accepted:

@@ -6,6 +6,7 @@ that its de-duplication would otherwise hide."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -18,7 +19,15 @@ from aiokafka import AIOKafkaProducer
 from deploy.local.launcher import free_port
 from deploy.local.providers import ProviderStandIn
 from services.notifications.app import NotificationSettings, create_app
-from services.notifications.channels import message_id_for, read_answer, worst_case_s
+from services.notifications.channels import (
+    Accepted,
+    ProviderConfig,
+    Providers,
+    TransientFailure,
+    message_id_for,
+    read_answer,
+    worst_case_s,
+)
 from shared.contracts import NotificationFailed, NotificationSent
 from shared.envelope import new_envelope
 from shared.mongo import Document, make_client
@@ -307,6 +316,38 @@ def test_the_lease_must_outlast_a_send() -> None:
     with pytest.raises(ValueError, match="lease_s"):
         NotificationSettings(provider_timeout_s=30, lease_s=60)
     NotificationSettings(provider_timeout_s=30, lease_s=200)
+
+
+@pytest.mark.parametrize("failures", [0, 1, 3, 4])
+async def test_a_send_is_tried_again_after_the_waits_worst_case_counts(
+    failures: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first attempt runs bare, the others after ``backoff_s`` doubling each time (what
+    ``worst_case_s`` adds up); after ``attempts`` transient failures the send fails."""
+    config = ProviderConfig(
+        "http://w", "n", "t", "http://s", "k", "127.0.0.1", 25, "f@x", 10, 4, 0.5
+    )  # fmt: skip
+    providers, tries, waits = Providers(config), list[str](), list[float]()
+
+    async def post(channel: str, to: str, body: str, key: str) -> Accepted:
+        tries.append(key)
+        if len(tries) <= failures:
+            raise TransientFailure(f"{channel}: HTTP 503")
+        return Accepted("wamid.1")
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    monkeypatch.setattr(providers, "_post", post)
+    monkeypatch.setattr(asyncio, "sleep", sleep)
+    if failures < config.attempts:
+        assert await providers.send("whatsapp", "+62", "s", "b", "k") == Accepted("wamid.1")
+    else:
+        with pytest.raises(TransientFailure):
+            await providers.send("whatsapp", "+62", "s", "b", "k")
+    assert tries == ["k"] * min(failures + 1, config.attempts)
+    assert waits == [0.5, 1.0, 2.0][: len(tries) - 1]
+    assert sum(waits) <= config.worst_case_s - config.attempts * config.timeout_s
 
 
 def test_a_mail_keeps_one_message_id_that_fits_the_contract() -> None:
