@@ -9,7 +9,7 @@ import dataclasses
 import json
 import os
 import struct
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -510,12 +510,46 @@ def _clean_headers(record: Any) -> Any:
     return dataclasses.replace(record, headers=headers)
 
 
+class _BatchHeaders(Sequence[dict[str, str]]):
+    """A batch message's ``batch_headers``, decoded (leniently) only if read: nothing on our
+    path reads them (the handler reads ``raw_message`` through :class:`Record`); FastStream
+    reads them only in its OpenTelemetry middleware and its test assertions."""
+
+    def __init__(self, records: tuple[Any, ...]) -> None:
+        self._records = records
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self._records)))]
+        record = self._records[index]
+        return {k: (v or b"").decode("utf-8", "replace") for k, v in record.headers}
+
+
 async def tolerant_parser(message: Any, original: Callable[[Any], Awaitable[Any]]) -> Any:
     """FastStream's parser, minus its crash on a null or non-UTF-8 header value: such a
-    record must still reach the handler, to be answered or dead-lettered, not lost."""
-    if isinstance(message, tuple):
-        return await original(tuple(_clean_headers(r) for r in message))
-    return await original(_clean_headers(message))
+    record must still reach the handler, to be answered or dead-lettered, not lost.
+
+    For a batch, FastStream's parser is given only the first and the last record (the
+    message's headers, correlation id and id come from them; the last without headers),
+    so no other record's headers are decoded, nor copied: the message's body, its
+    ``raw_message`` (the records as aiokafka gave them) and ``batch_headers`` (lazy) are
+    then the whole batch's. This runs for every batch of every consumer."""
+    if not isinstance(message, tuple):
+        return await original(_clean_headers(message))
+    if not message:
+        return await original(message)
+    first, last = message[0], message[-1]
+    ends: tuple[Any, ...] = (_clean_headers(first),)
+    if len(message) > 1:
+        ends += (dataclasses.replace(last, headers=()),)
+    parsed = await original(ends)
+    parsed.body = [r.value or b"" for r in message]
+    parsed.batch_headers = _BatchHeaders(message)
+    parsed.raw_message = message
+    return parsed
 
 
 def records_of(message: KafkaMessage) -> list[Record]:
