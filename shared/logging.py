@@ -12,9 +12,13 @@ import re
 import sys
 import time
 from collections.abc import Callable, MutableMapping
-from typing import IO, Any
+from contextvars import ContextVar
+from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
 import structlog
+
+if TYPE_CHECKING:  # the envelope's module imports the tracing one, which imports this one
+    from shared.envelope import Envelope
 
 # 16 digits (NIK, KK), Indonesian mobile numbers in any of their spellings, e-mail addresses.
 # Each is linear in the text: a match may only start where a run of its characters starts
@@ -34,6 +38,19 @@ MAX_VALUE_CHARS = 4000
 # The same warning or error (logger, message, error type) within this many seconds is
 # counted, not written; the next one written says how many were left out.
 REPEAT_INTERVAL_S = 10.0
+
+
+class Processed(NamedTuple):
+    """The event being processed, as :func:`shared.tracing.processing` sets it."""
+
+    envelope: Envelope
+    participant_id: str | None
+    trace_id: int  # 0: none (an exported span without a valid context)
+    traceparent: str | None  # what the events it causes carry; None while a span is current
+
+
+# The event being processed in this context (one set and one reset per event).
+processed: ContextVar[Processed | None] = ContextVar("processed", default=None)
 
 
 def mask_text(text: str) -> str:
@@ -106,6 +123,25 @@ def _flatten_extra(
     return event_dict
 
 
+def add_event_context(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor (ours and the libraries' lines): the event being processed, if
+    any. What the line itself says is kept, as :func:`structlog.contextvars.merge_contextvars`
+    keeps it over the bound context."""
+    now = processed.get()
+    if now is None:
+        return event_dict
+    envelope, participant_id, trace_id, _traceparent = now
+    setdefault = event_dict.setdefault
+    setdefault("event_id", envelope.id)
+    setdefault("event_type", envelope.type)
+    setdefault("correlation_id", envelope.correlation_id or envelope.id)
+    setdefault("participant_id", participant_id)
+    setdefault("trace_id", format(trace_id, "032x") if trace_id else None)
+    return event_dict
+
+
 def mask_pii(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
@@ -130,6 +166,7 @@ def configure_logging(
     shared: list[Any] = [
         _flatten_extra,
         structlog.contextvars.merge_contextvars,
+        add_event_context,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

@@ -9,25 +9,29 @@ an event only draws a span id in the cause's trace, and the events it causes car
 (the same traceparent a span would have given them, at a fraction of the SDK's cost per
 event).
 
-The same scope binds the event id, type, correlation id, participant id and trace id to every
-log line written while the event is processed.
+The same scope names the event id, type, correlation id, participant id and trace id on every
+log line written while the event is processed. Both are one context variable
+(:data:`shared.logging.processed`), set and reset once per event: the log lines spell it out
+when they are written (most events write none), and without an exporter the traceparent is
+formatted from the cause's, with no span objects at all.
 """
 
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import random
 from collections.abc import Iterator
+from types import TracebackType
 from typing import TYPE_CHECKING
 
-import structlog
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace import SpanKind, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from shared.logging import Processed, processed
 
 if TYPE_CHECKING:  # the envelope asks this module for the current traceparent
     from shared.envelope import Envelope
@@ -35,8 +39,7 @@ if TYPE_CHECKING:  # the envelope asks this module for the current traceparent
 _propagator = TraceContextTextMapPropagator()
 _tracer = trace.get_tracer("jakpreneur")
 _exporting = False  # set by configure_tracing when spans go to a collector
-# Without an exporter: the traceparent of the event being processed, for what it causes.
-_current: contextvars.ContextVar[str | None] = contextvars.ContextVar("traceparent", default=None)
+_SAMPLED = int(TraceFlags.SAMPLED)
 
 
 def configure_tracing(service: str, otlp_endpoint: str = "") -> bool:
@@ -58,49 +61,68 @@ def configure_tracing(service: str, otlp_endpoint: str = "") -> bool:
 
 def current_traceparent() -> str | None:
     """The traceparent of the current span, for the events caused within it."""
-    if (light := _current.get()) is not None:
-        return light
+    now = processed.get()
+    if now is not None and now.traceparent is not None:
+        return now.traceparent
     carrier: dict[str, str] = {}
     _propagator.inject(carrier)
     return carrier.get("traceparent")
 
 
-@contextlib.contextmanager
 def processing(
     envelope: Envelope, topic: str, participant_id: str | None, name: str = "process"
-) -> Iterator[Span]:
-    """The span and log context of processing one event (a child of the event's trace)."""
+) -> contextlib.AbstractContextManager[None]:
+    """The span and log context of processing one event (a child of the event's trace).
+    With an exporter the span is current (``trace.get_current_span()``) within it."""
     if _exporting:
-        with _exported_span(envelope, topic, participant_id, name) as span:
-            yield span
-        return
-    span = _span_id_in_trace(envelope.traceparent)
-    context = span.get_span_context()
-    token = _current.set(
-        f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
-    )
-    try:
-        with _log_context(envelope, participant_id, context.trace_id):
-            yield span
-    finally:
-        _current.reset(token)
-
-
-def _span_id_in_trace(traceparent: str | None) -> Span:
-    """A new span id in ``traceparent``'s trace (a new trace without one), recording nothing.
-    The envelope has checked the traceparent's form (W3C) when it came from the wire."""
+        return _exported_span(envelope, topic, participant_id, name)
+    trace_id, flags = _trace_of(envelope.traceparent)
     span_id = random.getrandbits(64) or 1
-    trace_id, flags = random.getrandbits(128) or 1, int(TraceFlags.SAMPLED)
-    with contextlib.suppress(ValueError):  # not W3C's form (never from the wire): a new trace
-        _version, trace_hex, _parent, flags_hex = (traceparent or "").split("-")
-        trace_id, flags = int(trace_hex, 16) or trace_id, int(flags_hex, 16) & 0xFF
-    return NonRecordingSpan(SpanContext(trace_id, span_id, False, TraceFlags(flags)))
+    return _Processing(
+        Processed(
+            envelope, participant_id, trace_id, f"00-{trace_id:032x}-{span_id:016x}-{flags:02x}"
+        )
+    )
+
+
+class _Processing:
+    """Without an exporter: the event is current (one context variable) while it lasts."""
+
+    __slots__ = ("_now", "_token")
+
+    def __init__(self, now: Processed) -> None:
+        self._now = now
+
+    def __enter__(self) -> None:
+        self._token = processed.set(self._now)
+
+    def __exit__(
+        self,
+        _type: type[BaseException] | None,
+        _value: BaseException | None,
+        _traceback: TracebackType | None,
+    ) -> None:
+        processed.reset(self._token)
+
+
+def _trace_of(traceparent: str | None) -> tuple[int, int]:
+    """The trace id and flags of ``traceparent`` (a new sampled trace without one). The
+    envelope has checked the traceparent's form (W3C) when it came from the wire."""
+    if traceparent:
+        try:
+            _version, trace_hex, _parent, flags_hex = traceparent.split("-")
+            trace_id, flags = int(trace_hex, 16), int(flags_hex, 16) & 0xFF
+        except ValueError:  # not W3C's form (never from the wire): a new trace
+            pass
+        else:
+            return trace_id or random.getrandbits(128) or 1, flags
+    return random.getrandbits(128) or 1, _SAMPLED
 
 
 @contextlib.contextmanager
 def _exported_span(
     envelope: Envelope, topic: str, participant_id: str | None, name: str
-) -> Iterator[Span]:
+) -> Iterator[None]:
     parent = (
         _propagator.extract({"traceparent": envelope.traceparent}) if envelope.traceparent else None
     )
@@ -113,22 +135,13 @@ def _exported_span(
         "jakpreneur.correlation_id": envelope.correlation_id or envelope.id,
         "jakpreneur.participant_id": participant_id or "",
     }
-    with (
-        _tracer.start_as_current_span(
-            f"{topic} {name}", context=parent, kind=SpanKind.CONSUMER, attributes=attributes
-        ) as span,
-        _log_context(envelope, participant_id, span.get_span_context().trace_id),
-    ):
-        yield span
-
-
-def _log_context(
-    envelope: Envelope, participant_id: str | None, trace_id: int
-) -> contextlib.AbstractContextManager[None]:
-    return structlog.contextvars.bound_contextvars(
-        event_id=envelope.id,
-        event_type=envelope.type,
-        correlation_id=envelope.correlation_id or envelope.id,
-        participant_id=participant_id,
-        trace_id=format(trace_id, "032x") if trace_id else None,
-    )
+    with _tracer.start_as_current_span(
+        f"{topic} {name}", context=parent, kind=SpanKind.CONSUMER, attributes=attributes
+    ) as span:
+        # The span is current: what the event causes carries it (current_traceparent).
+        now = Processed(envelope, participant_id, span.get_span_context().trace_id, None)
+        token = processed.set(now)
+        try:
+            yield
+        finally:
+            processed.reset(token)

@@ -2,6 +2,10 @@ import dataclasses
 import io
 import json
 import logging
+import re
+
+import pytest
+from opentelemetry import trace
 
 from shared.envelope import new_envelope
 from shared.logging import _Repeats, configure_logging, get_logger, mask_text
@@ -47,21 +51,119 @@ def test_lines_written_while_an_event_is_processed_carry_its_ids_and_trace() -> 
     configure_tracing("test")
     cause = new_envelope(type="jakpreneur.participant-registered.v1", source="registry")
     log = get_logger("t")
-    with processing(cause, "participant-registered", "p-42") as span:
+    with processing(cause, "participant-registered", "p-42"):
+        traceparent = current_traceparent()
         log.info("deciding")
         caused = cause.caused(type="x.v1", source="coaching", subject="p-42", time=cause.time)
     log.info("after")
     inside, after = (json.loads(line) for line in stream.getvalue().splitlines())
-    trace_id = format(span.get_span_context().trace_id, "032x")
+    assert traceparent is not None
+    _version, trace_id, _span_id, _flags = traceparent.split("-")
     assert inside["event_id"] == cause.id and inside["correlation_id"] == cause.correlation_id
     assert inside["participant_id"] == "p-42" and inside["trace_id"] == trace_id
     assert inside["event_type"] == "jakpreneur.participant-registered.v1"
+    assert re.fullmatch(r"[0-9a-f]{32}", trace_id)
     assert "event_id" not in after and "trace_id" not in after
-    # The event caused inside the span carries the span as its traceparent.
-    span_id = format(span.get_span_context().span_id, "016x")
-    assert caused.traceparent is not None
-    assert caused.traceparent.startswith(f"00-{trace_id}-{span_id}-")
+    # The event caused inside the scope carries its span as its traceparent.
+    assert caused.traceparent == traceparent
     assert caused.headers()["traceparent"] == caused.traceparent
+
+
+EVENT_KEYS = ("event_id", "event_type", "correlation_id", "participant_id", "trace_id")
+
+
+def test_library_lines_nested_scopes_and_a_line_own_keys() -> None:
+    """The event's keys reach the libraries' lines too (the standard library's, through the
+    formatter's pre-chain; FastStream's, with their ``extra``), are masked like any value,
+    yield to a key the line gives itself, follow the inner of two nested scopes and come back
+    to the outer one after it; none are left after."""
+    stream = io.StringIO()
+    configure_logging("test", "DEBUG", stream=stream, json=True)
+    configure_tracing("test")
+    log = get_logger("t")
+    outer = dataclasses.replace(
+        new_envelope(type="jakpreneur.participant-registered.v1", source="registry"),
+        traceparent="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    )
+    inner = dataclasses.replace(  # a correlation id that looks like a NIK is masked too
+        new_envelope(type="jakpreneur.training-enrolled.v1", source="coaching"),
+        correlation_id="3171054512000001",
+    )
+    with processing(outer, "participant-registered", "p-42"):
+        outer_traceparent = current_traceparent()
+        logging.getLogger("some.library").info("Received")
+        log.info("own", participant_id="p-7", trace_id="0" * 32)
+        with processing(inner, "training-enrolled", None, name="send"):
+            inner_traceparent = current_traceparent()
+            log.warning("inner")
+        assert current_traceparent() == outer_traceparent
+        get_logger("jakpreneur.faststream").info("Processed", extra={"message_id": "m-1"})
+    logging.getLogger("some.library").info("idle")
+    log.info("after")
+    library, own, nested, back, idle, after = (
+        json.loads(line) for line in stream.getvalue().splitlines()
+    )
+    assert outer_traceparent is not None and inner_traceparent is not None
+    assert outer_traceparent.split("-")[1] == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert inner_traceparent.split("-")[1] != "4bf92f3577b34da6a3ce929d0e0e4736"
+    expected = {
+        "event_id": outer.id,
+        "event_type": "jakpreneur.participant-registered.v1",
+        "correlation_id": outer.correlation_id,
+        "participant_id": "p-42",
+        "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+    }
+    assert library["logger"] == "some.library" and library["event"] == "Received"
+    assert back["logger"] == "jakpreneur.faststream" and back["message_id"] == "m-1"
+    for line in (library, back):
+        assert {key: line[key] for key in EVENT_KEYS} == expected
+    assert own["participant_id"] == "p-7" and own["trace_id"] == "0" * 32  # the line's own
+    assert own["event_id"] == outer.id
+    assert {key: nested[key] for key in EVENT_KEYS} == {
+        "event_id": inner.id,
+        "event_type": "jakpreneur.training-enrolled.v1",
+        "correlation_id": "[NIK/KK]",
+        "participant_id": None,
+        "trace_id": inner_traceparent.split("-")[1],
+    }
+    for line in (idle, after):
+        assert not set(EVENT_KEYS) & set(line) and line["service"] == "test"
+    assert current_traceparent() is None
+
+
+def test_with_an_exporter_the_span_is_current_and_names_the_lines(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The exporting path: a recording span in the cause's trace is current within the
+    scope (what the event causes carries it), and the log lines name its trace."""
+    stream = io.StringIO()
+    configure_logging("test", "DEBUG", stream=stream, json=True)
+    configure_tracing("test")  # a provider that records (whichever test installed it)
+    monkeypatch.setattr("shared.tracing._exporting", True)
+    trace_id, parent_span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    cause = dataclasses.replace(
+        new_envelope(type="jakpreneur.participant-registered.v1", source="registry"),
+        traceparent=f"00-{trace_id}-{parent_span}-01",
+    )
+    with processing(cause, "participant-registered", "p-42", name="decide"):
+        span = trace.get_current_span()
+        assert span.is_recording()
+        get_logger("t").info("deciding")
+        caused = cause.caused(type="x.v1", source="coaching", subject="p-42", time=cause.time)
+    assert getattr(span, "name", None) == "participant-registered decide"
+    context = span.get_span_context()
+    assert format(context.trace_id, "032x") == trace_id
+    assert caused.traceparent == f"00-{trace_id}-{context.span_id:016x}-01"
+    [line] = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert {key: line[key] for key in EVENT_KEYS} == {
+        "event_id": cause.id,
+        "event_type": "jakpreneur.participant-registered.v1",
+        "correlation_id": cause.correlation_id,
+        "participant_id": "p-42",
+        "trace_id": trace_id,
+    }
+    assert not trace.get_current_span().get_span_context().is_valid
+    assert current_traceparent() is None
 
 
 def test_without_an_exporter_each_hop_is_a_new_span_id_in_its_cause_trace() -> None:
