@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import pytest
 from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.errors import PyMongoError
 
 from shared.batch import Fact, Outcome, decide_batch
 from shared.contracts import Event, Refusal, TrainingEnrolled
 from shared.envelope import Envelope, OutgoingEvent, new_envelope
 from shared.kafka import Record
 from shared.mongo import StateCache
+from shared.retry import is_transient
+from tests.conftest import random_id
 from tests.shared.conftest import Tally, World
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -132,3 +135,41 @@ async def test_a_batch_whose_writes_fail_is_decided_record_by_record(world: Worl
     assert await world.states.get("q2") is None
     [dead] = await world.dlq.wait_for(lambda s: s.headers["dlq_original_offset"] == "11")
     assert dead.headers["dlq_error_type"] == "ValueError"
+
+
+async def test_a_state_two_transactions_both_read_as_absent_is_inserted_once_and_the_loser_retries(
+    world: World,
+) -> None:
+    """A state read as absent is inserted, not upserted: when another transaction inserted it
+    after this one read, this one fails as a conflict (transient: decided again, never
+    dead-lettered), and its retry finds the state and adds to it."""
+    client = world.states.collection.database.client
+    pid = random_id("p-")
+    first, second = client.start_session(), client.start_session()
+    try:
+        await first.start_transaction()
+        await second.start_transaction()
+        mine, theirs = StateCache(world.states, first), StateCache(world.states, second)
+        for cache, cohort in ((mine, "a"), (theirs, "b")):
+            state = await cache.load(pid)
+            assert state.cohorts == []  # both read it as absent
+            state.cohorts.append(cohort)
+            cache.save(state)
+        await mine.flush()
+        await first.commit_transaction()
+        with pytest.raises(PyMongoError) as lost:
+            await theirs.flush()
+            await second.commit_transaction()
+        assert is_transient(lost.value), lost.value
+        await second.abort_transaction()
+        async with await second.start_transaction():
+            again = StateCache(world.states, second)
+            state = await again.load(pid)
+            state.cohorts.append("b")
+            again.save(state)
+            await again.flush()
+    finally:
+        await first.end_session()
+        await second.end_session()
+    stored = await world.states.collection.find_one({"_id": pid})
+    assert stored is not None and stored["cohorts"] == ["a", "b"]
