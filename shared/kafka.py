@@ -161,6 +161,9 @@ def make_broker(settings: ServiceSettings) -> KafkaBroker:
         # A batch's events are handed over together; waiting 5 ms for more sends them in
         # fewer, larger requests (less CPU in the broker and here, 5 ms more per hop).
         linger_ms=5,
+        # Up to 256 KB per partition in one record batch (aiokafka's default is 16 KB: a
+        # batch of 500 events went out as several per partition).
+        max_batch_size=256 * 1024,
         client_id=settings.service_name,
         logger=get_logger("jakpreneur.faststream"),  # through our masked renderer
     )
