@@ -15,6 +15,7 @@ import asyncio
 import hashlib
 import json
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 
@@ -79,8 +80,13 @@ class Providers:
     """aiohttp for the HTTP providers: per request it costs a fraction of httpx's CPU, which
     mattered once notifications were the pipeline's slowest stage (see docs/benchmark.md)."""
 
-    def __init__(self, config: ProviderConfig) -> None:
+    def __init__(
+        self,
+        config: ProviderConfig,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,  # the waits between tries
+    ) -> None:
         self.config = config
+        self._sleep = sleep
         self._http: aiohttp.ClientSession | None = None
 
     @property
@@ -116,8 +122,9 @@ class Providers:
         except TransientFailure:
             if c.attempts == 1:
                 raise
-        await asyncio.sleep(min(BACKOFF_CAP_S, c.backoff_s))
+        await self._sleep(min(BACKOFF_CAP_S, c.backoff_s))
         async for attempt in AsyncRetrying(
+            sleep=self._sleep,
             retry=retry_if_exception_type(TransientFailure),
             stop=stop_after_attempt(c.attempts - 1),
             wait=wait_exponential(multiplier=2 * c.backoff_s, max=BACKOFF_CAP_S),

@@ -6,7 +6,6 @@ that its de-duplication would otherwise hide."""
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -327,7 +326,12 @@ async def test_a_send_is_tried_again_after_the_waits_worst_case_counts(
     config = ProviderConfig(
         "http://w", "n", "t", "http://s", "k", "127.0.0.1", 25, "f@x", 10, 4, 0.5
     )  # fmt: skip
-    providers, tries, waits = Providers(config), list[str](), list[float]()
+    tries, waits = list[str](), list[float]()
+
+    async def sleep(seconds: float) -> None:  # this send's waits only, taken at once
+        waits.append(seconds)
+
+    providers = Providers(config, sleep=sleep)
 
     async def post(channel: str, to: str, body: str, key: str) -> Accepted:
         tries.append(key)
@@ -335,11 +339,7 @@ async def test_a_send_is_tried_again_after_the_waits_worst_case_counts(
             raise TransientFailure(f"{channel}: HTTP 503")
         return Accepted("wamid.1")
 
-    async def sleep(seconds: float) -> None:
-        waits.append(seconds)
-
     monkeypatch.setattr(providers, "_post", post)
-    monkeypatch.setattr(asyncio, "sleep", sleep)
     if failures < config.attempts:
         assert await providers.send("whatsapp", "+62", "s", "b", "k") == Accepted("wamid.1")
     else:
