@@ -223,6 +223,10 @@ def subscribe(
         # waits for every record, so only a shutdown (cancellation) escapes it, and then the
         # batch is redelivered rather than committed (ACK would commit it: silent loss).
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        # A record's ``reply_to`` header is its producer's, not an instruction: FastStream
+        # would publish each batch's result there (for a topic that does not exist, a
+        # timeout that nacks the batch and redelivers it for ever).
+        no_reply=True,
         decoder=raw_body,
         parser=tolerant_parser,
         title=f"{settings.service_name}-inbound",

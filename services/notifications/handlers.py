@@ -217,7 +217,14 @@ async def handle_events(records: list[Record], deps: Deps) -> None:
 
     round_, taken, ready = _Round(deps), list[Document](), dict[str, Document]()
     await retry_transient(accept)
-    causes = {f"{envelope.id}:{_participant(fact)}": envelope for envelope, fact in facts}
+    # The envelopes of the jobs this batch inserted (not of an earlier delivery's job that
+    # the round may claim with the same id: that one keeps the cause it stored).
+    held = {job["_id"] for job in taken}
+    causes = {
+        job_id: envelope
+        for envelope, fact in facts
+        if (job_id := f"{envelope.id}:{_participant(fact)}") in held
+    }
     try:  # the events are accepted: a failing round must not send them to the DLQ
         await dispatch_due(deps, round_, taken, causes=causes, contacts=ready)
     except Exception:

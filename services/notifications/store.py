@@ -142,7 +142,7 @@ class NotificationStore:
             return
         except BulkWriteError as exc:
             errors = exc.details.get("writeErrors", [])
-            if any(error.get("code") != DUPLICATE_KEY for error in errors):
+            if not errors or any(error.get("code") != DUPLICATE_KEY for error in errors):
                 raise
             known = [error["op"]["_id"] for error in errors]
         await self.contacts.bulk_write(
@@ -168,8 +168,8 @@ class NotificationStore:
             await self.jobs.insert_many(jobs, ordered=False)
         except BulkWriteError as exc:
             errors = exc.details.get("writeErrors", [])
-            if any(error.get("code") != DUPLICATE_KEY for error in errors):
-                raise
+            if not errors or any(error.get("code") != DUPLICATE_KEY for error in errors):
+                raise  # not only duplicates (e.g. a write concern error): not for us to judge
             refused = {int(error["index"]) for error in errors}
             return [job for i, job in enumerate(jobs) if i not in refused]
         return jobs

@@ -9,7 +9,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from faststream.kafka.message import KafkaAckableMessage
 from faststream.kafka.parser import AioKafkaBatchParser
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
@@ -119,3 +119,46 @@ async def test_null_and_non_utf8_header_values_reach_the_handler_through_the_sub
     assert first.headers["x-latin1"] == "Kaf\ufffd"
     assert null_id.headers["ce_id"] == ""
     assert bad_type.headers["ce_type"] == "\ufffd("
+
+
+async def test_a_reply_to_header_is_not_answered(
+    world: World, servers: Servers, forger: AIOKafkaProducer
+) -> None:
+    """A producer's ``reply_to`` header is not an instruction: FastStream would publish the
+    handler's result there after each batch (an empty record on any topic the service may
+    write, or, for a topic that does not exist, a timeout that nacks the batch and redelivers
+    it for ever). The records are handled once, committed, and nothing else is written."""
+    settings = world.settings
+    headers = new_envelope(type=TrainingEnrolled.ce_type(), source="test").headers()
+    plain: list[tuple[str, bytes | None]] = [(k, v.encode()) for k, v in headers.items()]
+    sent: list[list[tuple[str, bytes | None]]] = [
+        [*plain, ("reply_to", b"no-such-topic-anywhere")],
+        [*plain, ("reply_to", world.topic.encode())],
+        plain,
+    ]
+    metas = [
+        await send(forger, world.topic, b'{"n": %d}' % i, b"k", record_headers)
+        for i, record_headers in enumerate(sent)
+    ]
+    handled: list[Record] = []
+
+    async def handle_batch(records: list[Record]) -> None:
+        handled.extend(records)
+
+    broker = make_broker(settings)
+    subscribe(broker, settings, [TrainingEnrolled], handle_batch, None, Watchdog(60))
+    await broker.start()
+    try:
+        last = metas[-1]
+        group = settings.consumer_group
+        await wait_committed(servers.admin, group, world.topic, last.partition, last.offset)
+    finally:
+        await broker.stop()
+    assert [r.value for r in handled] == [b'{"n": %d}' % i for i in range(len(sent))]
+    reader = AIOKafkaConsumer(**servers.admin.client_kwargs())
+    await reader.start()
+    try:
+        tp = TopicPartition(world.topic, last.partition)
+        assert (await reader.end_offsets([tp]))[tp] == last.offset + 1  # no reply written
+    finally:
+        await reader.stop()
