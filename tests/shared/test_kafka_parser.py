@@ -5,7 +5,6 @@ would have made of a clean batch."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
@@ -79,7 +78,6 @@ async def test_null_and_non_utf8_header_values_reach_the_handler_through_the_sub
     """The service's one subscriber (``shared.service.subscribe``, with FastStream's
     Prometheus middleware as the services have it) on the real broker: the hostile records,
     the first of them the first of its batch, are handled with the rest and committed."""
-    settings = world.settings
     headers = new_envelope(type=TrainingEnrolled.ce_type(), source="test").headers()
     sent: list[list[tuple[str, bytes | None]]] = [
         [*((k, v.encode()) for k, v in headers.items() if k != "ce_subject"), *HOSTILE],
@@ -87,31 +85,7 @@ async def test_null_and_non_utf8_header_values_reach_the_handler_through_the_sub
         [(k, b"\xc3(" if k == "ce_type" else v.encode()) for k, v in headers.items()],
         [(k, v.encode()) for k, v in headers.items()],
     ]
-    metas = [
-        await send(forger, world.topic, b'{"n": %d}' % i, b"k", record_headers)
-        for i, record_headers in enumerate(sent)
-    ]
-    handled: list[Record] = []
-    all_handled = asyncio.Event()
-
-    async def handle_batch(records: list[Record]) -> None:
-        handled.extend(records)
-        if len(handled) >= len(sent):
-            all_handled.set()
-
-    broker = make_broker(settings)
-    broker.add_middleware(
-        KafkaPrometheusMiddleware(registry=CollectorRegistry(), app_name="parser-test")
-    )
-    subscribe(broker, settings, [TrainingEnrolled], handle_batch, None, Watchdog(60))
-    await broker.start()
-    try:
-        await asyncio.wait_for(all_handled.wait(), 60)
-        last = metas[-1]
-        group = settings.consumer_group
-        await wait_committed(servers.admin, group, world.topic, last.partition, last.offset)
-    finally:
-        await broker.stop()
+    handled = await through_the_subscriber(world, servers, forger, sent)
     assert [r.value for r in handled] == [b'{"n": %d}' % i for i in range(len(sent))]
     first, null_id, bad_type, _ = handled
     assert first.headers["correlation_id"] == "\ufffd\ufffd-corr"
@@ -128,7 +102,6 @@ async def test_a_reply_to_header_is_not_answered(
     handler's result there after each batch (an empty record on any topic the service may
     write, or, for a topic that does not exist, a timeout that nacks the batch and redelivers
     it for ever). The records are handled once, committed, and nothing else is written."""
-    settings = world.settings
     headers = new_envelope(type=TrainingEnrolled.ce_type(), source="test").headers()
     plain: list[tuple[str, bytes | None]] = [(k, v.encode()) for k, v in headers.items()]
     sent: list[list[tuple[str, bytes | None]]] = [
@@ -136,6 +109,28 @@ async def test_a_reply_to_header_is_not_answered(
         [*plain, ("reply_to", world.topic.encode())],
         plain,
     ]
+    handled = await through_the_subscriber(world, servers, forger, sent)
+    assert [r.value for r in handled] == [b'{"n": %d}' % i for i in range(len(sent))]
+    reader = AIOKafkaConsumer(**servers.admin.client_kwargs())
+    await reader.start()
+    try:
+        tp = TopicPartition(world.topic, 0)  # the test world's topics have one partition
+        assert (await reader.end_offsets([tp]))[tp] == handled[-1].offset + 1  # no reply
+    finally:
+        await reader.stop()
+
+
+async def through_the_subscriber(
+    world: World,
+    servers: Servers,
+    forger: AIOKafkaProducer,
+    sent: list[list[tuple[str, bytes | None]]],
+) -> list[Record]:
+    """Records with these headers (values {"n": i}) through the service's one subscriber
+    (``shared.service.subscribe``, with FastStream's Prometheus middleware as the services
+    have it) on the real broker, until the group has committed past the last; what the
+    handler was given."""
+    settings = world.settings
     metas = [
         await send(forger, world.topic, b'{"n": %d}' % i, b"k", record_headers)
         for i, record_headers in enumerate(sent)
@@ -146,6 +141,9 @@ async def test_a_reply_to_header_is_not_answered(
         handled.extend(records)
 
     broker = make_broker(settings)
+    broker.add_middleware(
+        KafkaPrometheusMiddleware(registry=CollectorRegistry(), app_name="parser-test")
+    )
     subscribe(broker, settings, [TrainingEnrolled], handle_batch, None, Watchdog(60))
     await broker.start()
     try:
@@ -154,11 +152,4 @@ async def test_a_reply_to_header_is_not_answered(
         await wait_committed(servers.admin, group, world.topic, last.partition, last.offset)
     finally:
         await broker.stop()
-    assert [r.value for r in handled] == [b'{"n": %d}' % i for i in range(len(sent))]
-    reader = AIOKafkaConsumer(**servers.admin.client_kwargs())
-    await reader.start()
-    try:
-        tp = TopicPartition(world.topic, last.partition)
-        assert (await reader.end_offsets([tp]))[tp] == last.offset + 1  # no reply written
-    finally:
-        await reader.stop()
+    return handled
