@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, Field
 
@@ -45,14 +45,7 @@ Stage = Literal[
     "product-listed",
     "sales-reported-3-months",
 ]
-STAGES: Sequence[Stage] = (
-    "registered",
-    "training-completed",
-    "mentoring-completed",
-    "product-certified",
-    "product-listed",
-    "sales-reported-3-months",
-)
+STAGES: Sequence[Stage] = get_args(Stage)  # in the order the referral lists them
 FINANCING_STAGES_NEEDED = 6  # of 7; the seventh is financing itself
 
 # Business class by annual sales, PP 7/2021: each class with the most annual sales
@@ -169,11 +162,9 @@ def apply_validity(
 def record_certified(
     state: Marketplace, product_id: str, category: str, revision: int, kinds: Sequence[str]
 ) -> None:
-    """Coaching certified the product: its category and valid kinds (:func:`apply_validity`);
-    the stage is passed, whatever came after."""
-    product = state.product(product_id)
-    product.category = category
-    apply_validity(product, revision, kinds, certified=True)
+    """Coaching certified the product: its category and valid kinds (as
+    :func:`record_valid_kinds`); the stage is passed, whatever came after."""
+    record_valid_kinds(state, product_id, category, revision, kinds)
     state.mark("product-certified")
 
 
