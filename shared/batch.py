@@ -11,7 +11,9 @@ others down with it, and MongoDB has no savepoints: the transaction is aborted, 
 before it and those after it are decided again (each part in its own transaction), and it
 goes to the DLQ. A batch whose writes fail (not a record's decision) is decided again record
 by record, so only the record that causes the failure is dead-lettered. Outages and write
-conflicts are not the records' fault: they are waited out and the batch is decided again.
+conflicts are not the records' fault: they are waited out and the batch is decided again. A
+transaction the server aborts (one that outlived ``transactionLifetimeLimitSeconds`` under a
+slow mongod would again, whole) is decided again in halves, in order, down to one record.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from shared.contracts import Event, ParticipantEvent, Refusal
 from shared.envelope import Envelope, OutgoingEvent
 from shared.kafka import Record, dead_letter, readable
 from shared.logging import get_logger
-from shared.mongo import Outbox, claim_many, inbox_key, transact
+from shared.mongo import AbortedByServer, Outbox, claim_many, inbox_key, transact
 from shared.retry import is_transient, retry_transient
 from shared.tracing import processing
 
@@ -143,7 +145,16 @@ async def decide_batch(
     while segments:
         segment = segments.pop(0)
         try:
-            outcome.add(await transact(db.client, functools.partial(work, segment=segment)))
+            decided = functools.partial(work, segment=segment)
+            outcome.add(await transact(db.client, decided, splittable=len(segment) > 1))
+        except AbortedByServer:
+            # Most often the transaction outlived the server's limit (a slow mongod): the
+            # same segment would again, for ever. Its halves are decided in turn, in order.
+            log.warning(
+                "transaction aborted by the server; deciding it in halves", records=len(segment)
+            )
+            half = len(segment) // 2
+            segments[:0] = [segment[:half], segment[half:]]
         except _Refused as refusal:
             refused[refusal.index] = refusal.error
             at = segment.index(refusal.index)

@@ -59,21 +59,44 @@ async def in_transaction(
         return result
 
 
+NO_SUCH_TRANSACTION = 251  # MongoDB's code for a transaction the server has aborted
+
+
+class AbortedByServer(Exception):
+    """The server aborted the transaction under way (``NoSuchTransaction``): most often it
+    outlived ``transactionLifetimeLimitSeconds`` (60 s by default, 10 s locally), which the
+    same work, run again whole, would outlive again. Not transient, so the caller that
+    asked for it (``transact(..., splittable=True)``) can split the work instead."""
+
+
 async def transact(
     client: AsyncMongoClient[Document],
     work: Callable[[AsyncClientSession], Awaitable[T]],
     attempts: int = 10,
+    *,
+    splittable: bool = False,
 ) -> T:
     """Run a decision in a transaction until it commits: outages are waited out, and a race
     lost on a unique key (a concurrent handler claimed the same key first) aborts the
     transaction, so deciding again sees the winner's write. Still losing after ``attempts``
-    is not a race but a bug: the error propagates (and the record goes to the DLQ)."""
+    is not a race but a bug: the error propagates (and the record goes to the DLQ).
+    ``splittable``: a transaction the server aborted raises :class:`AbortedByServer`
+    instead of being run again whole (the caller decides its work in smaller parts)."""
+
+    async def once() -> T:
+        try:
+            return await in_transaction(client, work)
+        except OperationFailure as exc:
+            if splittable and exc.code == NO_SUCH_TRANSACTION:
+                raise AbortedByServer(str(exc)) from exc
+            raise
+
     for _attempt in range(attempts - 1):
         try:
-            return await retry_transient(lambda: in_transaction(client, work))
+            return await retry_transient(once)
         except DuplicateKeyError:
             log.info("lost a race on a unique key; deciding again")
-    return await retry_transient(lambda: in_transaction(client, work))
+    return await retry_transient(once)
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

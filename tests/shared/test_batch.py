@@ -3,15 +3,19 @@ that cannot be applied leaves no trace but its DLQ entry, while the rest of its 
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+
 import pytest
+import pytest_asyncio
 from pymongo.asynchronous.client_session import AsyncClientSession
-from pymongo.errors import PyMongoError
+from pymongo.errors import OperationFailure, PyMongoError
 
 from shared.batch import Fact, Outcome, decide_batch
 from shared.contracts import Event, Refusal, TrainingEnrolled
 from shared.envelope import Envelope, OutgoingEvent, new_envelope
 from shared.kafka import Record
-from shared.mongo import StateCache
+from shared.mongo import NO_SUCH_TRANSACTION, StateCache
 from shared.retry import is_transient
 from tests.conftest import random_id
 from tests.shared.conftest import Tally, World
@@ -173,3 +177,70 @@ async def test_a_state_two_transactions_both_read_as_absent_is_inserted_once_and
         await second.end_session()
     stored = await world.states.collection.find_one({"_id": pid})
     assert stored is not None and stored["cohorts"] == ["a", "b"]
+
+
+LIFETIME = "transactionLifetimeLimitSeconds"
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def short_transaction_lifetime(world: World) -> AsyncIterator[None]:
+    """The server aborts a transaction after one second (its floor) instead of ten."""
+    admin = world.states.collection.database.client.admin
+    was = (await admin.command({"getParameter": 1, LIFETIME: 1}))[LIFETIME]
+    await admin.command({"setParameter": 1, LIFETIME: 1})
+    try:
+        yield
+    finally:
+        await admin.command({"setParameter": 1, LIFETIME: was})
+
+
+async def test_a_batch_whose_transaction_outlives_the_servers_limit_is_decided_in_halves(
+    world: World, short_transaction_lifetime: None
+) -> None:
+    """A transaction that outlives ``transactionLifetimeLimitSeconds`` (a slow mongod, a large
+    batch) is aborted by the server, and would be again if decided whole again: the batch
+    stalled for ever. Here any transaction that decides a second record outlives it; the
+    batch is decided in halves, in order, down to one record each, and every record once."""
+    t, pids = world.topic, [random_id("h-") for _ in range(3)]
+    decided: dict[int, int] = {}  # per transaction (its session): records decided in it
+    aborts = 0
+
+    async def decide(session: AsyncClientSession, states: StateCache[Tally], fact: Fact) -> Outcome:
+        nonlocal aborts
+        event = fact.event
+        assert isinstance(event, TrainingEnrolled)
+        state = await states.load(event.participant_id)
+        state.cohorts.append(event.cohort_id)
+        states.save(state)
+        decided[id(session)] = decided.get(id(session), 0) + 1
+        if decided[id(session)] > 1:  # outlive the limit: wait until the server aborts it
+            side = states.documents.collection.database.side
+            while True:
+                try:
+                    await side.find_one({}, session=session)
+                except OperationFailure as exc:
+                    if exc.code == NO_SUCH_TRANSACTION:
+                        aborts += 1
+                        decided.pop(id(session))
+                        raise
+                    raise
+                await asyncio.sleep(0.05)  # polling the condition, not a fixed wait
+        out = OutgoingEvent.caused_by(
+            fact.envelope, event, topic=world.topic, key=event.participant_id,
+            source="batch-test", subject=event.participant_id, time=fact.envelope.time,
+        )  # fmt: skip
+        return Outcome([out])
+
+    batch = [record(t, 20 + n, pid, f"c{n}") for n, pid in enumerate(pids)]
+    async with asyncio.timeout(60):  # decided whole again and again, it never ends
+        await decide_batch(
+            batch, read=read, begin=lambda session: StateCache(world.states, session),
+            decide=decide, outbox=world.outbox, service="batch-test",
+        )  # fmt: skip
+    assert aborts == 2  # the three together, then the last two together
+    for n, pid in enumerate(pids):
+        assert await world.states.get(pid) == {"_id": pid, "cohorts": [f"c{n}"]}
+    published = await world.published.wait_for(lambda s: s.key.decode() in pids, count=3)
+    assert [s.json()["cohort_id"] for s in published] == ["c0", "c1", "c2"]
+    await world.dlq.caught_up()
+    assert not [s for s in world.dlq.records if s.key and s.key.decode() in pids]
