@@ -51,7 +51,9 @@ docs-ui: npm  ## copy the AsyncAPI renderer the services serve from node_modules
 	cp $(UI)/styles/default.min.css shared/docs_ui/asyncapi-default.min.css
 	cp $(UI)/LICENSE shared/docs_ui/LICENSE
 
-test: infra chromium npm  ## the whole suite on a real Kafka broker and a real mongod
+# What the suite needs, installed side by side (downloads beside the Go builds), then the suite.
+test:  ## the whole suite on a real Kafka broker and a real mongod
+	$(MAKE) --no-print-directory -j4 infra chromium npm deploy-tools
 	$(PY) -m pytest
 
 bench: infra  ## the pipeline under load beside a bare aiokafka baseline (ARGS=--participants N)
@@ -88,7 +90,7 @@ clean:
 COMPOSE := docker compose -f deploy/compose.yaml --env-file deploy/.env
 OVERLAY ?= dev
 
-.PHONY: compose-up compose-down deploy-check k8s-render
+.PHONY: compose-up compose-down deploy-check deploy-tools k8s-render
 
 deploy/.env: deploy/.env.example  ## created once; what a newer example adds is appended
 	$(PYTHON) -m deploy.envfile deploy/.env.example $@
@@ -98,6 +100,9 @@ compose-up: deploy/.env  ## build the image, start Kafka, MongoDB and the servic
 
 compose-down: deploy/.env  ## stop and remove the containers; the data volumes stay
 	$(COMPOSE) down
+
+deploy-tools: $(STAMP)  ## build kustomize and composecheck from the Go module proxy into the cache (once)
+	$(PY) -m tests.deploy.tools build
 
 deploy-check: $(STAMP)  ## offline checks of the Dockerfile, compose file and k8s manifests
 	$(PY) -m pytest tests/deploy -q -p no:cacheprovider

@@ -8,7 +8,8 @@ into the project's cache beside the Kafka jars and mongod (``~/.cache/jakpreneur
   ``deploy/compose.yaml`` with compose-go as ``docker compose config`` does, no engine needed.
 
 ``python -m tests.deploy.tools kustomize DIR`` prints DIR rendered (``make k8s-render``);
-``python -m tests.deploy.tools compose FILE ENV_FILE`` prints the resolved compose project.
+``python -m tests.deploy.tools compose FILE ENV_FILE`` prints the resolved compose project;
+``python -m tests.deploy.tools build`` builds both (``make test`` does, beside its other installs).
 """
 
 from __future__ import annotations
@@ -130,10 +131,13 @@ def main(argv: list[str]) -> int:
         sys.stdout.write(render_text(Path(argv[1])))
     elif len(argv) == 3 and argv[0] == "compose":
         sys.stdout.write(compose_config_text(Path(argv[1]), Path(argv[2])))
+    elif argv == ["build"]:  # both, if not built yet (make test builds them beside the rest)
+        sys.stdout.write(f"{' '.join(kustomize_command())}\n{composecheck()}\n")
     else:
         sys.stderr.write(
             "usage: python -m tests.deploy.tools kustomize DIR\n"
             "       python -m tests.deploy.tools compose COMPOSE_FILE ENV_FILE\n"
+            "       python -m tests.deploy.tools build\n"
         )
         return 2
     return 0
