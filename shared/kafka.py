@@ -162,7 +162,8 @@ def make_broker(settings: ServiceSettings) -> KafkaBroker:
         # fewer, larger requests (less CPU in the broker and here, 5 ms more per hop).
         linger_ms=5,
         # Up to 256 KB per partition in one record batch (aiokafka's default is 16 KB: a
-        # batch of 500 events went out as several per partition).
+        # batch of 500 events went out as several per partition). A topic's
+        # max.message.bytes bounds a whole batch: it must allow 256 KB (docs/benchmark.md).
         max_batch_size=256 * 1024,
         client_id=settings.service_name,
         logger=get_logger("jakpreneur.faststream"),  # through our masked renderer
