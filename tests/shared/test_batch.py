@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 import pytest_asyncio
@@ -46,8 +46,13 @@ def read(rec: Record) -> tuple[Envelope, Event]:
 
 
 async def run(
-    world: World, records: list[Record], unit: type[StateCache[Tally]] = StateCache
+    world: World,
+    records: list[Record],
+    unit: type[StateCache[Tally]] = StateCache,
+    then: Callable[[AsyncClientSession], Awaitable[None]] | None = None,
 ) -> None:
+    """Decide ``records``; ``then`` runs in each record's transaction after its decision."""
+
     async def decide(session: AsyncClientSession, states: StateCache[Tally], fact: Fact) -> Outcome:
         event = fact.event
         assert isinstance(event, TrainingEnrolled)
@@ -61,6 +66,8 @@ async def run(
         if event.cohort_id == "bug":
             raise ZeroDivisionError("a bug")
         states.save(state)
+        if then is not None:
+            await then(session)
         out = OutgoingEvent.caused_by(
             fact.envelope,
             event,
@@ -207,37 +214,21 @@ async def test_a_batch_whose_transaction_outlives_the_servers_limit_is_decided_i
     decided: weakref.WeakKeyDictionary[AsyncClientSession, int] = weakref.WeakKeyDictionary()
     aborts = 0
 
-    async def decide(session: AsyncClientSession, states: StateCache[Tally], fact: Fact) -> Outcome:
+    async def outlive_the_limit_from_the_second(session: AsyncClientSession) -> None:
+        """From a transaction's second record on, wait until the server aborts it."""
         nonlocal aborts
-        event = fact.event
-        assert isinstance(event, TrainingEnrolled)
-        state = await states.load(event.participant_id)
-        state.cohorts.append(event.cohort_id)
-        states.save(state)
         decided[session] = decided.get(session, 0) + 1
-        if decided[session] > 1:  # outlive the limit: wait until the server aborts it
-            side = states.documents.collection.database.side
-            while True:
-                try:
-                    await side.find_one({}, session=session)
-                except OperationFailure as exc:
-                    if exc.code == NO_SUCH_TRANSACTION:
-                        aborts += 1
-                        raise
-                    raise
-                await asyncio.sleep(0.05)  # polling the condition, not a fixed wait
-        out = OutgoingEvent.caused_by(
-            fact.envelope, event, topic=world.topic, key=event.participant_id,
-            source="batch-test", subject=event.participant_id, time=fact.envelope.time,
-        )  # fmt: skip
-        return Outcome([out])
+        while decided[session] > 1:
+            try:
+                await world.states.collection.find_one({}, session=session)
+            except OperationFailure as exc:
+                aborts += exc.code == NO_SUCH_TRANSACTION
+                raise
+            await asyncio.sleep(0.05)  # polling the condition, not a fixed wait
 
     batch = [record(t, 20 + n, pid, f"c{n}") for n, pid in enumerate(pids)]
     async with asyncio.timeout(60):  # decided whole again and again, it never ends
-        await decide_batch(
-            batch, read=read, begin=lambda session: StateCache(world.states, session),
-            decide=decide, outbox=world.outbox, service="batch-test",
-        )  # fmt: skip
+        await run(world, batch, then=outlive_the_limit_from_the_second)
     assert aborts == 2  # the three together, then the last two together
     for n, pid in enumerate(pids):
         assert await world.states.get(pid) == {"_id": pid, "cohorts": [f"c{n}"]}
